@@ -1,0 +1,203 @@
+"""Ground-truth renderer: exact RGB and metric depth for any pose, headless.
+
+moderngl on an EGL context (Mesa's llvmpipe on a CPU machine, the NVIDIA driver
+where there is one). A batch of poses is drawn into tiles of one large
+framebuffer and read back with a single transfer, because on llvmpipe the
+per-read synchronisation, not the rasterisation, dominates small frames.
+
+This is the *world*: it makes training data, first observations and the
+ground-truth pane. It never produces a frame that is shown as generated.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+from engine.camera import Intrinsics, Pose, view_matrix_gl
+from engine.world.geometry import LANDMARK, PAT_PLAIN, Box
+from engine.world.levels import Level
+from engine.world import shaders
+
+FAR = 100.0
+NEAR = 0.05
+_ATLAS_MAX = 2048  # framebuffer side; 16 x 16 tiles at 128 x 128
+
+# Face order: -x, +x, -y, +y, -z, +z (matches Box.poster_face).
+_NORMALS = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.float32)
+# The two in-plane axes (u, v) per face, as indices into xyz, for world-anchored texture coordinates.
+_UV_AXES = [(2, 1), (2, 1), (0, 2), (0, 2), (0, 1), (0, 1)]
+_FLOATS_PER_VERTEX = 24
+
+
+def _face_corners(lo: np.ndarray, hi: np.ndarray, face: int) -> np.ndarray:
+    """Four corners of a box face, counter-clockwise seen from outside."""
+    axis, positive = face // 2, face % 2 == 1
+    u, v = [a for a in range(3) if a != axis]
+    c = hi[axis] if positive else lo[axis]
+    quad = []
+    for du, dv in ((0, 0), (1, 0), (1, 1), (0, 1)):
+        p = np.empty(3)
+        p[axis], p[u], p[v] = c, (lo[u], hi[u])[du], (lo[v], hi[v])[dv]
+        quad.append(p)
+    quad = np.array(quad)
+    n = _NORMALS[face]
+    if np.dot(np.cross(quad[1] - quad[0], quad[2] - quad[0]), n) < 0:
+        quad = quad[::-1].copy()
+    return quad
+
+
+def _poster_uv(quad: np.ndarray, face: int) -> np.ndarray:
+    """uv in [0, 1]: u to the viewer's right, v up, for a picture on a vertical face."""
+    n = _NORMALS[face].astype(np.float64)
+    right = np.cross(-n, np.array([0.0, 1.0, 0.0]))
+    ru, rv = quad @ right, quad[:, 1]
+    return np.stack([(ru - ru.min()) / max(np.ptp(ru), 1e-9), (rv - rv.min()) / max(np.ptp(rv), 1e-9)], axis=1)
+
+
+def build_mesh(level: Level, t: float = 0.0) -> np.ndarray:
+    """Triangle soup (V, 24) float32 for the level's boxes at time t."""
+    lights = {}
+    for r in level.rooms:
+        lights[r.index] = (r.light, (r.center[0], r.height - 0.4, r.center[1]))
+    door_lights = [((0.95, 0.93, 0.88), (0.5 * (d.lo[0] + d.hi[0]), 2.1, 0.5 * (d.lo[1] + d.hi[1]))) for d in level.doors]
+    out = []
+    for box in level.boxes_at(t):
+        lo, hi = np.asarray(box.lo, dtype=np.float64), np.asarray(box.hi, dtype=np.float64)
+        if box.room >= 0:
+            light, lpos = lights[box.room]
+        else:
+            c = 0.5 * (lo + hi)
+            light, lpos = min(door_lights, key=lambda dl: (dl[1][0] - c[0]) ** 2 + (dl[1][2] - c[2]) ** 2)
+        for face in range(6):
+            quad = _face_corners(lo, hi, face)
+            col1, col2, pat = box.color1, box.color2, box.pattern
+            if box.material == LANDMARK:
+                if face == box.poster_face:
+                    uv = _poster_uv(quad, face)
+                else:  # edges of a poster: plain frame
+                    uv = quad[:, list(_UV_AXES[face])]
+                    col1, pat = (0.1, 0.1, 0.1), (float(PAT_PLAIN), 1.0, 0.0, 0.0)
+            else:
+                uv = quad[:, list(_UV_AXES[face])]
+            rows = np.empty((4, _FLOATS_PER_VERTEX), dtype=np.float32)
+            rows[:, 0:3] = quad
+            rows[:, 3:6] = _NORMALS[face]
+            rows[:, 6:8] = uv
+            rows[:, 8:11] = col1
+            rows[:, 11:14] = col2
+            rows[:, 14:18] = pat
+            rows[:, 18:21] = light
+            rows[:, 21:24] = lpos
+            out.append(rows[[0, 1, 2, 0, 2, 3]])
+    return np.concatenate(out, axis=0)
+
+
+class Renderer:
+    """Renders RGB (uint8) and depth (float32 metres along the view axis) for batches of poses."""
+
+    def __init__(self, level: Level, width: int = 128, height: int = 128, fov_deg: float = 70.0,
+                 t: float = 0.0) -> None:
+        import moderngl  # local: only the renderer needs a GL context
+
+        if width < 8 or height < 8:
+            raise ValueError(f"render resolution must be at least 8x8, got {width}x{height}")
+        self.intrinsics = Intrinsics(int(width), int(height), float(fov_deg))
+        try:
+            self.ctx = moderngl.create_standalone_context(backend="egl")
+        except Exception as e:  # noqa: BLE001 - name the missing system packages
+            raise RuntimeError(
+                "could not create a headless OpenGL (EGL) context; install the Debian packages "
+                "libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri (see README): " + str(e)) from e
+        self.prog = self.ctx.program(vertex_shader=shaders.VERTEX, fragment_shader=shaders.FRAGMENT)
+        self.tiles_x = max(1, _ATLAS_MAX // width)
+        self.tiles_y = max(1, _ATLAS_MAX // height)
+        self.max_batch = self.tiles_x * self.tiles_y
+        aw, ah = self.tiles_x * width, self.tiles_y * height
+        self._color = self.ctx.renderbuffer((aw, ah), 4)
+        self._depth_lin = self.ctx.renderbuffer((aw, ah), 1, dtype="f4")
+        self._zbuf = self.ctx.depth_renderbuffer((aw, ah))
+        self.fbo = self.ctx.framebuffer([self._color, self._depth_lin], self._zbuf)
+        self._proj = self.intrinsics.projection_gl(NEAR, FAR).astype("f4")
+        self.vao = None
+        self.vbo = None
+        self.level = None
+        self.set_level(level, t)
+
+    @property
+    def width(self) -> int:
+        return self.intrinsics.width
+
+    @property
+    def height(self) -> int:
+        return self.intrinsics.height
+
+    def set_level(self, level: Level, t: float = 0.0) -> None:
+        """Switch to another level (or another time of the same one)."""
+        mesh = build_mesh(level, t)
+        if self.vbo is not None:
+            self.vao.release()
+            self.vbo.release()
+        self.vbo = self.ctx.buffer(mesh.tobytes())
+        self.vao = self.ctx.vertex_array(self.prog, [(
+            self.vbo, "3f 3f 2f 3f 3f 4f 3f 3f",
+            "in_pos", "in_normal", "in_uv", "in_col1", "in_col2", "in_pat", "in_light", "in_lpos")])
+        self.level = level
+
+    def render(self, poses: Sequence[Pose], t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """RGB (N, H, W, 3) uint8 and depth (N, H, W) float32 for each pose."""
+        import moderngl
+
+        poses = list(poses)
+        n, w, h = len(poses), self.width, self.height
+        rgb = np.empty((n, h, w, 3), dtype=np.uint8)
+        depth = np.empty((n, h, w), dtype=np.float32)
+        self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        self.prog["u_proj"].write(self._proj.T.copy().tobytes())
+        for start in range(0, n, self.max_batch):
+            chunk = poses[start:start + self.max_batch]
+            rows = math.ceil(len(chunk) / self.tiles_x)
+            cols = min(len(chunk), self.tiles_x)
+            self.fbo.use()
+            self.fbo.viewport = (0, 0, cols * w, rows * h)
+            self.fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
+            for k, pose in enumerate(chunk):
+                r, c = divmod(k, self.tiles_x)
+                self.fbo.viewport = (c * w, r * h, w, h)
+                self.prog["u_view"].write(view_matrix_gl(pose).astype("f4").T.copy().tobytes())
+                self.vao.render(moderngl.TRIANGLES)
+            area = (0, 0, cols * w, rows * h)
+            col = np.frombuffer(self.fbo.read(viewport=area, components=3, alignment=1), dtype=np.uint8)
+            dep = np.frombuffer(self.fbo.read(viewport=area, components=1, attachment=1, dtype="f4", alignment=1),
+                                dtype=np.float32)
+            # GL rows run bottom-up: flip each tile vertically, keep the tile order.
+            col = col.reshape(rows, h, cols, w, 3)[:, ::-1].transpose(0, 2, 1, 3, 4).reshape(rows * cols, h, w, 3)
+            dep = dep.reshape(rows, h, cols, w)[:, ::-1].transpose(0, 2, 1, 3).reshape(rows * cols, h, w)
+            rgb[start:start + len(chunk)] = col[:len(chunk)]
+            depth[start:start + len(chunk)] = dep[:len(chunk)]
+        # Nothing drawn (never inside a closed level) reads as "far", not as zero distance.
+        depth[depth <= 0.0] = FAR
+        return rgb, depth
+
+    def render_one(self, pose: Pose, t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        rgb, depth = self.render([pose], t)
+        return rgb[0], depth[0]
+
+    def close(self) -> None:
+        self.ctx.release()
+
+
+def egl_available() -> bool:
+    """True when a headless GL context can be made (used to give a clear error early)."""
+    try:
+        import moderngl
+
+        moderngl.create_standalone_context(backend="egl").release()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+os.environ.setdefault("LP_NUM_THREADS", str(os.cpu_count() or 2))

@@ -1,0 +1,131 @@
+"""GLSL for the ground-truth renderer.
+
+Surfaces are textured procedurally in the fragment shader from world-anchored
+uv coordinates, so patterns stay fixed to the world as the camera moves (a model
+can only learn to remember what is stable) and no texture files are needed.
+Depth is written as linear metres along the viewing axis into a float target.
+"""
+
+VERTEX = """
+#version 330
+uniform mat4 u_view;
+uniform mat4 u_proj;
+in vec3 in_pos;
+in vec3 in_normal;
+in vec2 in_uv;
+in vec3 in_col1;
+in vec3 in_col2;
+in vec4 in_pat;
+in vec3 in_light;
+in vec3 in_lpos;
+out vec3 v_world;
+out vec3 v_normal;
+out vec2 v_uv;
+flat out vec3 v_col1;
+flat out vec3 v_col2;
+flat out vec4 v_pat;
+flat out vec3 v_light;
+flat out vec3 v_lpos;
+out float v_depth;
+void main() {
+    vec4 view = u_view * vec4(in_pos, 1.0);
+    v_depth = -view.z;
+    v_world = in_pos;
+    v_normal = in_normal;
+    v_uv = in_uv;
+    v_col1 = in_col1;
+    v_col2 = in_col2;
+    v_pat = in_pat;
+    v_light = in_light;
+    v_lpos = in_lpos;
+    gl_Position = u_proj * view;
+}
+"""
+
+FRAGMENT = """
+#version 330
+in vec3 v_world;
+in vec3 v_normal;
+in vec2 v_uv;
+flat in vec3 v_col1;
+flat in vec3 v_col2;
+flat in vec4 v_pat;
+flat in vec3 v_light;
+flat in vec3 v_lpos;
+in float v_depth;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out float f_depth;
+
+float hash(vec2 p) { return fract(sin(dot(p, vec2(127.1, 311.7))) * 43758.5453); }
+float noise(vec2 p) {
+    vec2 i = floor(p), f = fract(p);
+    vec2 u = f * f * (3.0 - 2.0 * f);
+    return mix(mix(hash(i), hash(i + vec2(1, 0)), u.x), mix(hash(i + vec2(0, 1)), hash(i + vec2(1, 1)), u.x), u.y);
+}
+vec2 rot(vec2 p, float deg) { float a = radians(deg); return mat2(cos(a), sin(a), -sin(a), cos(a)) * p; }
+float band(float x) { return smoothstep(0.45, 0.55, fract(x)) * (1.0 - smoothstep(0.95, 1.0, fract(x))); }
+
+vec3 albedo() {
+    int id = int(v_pat.x + 0.5);
+    float f = v_pat.y, ang = v_pat.z, ex = v_pat.w;
+    vec2 uv = v_uv;
+    vec3 a = v_col1, b = v_col2;
+    float grain = 0.9 + 0.1 * noise(uv * 9.0);
+    if (id == 0) return a * grain;
+    if (id == 1) {  // planks
+        float row = floor(uv.y * f);
+        float shade = 0.8 + 0.35 * hash(vec2(row, 3.0));
+        float seam = step(0.06, fract(uv.y * f)) * step(0.02, fract(uv.x * 0.35 + hash(vec2(row, 7.0))));
+        return mix(b, a * shade, seam) * (0.92 + 0.08 * noise(vec2(uv.x * 14.0, uv.y * 2.0)));
+    }
+    if (id == 2) {  // tiles
+        vec2 c = floor(uv * f);
+        float chk = mod(c.x + c.y, 2.0);
+        vec2 g = fract(uv * f);
+        float grout = step(0.05, g.x) * step(0.05, g.y);
+        return mix(b * 0.7, mix(a, b, chk), grout) * grain;
+    }
+    if (id == 3) {  // stripes
+        vec2 p = rot(uv, ang);
+        return mix(a, b, band(p.x * f)) * grain;
+    }
+    if (id == 4) {  // brick
+        float row = floor(uv.y * f * 2.0);
+        float x = uv.x * f + 0.5 * mod(row, 2.0);
+        float mortar = step(0.08, fract(uv.y * f * 2.0)) * step(0.05, fract(x));
+        return mix(b * 0.6, a * (0.85 + 0.3 * hash(vec2(floor(x), row))), mortar) * grain;
+    }
+    // Posters: uv spans [0, 1] across the picture; a dark frame around it.
+    if (min(min(uv.x, uv.y), min(1.0 - uv.x, 1.0 - uv.y)) < 0.05) return vec3(0.08);
+    vec2 c = uv - 0.5;
+    if (id == 5) return mix(a, b, band(length(c) * f * 1.5 + ex));
+    if (id == 6) return mix(a, b, band(rot(c, ang).x * f * 1.5));
+    if (id == 7) {
+        vec2 g = fract(rot(c, ang) * f) - 0.5;
+        return mix(a, b, step(length(g), 0.28));
+    }
+    if (id == 8) return mix(a, b, step(length(c - vec2(0.15 * ex - 0.07, 0.0)), 0.3)) * (0.85 + 0.15 * step(0.0, c.y));
+    if (id == 9) {
+        vec2 p = abs(rot(c, ang));
+        return mix(a, b, step(min(p.x, p.y), 0.09) * step(max(p.x, p.y), 0.38));
+    }
+    if (id == 10) {
+        vec2 p = rot(c, ang);
+        float inside = step(-0.3, p.y) * step(abs(p.x) * 1.7 + p.y, 0.3);
+        return mix(a, b, inside);
+    }
+    float k = floor(uv.y * (f * 0.5 + 2.0));
+    return mix(a, b, mod(k, 2.0)) * (0.8 + 0.2 * hash(vec2(k, ex)));
+}
+
+void main() {
+    vec3 n = normalize(v_normal);
+    vec3 to_l = v_lpos - v_world;
+    float d2 = dot(to_l, to_l);
+    float diffuse = max(dot(n, to_l * inversesqrt(d2)), 0.0) / (1.0 + 0.03 * d2);
+    float sky = 0.12 * dot(n, normalize(vec3(0.3, 0.8, 0.5)));
+    vec3 lit = albedo() * v_light * (0.38 + sky + 0.85 * diffuse);
+    f_color = vec4(clamp(lit, 0.0, 1.0), 1.0);
+    f_depth = v_depth;
+}
+"""
