@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -39,26 +39,29 @@ from engine.world.geometry import EVAL_SEED_RANGE
 DATASET_FORMAT = "mirage-dataset/1"
 SHARD_KEYS = ("rgb", "depth", "pose", "c2w", "intrinsics", "scene_seed", "frame_index")
 
-# A person walks ~1.4 m/s and turns ~90 deg/s; at 15 fps that is ~0.09 m and ~6 deg a frame.
+# A person walks ~1.4 m/s and turns 60-180 deg/s; at 15 fps that is ~0.09 m and 4-12 deg a frame.
 # Training walks vary around those so the model sees slow and brisk motion.
 STEP_RANGE = (0.05, 0.16)      # metres per frame
-TURN_RANGE = (3.0, 10.0)       # degrees per frame
+TURN_RANGE = (4.0, 12.0)       # degrees per frame
 PITCH_LIMIT = 20.0             # degrees; people mostly look ahead
 RENDER_BATCH = 64
 
 
 # --------------------------------------------------------------------------- seeds
 
-def check_training_seeds(seeds: Iterable[int], allow_eval_seeds: bool = False) -> list[int]:
-    """The seeds as a list; refuses seeds in EVAL_SEED_RANGE unless explicitly allowed."""
-    seeds = [int(s) for s in seeds]
-    if not seeds:
+def check_training_seeds(seeds: Iterable[int], allow_eval_seeds: bool = False) -> Sequence[int]:
+    """The seeds (a range stays a range); refuses seeds in EVAL_SEED_RANGE unless allowed."""
+    seeds = seeds if isinstance(seeds, range) else [int(s) for s in seeds]
+    if len(seeds) == 0:
         raise ValueError("no scene seeds given")
-    if any(s < 0 for s in seeds):
+    if min(seeds) < 0:
         raise ValueError(f"scene seeds must be non-negative, got {min(seeds)}")
     lo, hi = EVAL_SEED_RANGE
-    bad = [s for s in seeds if lo <= s < hi]
-    if bad and not allow_eval_seeds:
+    if isinstance(seeds, range) and seeds.step == 1:  # cheap for huge ranges
+        bad = range(max(seeds.start, lo), min(seeds.stop, hi))
+    else:
+        bad = [s for s in seeds if lo <= s < hi]
+    if len(bad) and not allow_eval_seeds:
         raise ValueError(
             f"{len(bad)} of the seeds ({bad[0]}{'...' if len(bad) > 1 else ''}) fall in the evaluation "
             f"range {lo}..{hi - 1}. Those worlds are held out so that eval measures worlds the model has "
@@ -87,6 +90,19 @@ def parse_seed_range(text: str) -> range:
 def _heading_yaw(dx: float, dz: float) -> float:
     """Yaw that looks along (dx, dz): yaw 0 looks along -z, positive turns left."""
     return math.degrees(math.atan2(-dx, -dz))
+
+
+def _truncate(points: np.ndarray, max_len: float) -> np.ndarray:
+    """The first `max_len` metres of a polyline (points on a free path stay free)."""
+    out, left = [points[0]], max_len
+    for a, b in zip(points[:-1], points[1:]):
+        seg = float(np.hypot(*(b - a)))
+        if seg >= left:
+            out.append(a + (b - a) * (left / seg) if seg > 0 else b)
+            break
+        out.append(b)
+        left -= seg
+    return np.asarray(out)
 
 
 class _Walker:
@@ -130,56 +146,89 @@ class _Walker:
             if dist < 1e-6:
                 continue
             want = _heading_yaw(d[0], d[1])
-            if abs(wrap_degrees(want - self.yaw)) > 2.0 * self.turn:
+            if abs(wrap_degrees(want - self.yaw)) > 45.0:  # a sharp corner: turn on the spot first
                 self.turn_to(want)
             n = max(1, int(math.ceil(dist / self.step)))
-            start, yaw0 = self.xz.copy(), self.yaw
-            turn = wrap_degrees(want - yaw0)
+            start = self.xz.copy()
             for k in range(1, n + 1):
                 self.xz = start + d * k / n
-                self.yaw = yaw0 + turn * min(1.0, 3.0 * k / n)  # ease into the heading
+                # Ease into the heading, never faster than the turn rate.
+                self.yaw += float(np.clip(wrap_degrees(want - self.yaw), -self.turn, self.turn))
                 self._emit()
 
     def path_to(self, goal) -> np.ndarray | None:
-        path = self.cmap.shortest_path(tuple(self.xz), tuple(goal))
-        if path is None:
+        try:
+            path = self.cmap.shortest_path(tuple(self.xz), tuple(goal))
+        except ValueError:  # unreachable, or an end point not free: do something else instead
             return None
-        pts = np.asarray(path, dtype=np.float64)
-        if pts.ndim != 2 or len(pts) == 0:
-            return None
-        if pts.shape[1] == 3:  # (x, y, z) waypoints
-            pts = pts[:, [0, 2]]
-        return pts
+        pts = np.asarray(path, dtype=np.float64)  # [(x, z), ...] from the current point to the goal
+        return pts if pts.ndim == 2 and len(pts) else None
 
     # Behaviours -------------------------------------------------------------
 
     def look_around(self) -> None:
+        """A full turn, or a sweep and back: either way the first view comes round again."""
         sign = 1.0 if self.rng.random() < 0.5 else -1.0
-        self.turn_by(sign * float(self.rng.choice([180.0, 270.0, 360.0])))
-        if self.rng.random() < 0.5:  # and back the other way over the same views
-            self.turn_by(-sign * float(self.rng.uniform(90.0, 360.0)))
+        if self.rng.random() < 0.5:
+            self.turn_by(sign * 360.0)
+        else:
+            sweep = sign * float(self.rng.uniform(90.0, 270.0))
+            self.turn_by(sweep)
+            self.turn_by(-sweep)
+
+    def nearby_path(self, radius: float) -> np.ndarray | None:
+        """A walk to a random free point at most about `radius` metres away along the path,
+        so that trips last seconds and come back while the start is still fresh."""
+        best, best_len = None, math.inf
+        for _ in range(16):
+            goal = self.cmap.random_free_point(self.rng)
+            if float(np.hypot(goal[0] - self.xz[0], goal[1] - self.xz[1])) > radius:
+                continue
+            path = self.path_to(goal)
+            if path is None:
+                continue
+            length = float(np.linalg.norm(np.diff(np.vstack([self.xz, path]), axis=0), axis=1).sum())
+            if 0.8 <= length <= 1.5 * radius:
+                return path
+            if 0.8 <= length < best_len:
+                best, best_len = path, length
+        return best
+
+    def come_back(self, start: np.ndarray, start_yaw: float) -> None:
+        """Return to `start` and face the way we faced there: the same view, seen again."""
+        back = self.path_to(start)
+        if back is not None:
+            self.follow(back)
+        self.turn_to(start_yaw)
 
     def out_and_back(self) -> None:
-        start = self.xz.copy()
-        path = self.path_to(self.cmap.random_free_point(self.rng))
+        start, yaw = self.xz.copy(), self.yaw
+        path = self.nearby_path(float(self.rng.uniform(1.5, 4.0)))
         if path is None:
             return self.wander()
-        path = path[: max(2, int(self.rng.integers(2, 1 + max(2, len(path)))))]
         self.follow(path)
-        self.turn_by(float(self.rng.choice([-180.0, 180.0])))
-        back = self.path_to(start)
-        if back is not None:
-            self.follow(back)
+        if self.rng.random() < 0.5:
+            self.look_around()
+        else:
+            self.turn_by(float(self.rng.choice([-180.0, 180.0])))
+        self.come_back(start, yaw)
 
     def loop(self) -> None:
-        start = self.xz.copy()
+        start, yaw = self.xz.copy(), self.yaw
         for _ in range(int(self.rng.integers(2, 4))):
-            path = self.path_to(self.cmap.random_free_point(self.rng))
+            path = self.nearby_path(float(self.rng.uniform(1.5, 3.0)))
             if path is not None:
                 self.follow(path)
-        back = self.path_to(start)
-        if back is not None:
-            self.follow(back)
+        self.come_back(start, yaw)
+
+    def travel(self) -> None:
+        """Head towards somewhere anywhere in the level (often another room), up to ~10 m of it:
+        new places to remember, without one trip eating a whole scene's frames."""
+        path = self.path_to(self.cmap.random_free_point(self.rng))
+        if path is not None:
+            self.follow(_truncate(np.vstack([self.xz, path]), float(self.rng.uniform(4.0, 10.0))))
+        else:
+            self.wander()
 
     def wander(self) -> None:
         heading = self.yaw
@@ -187,8 +236,8 @@ class _Walker:
             heading += float(self.rng.normal(0.0, 0.6 * self.turn))
             rad = math.radians(heading)
             delta = np.array([-math.sin(rad), -math.cos(rad)]) * self.step
-            new = np.asarray(self.cmap.move(tuple(self.xz), tuple(delta)), dtype=np.float64)
-            new = new[[0, 2]] if new.shape[0] == 3 else new
+            pos = (float(self.xz[0]), float(self.level.eye_height), float(self.xz[1]))
+            new = np.asarray(self.cmap.move(pos, tuple(delta)), dtype=np.float64)[[0, 2]]
             if float(np.hypot(*(new - self.xz))) < 0.25 * self.step:  # blocked: turn away
                 heading += float(self.rng.choice([-1.0, 1.0])) * float(self.rng.uniform(60.0, 150.0))
             self.xz = new
@@ -196,8 +245,8 @@ class _Walker:
             self._emit()
 
     def run(self, n: int) -> list[Pose]:
-        behaviours = (self.look_around, self.out_and_back, self.loop, self.wander)
-        weights = np.array([0.2, 0.35, 0.25, 0.2])
+        behaviours = (self.look_around, self.out_and_back, self.loop, self.wander, self.travel)
+        weights = np.array([0.2, 0.3, 0.2, 0.15, 0.15])
         guard = 0
         while len(self.poses) < n:
             before = len(self.poses)
@@ -216,7 +265,9 @@ def sample_walk_poses(level, n: int, rng: np.random.Generator | int | None = Non
 
     The walk is continuous (no jumps), stays in free space (CollisionMap) at eye
     height, and mixes turning on the spot, out-and-back trips along shortest paths,
-    loops through random free points that return to their start, and wandering.
+    loops through nearby free points that return to their start (and face the way
+    they started, so the first view is seen again), wandering, and trips across the
+    level to somewhere new.
     """
     from engine.world.collision import CollisionMap
 
@@ -227,7 +278,7 @@ def sample_walk_poses(level, n: int, rng: np.random.Generator | int | None = Non
     spawn = level.spawns[int(rng.integers(len(level.spawns)))]
     start = (float(spawn[0]), float(spawn[2]))
     if not cmap.is_free(*start):
-        start = tuple(cmap.random_free_point(rng))[:2]
+        start = cmap.random_free_point(rng)
     walker = _Walker(level, cmap, rng, start, float(rng.uniform(-180.0, 180.0)))
     return walker.run(int(n))
 
@@ -274,18 +325,21 @@ def render_walk(renderer, level, n: int, rng, depth_dtype=np.float32) -> dict[st
 # --------------------------------------------------------------------------- shards on disk
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over `path`."""
+    """Write through a temporary file in the same folder, then rename over `path`.
+
+    The temporary is opened exclusively with a unique name (not mkstemp, which would
+    leave the file mode 0600 instead of what the umask gives).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -331,7 +385,7 @@ def write_shards(seeds: Iterable[int], frames_per_scene: int, out_dir: str | os.
     from engine.world.levels import generate_level
     from engine.world.renderer import Renderer
 
-    seeds = check_training_seeds(seeds, allow_eval_seeds)
+    seeds = list(check_training_seeds(seeds, allow_eval_seeds))
     if frames_per_scene < 1:
         raise ValueError(f"frames per scene must be >= 1, got {frames_per_scene}")
     if shard_size < 1:
@@ -458,22 +512,18 @@ class OnTheFlySource:
     source in one thread and iterate it in another freely. Yields dicts with the
     shard arrays per clip: rgb (T, H, W, 3) uint8, depth (T, H, W) float32, pose
     (T, 5), c2w (T, 4, 4), intrinsics (3, 3), scene_seed (T,), frame_index (T,).
+
+    It is a plain iterator (no torch needed); to feed several DataLoader workers, give
+    each its own `rng_seed`, or they will all render the same scenes.
     """
 
     def __init__(self, seeds: Sequence[int] | range | tuple[int, int], clip_len: int = 8,
                  resolution: tuple[int, int] = (128, 128), fov: float = 70.0,
                  frames_per_scene: int = 256, clips_per_scene: int = 8, rng_seed: int = 0,
                  allow_eval_seeds: bool = False, max_clips: int | None = None) -> None:
-        if isinstance(seeds, tuple) and len(seeds) == 2 and not isinstance(seeds, range):
+        if isinstance(seeds, tuple) and len(seeds) == 2:
             seeds = range(int(seeds[0]), int(seeds[1]))
-        if not isinstance(seeds, range):
-            seeds = check_training_seeds(seeds, allow_eval_seeds)
-        elif not allow_eval_seeds:
-            lo, hi = EVAL_SEED_RANGE
-            if len(seeds) == 0:
-                raise ValueError("no scene seeds given")
-            if seeds.start < hi and seeds.stop > lo:  # cheap overlap test for huge ranges
-                check_training_seeds([max(seeds.start, lo)], False)
+        seeds = check_training_seeds(seeds, allow_eval_seeds)
         if clip_len < 1 or frames_per_scene < clip_len:
             raise ValueError(f"need 1 <= clip_len <= frames_per_scene, got {clip_len} and {frames_per_scene}")
         self.seeds = seeds

@@ -1,16 +1,17 @@
 """Ground-truth renderer: exact RGB and metric depth for any pose, headless.
 
 moderngl on an EGL context (Mesa's llvmpipe on a CPU machine, the NVIDIA driver
-where there is one). A batch of poses is drawn into tiles of one large
-framebuffer and read back with a single transfer, because on llvmpipe the
-per-read synchronisation, not the rasterisation, dominates small frames.
+where there is one). A batch of poses is drawn into a pool of small framebuffers,
+one per pose, all drawn before any is read: llvmpipe then rasterises them while
+we queue the next, and each view is drawn at the same window origin, so a pose
+renders to identical pixels wherever it sits in a batch (tiles of one large
+framebuffer did not: window offsets changed the rounding at silhouettes).
 
 This is the *world*: it makes training data, first observations and the
 ground-truth pane. It never produces a frame that is shown as generated.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Sequence
 
@@ -23,7 +24,7 @@ from engine.world import shaders
 
 FAR = 100.0
 NEAR = 0.05
-_ATLAS_MAX = 2048  # framebuffer side; 16 x 16 tiles at 128 x 128
+_POOL = 64  # framebuffers drawn before the first read-back
 
 # Face order: -x, +x, -y, +y, -z, +z (matches Box.poster_face).
 _NORMALS = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.float32)
@@ -112,14 +113,12 @@ class Renderer:
                 "could not create a headless OpenGL (EGL) context; install the Debian packages "
                 "libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri (see README): " + str(e)) from e
         self.prog = self.ctx.program(vertex_shader=shaders.VERTEX, fragment_shader=shaders.FRAGMENT)
-        self.tiles_x = max(1, _ATLAS_MAX // width)
-        self.tiles_y = max(1, _ATLAS_MAX // height)
-        self.max_batch = self.tiles_x * self.tiles_y
-        aw, ah = self.tiles_x * width, self.tiles_y * height
-        self._color = self.ctx.renderbuffer((aw, ah), 4)
-        self._depth_lin = self.ctx.renderbuffer((aw, ah), 1, dtype="f4")
-        self._zbuf = self.ctx.depth_renderbuffer((aw, ah))
-        self.fbo = self.ctx.framebuffer([self._color, self._depth_lin], self._zbuf)
+        self.max_batch = _POOL
+        self._fbos = []
+        for _ in range(_POOL):
+            color = self.ctx.renderbuffer((width, height), 4)
+            lin = self.ctx.renderbuffer((width, height), 1, dtype="f4")
+            self._fbos.append(self.ctx.framebuffer([color, lin], self.ctx.depth_renderbuffer((width, height))))
         self._proj = self.intrinsics.projection_gl(NEAR, FAR).astype("f4")
         self.vao = None
         self.vbo = None
@@ -158,25 +157,18 @@ class Renderer:
         self.prog["u_proj"].write(self._proj.T.copy().tobytes())
         for start in range(0, n, self.max_batch):
             chunk = poses[start:start + self.max_batch]
-            rows = math.ceil(len(chunk) / self.tiles_x)
-            cols = min(len(chunk), self.tiles_x)
-            self.fbo.use()
-            self.fbo.viewport = (0, 0, cols * w, rows * h)
-            self.fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
-            for k, pose in enumerate(chunk):
-                r, c = divmod(k, self.tiles_x)
-                self.fbo.viewport = (c * w, r * h, w, h)
+            for fbo, pose in zip(self._fbos, chunk):
+                fbo.use()
+                fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
                 self.prog["u_view"].write(view_matrix_gl(pose).astype("f4").T.copy().tobytes())
                 self.vao.render(moderngl.TRIANGLES)
-            area = (0, 0, cols * w, rows * h)
-            col = np.frombuffer(self.fbo.read(viewport=area, components=3, alignment=1), dtype=np.uint8)
-            dep = np.frombuffer(self.fbo.read(viewport=area, components=1, attachment=1, dtype="f4", alignment=1),
-                                dtype=np.float32)
-            # GL rows run bottom-up: flip each tile vertically, keep the tile order.
-            col = col.reshape(rows, h, cols, w, 3)[:, ::-1].transpose(0, 2, 1, 3, 4).reshape(rows * cols, h, w, 3)
-            dep = dep.reshape(rows, h, cols, w)[:, ::-1].transpose(0, 2, 1, 3).reshape(rows * cols, h, w)
-            rgb[start:start + len(chunk)] = col[:len(chunk)]
-            depth[start:start + len(chunk)] = dep[:len(chunk)]
+            for k, fbo in enumerate(self._fbos[:len(chunk)]):
+                # GL rows run bottom-up: flip to top-first.
+                col = np.frombuffer(fbo.read(components=3, alignment=1), dtype=np.uint8).reshape(h, w, 3)
+                dep = np.frombuffer(fbo.read(components=1, attachment=1, dtype="f4", alignment=1),
+                                    dtype=np.float32).reshape(h, w)
+                rgb[start + k] = col[::-1]
+                depth[start + k] = dep[::-1]
         # Nothing drawn (never inside a closed level) reads as "far", not as zero distance.
         depth[depth <= 0.0] = FAR
         return rgb, depth

@@ -63,59 +63,75 @@ float noise(vec2 p) {
     return mix(mix(hash(i), hash(i + vec2(1, 0)), u.x), mix(hash(i + vec2(0, 1)), hash(i + vec2(1, 1)), u.x), u.y);
 }
 vec2 rot(vec2 p, float deg) { float a = radians(deg); return mat2(cos(a), sin(a), -sin(a), cos(a)) * p; }
-float band(float x) { return smoothstep(0.45, 0.55, fract(x)) * (1.0 - smoothstep(0.95, 1.0, fract(x))); }
+// Antialiased steps: the edge is widened to the pixel footprint (fwidth), so a pattern edge
+// changes colour smoothly instead of flipping a whole pixel on a rounding difference. Frames
+// then do not depend on where in a batch a view is drawn, and alias less.
+float aa_step(float edge, float x) { float w = max(fwidth(x), 1e-5); return smoothstep(edge - w, edge + w, x); }
+float aa_line(float x, float width) {  // 1 on a thin line at integer x, 0 elsewhere
+    float d = abs(fract(x + 0.5) - 0.5);
+    float w = max(fwidth(x), 1e-5);
+    return 1.0 - smoothstep(width - w, width + w, d);
+}
+float band(float x) {  // soft square wave
+    float w = max(fwidth(x), 1e-5) + 0.02;
+    float f = fract(x);
+    return smoothstep(0.5 - w, 0.5 + w, f) * (1.0 - smoothstep(1.0 - w, 1.0, f)) + (1.0 - smoothstep(0.0, w, f)) * 0.0;
+}
 
 vec3 albedo() {
     int id = int(v_pat.x + 0.5);
     float f = v_pat.y, ang = v_pat.z, ex = v_pat.w;
     vec2 uv = v_uv;
     vec3 a = v_col1, b = v_col2;
-    float grain = 0.9 + 0.1 * noise(uv * 9.0);
+    float grain = 0.92 + 0.08 * noise(uv * 6.0);
     if (id == 0) return a * grain;
     if (id == 1) {  // planks
         float row = floor(uv.y * f);
         float shade = 0.8 + 0.35 * hash(vec2(row, 3.0));
-        float seam = step(0.06, fract(uv.y * f)) * step(0.02, fract(uv.x * 0.35 + hash(vec2(row, 7.0))));
-        return mix(b, a * shade, seam) * (0.92 + 0.08 * noise(vec2(uv.x * 14.0, uv.y * 2.0)));
+        float seam = max(aa_line(uv.y * f, 0.04), aa_line(uv.x * 0.35 + hash(vec2(row, 7.0)), 0.015));
+        return mix(a * shade, b, seam) * (0.93 + 0.07 * noise(vec2(uv.x * 10.0, uv.y * 2.0)));
     }
     if (id == 2) {  // tiles
-        vec2 c = floor(uv * f);
-        float chk = mod(c.x + c.y, 2.0);
-        vec2 g = fract(uv * f);
-        float grout = step(0.05, g.x) * step(0.05, g.y);
-        return mix(b * 0.7, mix(a, b, chk), grout) * grain;
+        vec2 g = uv * f;
+        float chk = abs(aa_step(0.5, fract(g.x * 0.5)) - aa_step(0.5, fract(g.y * 0.5)));
+        float grout = max(aa_line(g.x, 0.03), aa_line(g.y, 0.03));
+        return mix(mix(a, b, chk), b * 0.7, grout) * grain;
     }
     if (id == 3) {  // stripes
         vec2 p = rot(uv, ang);
-        return mix(a, b, band(p.x * f)) * grain;
+        return mix(a, b, aa_step(0.5, fract(p.x * f))) * grain;
     }
     if (id == 4) {  // brick
-        float row = floor(uv.y * f * 2.0);
+        float rowf = uv.y * f * 2.0;
+        float row = floor(rowf);
         float x = uv.x * f + 0.5 * mod(row, 2.0);
-        float mortar = step(0.08, fract(uv.y * f * 2.0)) * step(0.05, fract(x));
-        return mix(b * 0.6, a * (0.85 + 0.3 * hash(vec2(floor(x), row))), mortar) * grain;
+        float mortar = max(aa_line(rowf, 0.05), aa_line(x, 0.03));
+        return mix(a * (0.85 + 0.3 * hash(vec2(floor(x), row))), b * 0.6, mortar) * grain;
     }
     // Posters: uv spans [0, 1] across the picture; a dark frame around it.
-    if (min(min(uv.x, uv.y), min(1.0 - uv.x, 1.0 - uv.y)) < 0.05) return vec3(0.08);
+    float edge = min(min(uv.x, uv.y), min(1.0 - uv.x, 1.0 - uv.y));
+    vec3 pic;
     vec2 c = uv - 0.5;
-    if (id == 5) return mix(a, b, band(length(c) * f * 1.5 + ex));
-    if (id == 6) return mix(a, b, band(rot(c, ang).x * f * 1.5));
-    if (id == 7) {
+    if (id == 5) pic = mix(a, b, aa_step(0.5, fract(length(c) * f * 1.5 + ex)));
+    else if (id == 6) pic = mix(a, b, aa_step(0.5, fract(rot(c, ang).x * f * 1.5)));
+    else if (id == 7) {
         vec2 g = fract(rot(c, ang) * f) - 0.5;
-        return mix(a, b, step(length(g), 0.28));
+        pic = mix(a, b, 1.0 - aa_step(0.28, length(g)));
     }
-    if (id == 8) return mix(a, b, step(length(c - vec2(0.15 * ex - 0.07, 0.0)), 0.3)) * (0.85 + 0.15 * step(0.0, c.y));
-    if (id == 9) {
+    else if (id == 8) pic = mix(a, b, 1.0 - aa_step(0.3, length(c - vec2(0.15 * ex - 0.07, 0.0)))) * (0.85 + 0.15 * aa_step(0.0, c.y));
+    else if (id == 9) {
         vec2 p = abs(rot(c, ang));
-        return mix(a, b, step(min(p.x, p.y), 0.09) * step(max(p.x, p.y), 0.38));
+        pic = mix(a, b, (1.0 - aa_step(0.09, min(p.x, p.y))) * (1.0 - aa_step(0.38, max(p.x, p.y))));
     }
-    if (id == 10) {
+    else if (id == 10) {
         vec2 p = rot(c, ang);
-        float inside = step(-0.3, p.y) * step(abs(p.x) * 1.7 + p.y, 0.3);
-        return mix(a, b, inside);
+        pic = mix(a, b, aa_step(-0.3, p.y) * (1.0 - aa_step(0.3, abs(p.x) * 1.7 + p.y)));
     }
-    float k = floor(uv.y * (f * 0.5 + 2.0));
-    return mix(a, b, mod(k, 2.0)) * (0.8 + 0.2 * hash(vec2(k, ex)));
+    else {
+        float k = floor(uv.y * (f * 0.5 + 2.0));
+        pic = mix(a, b, mod(k, 2.0)) * (0.8 + 0.2 * hash(vec2(k, ex)));
+    }
+    return mix(vec3(0.08), pic, aa_step(0.05, edge));
 }
 
 void main() {

@@ -1,0 +1,116 @@
+"""Frame <-> latent grid autoencoder whose decoder also predicts metric depth.
+
+Convolutions run only at 1/unshuffle and 1/(2*unshuffle) resolution: PixelUnshuffle
+folds 4x4 pixel blocks into channels first, because full-resolution convs with
+few channels are slow on a CPU. The decoder's depth is the model's own geometry:
+generated frames can be written into memory without an external estimator.
+Imports only torch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engine.model.config import AutoencoderConfig
+
+MIN_DEPTH = 0.05
+
+
+class ResBlock(nn.Module):
+    """conv-SiLU-conv with a residual; no normalisation (cheap on CPU, fine at this size)."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
+        nn.init.zeros_(self.c2.weight)
+        nn.init.zeros_(self.c2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.c2(F.silu(self.c1(F.silu(x))))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: AutoencoderConfig) -> None:
+        super().__init__()
+        u = cfg.unshuffle
+        self.net = nn.Sequential(
+            nn.PixelUnshuffle(u),
+            nn.Conv2d(3 * u * u, cfg.width, 3, padding=1),
+            *[ResBlock(cfg.width) for _ in range(cfg.blocks)],
+            nn.Conv2d(cfg.width, cfg.width_low, 4, stride=2, padding=1),
+            *[ResBlock(cfg.width_low) for _ in range(cfg.blocks)],
+            nn.SiLU(),
+            nn.Conv2d(cfg.width_low, cfg.latent_channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) in [-1, 1] -> (B, C, h, w)
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: AutoencoderConfig) -> None:
+        super().__init__()
+        u = cfg.unshuffle
+        self.net = nn.Sequential(
+            nn.Conv2d(cfg.latent_channels, cfg.width_low, 3, padding=1),
+            *[ResBlock(cfg.width_low) for _ in range(cfg.blocks)],
+            nn.SiLU(),
+            nn.Conv2d(cfg.width_low, cfg.width * 4, 3, padding=1),
+            nn.PixelShuffle(2),
+            *[ResBlock(cfg.width) for _ in range(cfg.blocks + 1)],
+            nn.SiLU(),
+            nn.Conv2d(cfg.width, 4 * u * u, 3, padding=1),
+            nn.PixelShuffle(u),
+        )
+        self.log_max = math.log(cfg.max_depth)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W)."""
+        out = self.net(z)
+        return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
+
+
+class Autoencoder(nn.Module):
+    def __init__(self, cfg: AutoencoderConfig) -> None:
+        super().__init__()
+        assert cfg.image_size % (2 * cfg.unshuffle) == 0, "image_size must divide by 2 * unshuffle"
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def encode(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.encoder(rgb)
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent -> (rgb in [-1, 1] clamped, depth in metres)."""
+        rgb, logd = self.decoder(z)
+        return rgb.clamp(-1.0, 1.0), logd.exp()
+
+
+def cell_depth(depth: torch.Tensor, cells: int) -> torch.Tensor:
+    """Depth at the centre of each latent cell: (B, 1, H, W) -> (B, 1, cells, cells).
+
+    The centre 2x2 pixels are averaged instead of the whole cell so that cells on
+    an object edge take one surface's depth, not a floating mix of both.
+    """
+    b, _, h, w = depth.shape
+    k = h // cells
+    assert h == w and h % cells == 0, f"depth map {h}x{w} does not tile into {cells} cells"
+    blocks = depth.reshape(b, 1, cells, k, cells, k)
+    c0 = k // 2 - 1 if k >= 2 else 0
+    c1 = c0 + min(2, k)
+    return blocks[:, :, :, c0:c1, :, c0:c1].mean(dim=(3, 5))
+
+
+def to_model_image(rgb_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]: the one place images are normalised."""
+    return rgb_uint8.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def to_uint8_image(x: torch.Tensor) -> torch.Tensor:
+    """float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3)."""
+    return x.clamp(-1, 1).add(1.0).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1)

@@ -1,0 +1,83 @@
+"""Model configuration saved beside the weights.
+
+Inference rebuilds every network from this JSON alone (nanoGPT-style), so a
+checkpoint never depends on the training command that made it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class AutoencoderConfig:
+    image_size: int = 128          # square frames, divisible by 8 * unshuffle
+    unshuffle: int = 4             # PixelUnshuffle factor before the first conv
+    width: int = 96                # channels at image_size / unshuffle
+    width_low: int = 128           # channels at the latent grid
+    blocks: int = 2                # residual blocks per level
+    latent_channels: int = 16
+    max_depth: float = 30.0        # metres; depth is predicted in log space up to this
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // (self.unshuffle * 2)
+
+
+@dataclass
+class GeneratorConfig:
+    width: int = 128
+    blocks: int = 4                # residual blocks at the latent grid
+    mid_blocks: int = 2            # residual blocks at half the latent grid
+    time_dim: int = 64
+    context_noise: float = 0.1     # std of noise added to the previous latent while training
+
+
+@dataclass
+class ModelConfig:
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    fov_deg: float = 70.0
+    latent_scale: float = 1.0      # latents are divided by this before the generator sees them
+    latent_shift: float = 0.0
+    default_steps: int = 4
+    memory_capacity: int = 65536
+    voxel_size: float = 0.08
+    version: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "ModelConfig":
+        def build(cls, data):
+            known = {f.name for f in fields(cls)}
+            unknown = set(data) - known
+            if unknown:
+                raise ValueError(f"model config: unknown keys for {cls.__name__}: {sorted(unknown)}")
+            return cls(**data)
+
+        d = dict(d)
+        ae = build(AutoencoderConfig, d.pop("autoencoder", {}))
+        gen = build(GeneratorConfig, d.pop("generator", {}))
+        return build(ModelConfig, {**d, "autoencoder": ae, "generator": gen})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @staticmethod
+    def load(path: str | Path) -> "ModelConfig":
+        try:
+            return ModelConfig.from_dict(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def tiny_config() -> ModelConfig:
+    """A very small configuration for tests: trains for a few steps in seconds."""
+    return ModelConfig(
+        autoencoder=AutoencoderConfig(image_size=64, width=24, width_low=32, blocks=1, latent_channels=8),
+        generator=GeneratorConfig(width=32, blocks=1, mid_blocks=1, time_dim=16),
+        memory_capacity=4096,
+    )

@@ -1,0 +1,90 @@
+"""The world model as shipped: autoencoder + generator + the config they were built from.
+
+Weights live as safetensors beside `config.json` (never pickle); `load()` rebuilds
+the networks from the config alone. Latents seen by the generator and stored in
+memory are normalised: (z - latent_shift) / latent_scale.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from engine.model.autoencoder import Autoencoder, cell_depth
+from engine.model.config import ModelConfig
+from engine.model.generator import Generator
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "default"
+
+
+class ModelFileError(ValueError):
+    """A model directory that cannot be loaded; the message names the file and the problem."""
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.ae = Autoencoder(cfg.autoencoder)
+        self.gen = Generator(cfg.generator, cfg.autoencoder.latent_channels)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.cfg.autoencoder.latent_channels
+
+    @property
+    def cells(self) -> int:
+        return self.cfg.autoencoder.latent_size
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.autoencoder.image_size
+
+    def encode(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb (B, 3, H, W) in [-1, 1] -> normalised latent (B, C, S, S)."""
+        return (self.ae.encode(rgb) - self.cfg.latent_shift) / self.cfg.latent_scale
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised latent -> rgb (B, 3, H, W) in [-1, 1], depth (B, 1, H, W), cell depth (B, 1, S, S)."""
+        rgb, depth = self.ae.decode(z * self.cfg.latent_scale + self.cfg.latent_shift)
+        return rgb, depth, cell_depth(depth, self.cells)
+
+    def save(self, out_dir: str | Path, metadata: dict | None = None) -> None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {k: str(v) for k, v in (metadata or {}).items()}
+        for name, mod in (("autoencoder", self.ae), ("generator", self.gen)):
+            tmp = out / f"{name}.safetensors.tmp"
+            save_file({k: v.detach().contiguous().cpu() for k, v in mod.state_dict().items()}, str(tmp), metadata=meta)
+            tmp.replace(out / f"{name}.safetensors")
+        tmp = out / "config.json.tmp"
+        tmp.write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        tmp.replace(out / "config.json")
+
+    @staticmethod
+    def load(model_dir: str | Path | None = None, device: str | torch.device = "cpu") -> "WorldModel":
+        d = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+        cfg_path = d / "config.json"
+        if not cfg_path.is_file():
+            raise ModelFileError(f"{cfg_path}: model config not found (is {d} a model directory?)")
+        try:
+            cfg = ModelConfig.load(cfg_path)
+        except (ValueError, TypeError) as e:
+            raise ModelFileError(f"{cfg_path}: {e}") from None
+        model = WorldModel(cfg)
+        for name, mod in (("autoencoder", model.ae), ("generator", model.gen)):
+            path = d / f"{name}.safetensors"
+            if not path.is_file():
+                raise ModelFileError(f"{path}: weights file not found")
+            try:
+                state = load_file(str(path))
+            except Exception as e:  # noqa: BLE001 - safetensors raises several types
+                raise ModelFileError(f"{path}: not a readable safetensors file ({e})") from None
+            missing, unexpected = mod.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise ModelFileError(f"{path}: weights do not match config.json "
+                                     f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return model.to(device).eval()

@@ -1,0 +1,149 @@
+"""WorldSession: the one seam through which the GUI, export, eval and bench drive the model.
+
+    session = WorldSession(model, memory=True, capacity=65536, steps=4, seed=0)
+    session.reset()
+    session.observe(rgb, pose, depth)      # a real observation: encoded and written to memory
+    result = session.step(pose)             # a generated frame for the next pose
+
+It never calls the ground-truth renderer: observations come from the caller.
+Deterministic for a fixed seed (one torch.Generator drives every sample).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine import projection
+from engine.camera import Pose
+from engine.memory import LatentMemory
+from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
+from engine.model.generator import build_cond
+from engine.model.sampler import sample
+from engine.model.world_model import WorldModel
+
+
+@dataclass
+class StepResult:
+    frame: np.ndarray                 # (H, W, 3) uint8
+    depth: np.ndarray                 # (H, W) float32 metres, the model's own prediction
+    pose: Pose
+    index: int                        # frame index since reset
+    observed: bool                    # True for observe(), False for generated frames
+    timings: dict[str, float] = field(default_factory=dict)   # milliseconds per stage and total
+    memory: dict = field(default_factory=dict)                # memory stats after this frame
+    coverage: float = 0.0             # fraction of latent cells the memory canvas covered
+
+
+def _c2w(pose: Pose, device) -> torch.Tensor:
+    return torch.as_tensor(pose.c2w(), dtype=torch.float32, device=device)
+
+
+class WorldSession:
+    def __init__(self, model: WorldModel | str | Path | None = None, memory: bool = True,
+                 capacity: int | None = None, steps: int | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
+        self.model = model if isinstance(model, WorldModel) else WorldModel.load(model, device)
+        self.device = next(self.model.parameters()).device
+        cfg = self.model.cfg
+        self.memory_enabled = bool(memory)
+        self.steps = int(cfg.default_steps if steps is None else steps)
+        if self.steps < 1:
+            raise ValueError(f"sampling steps must be at least 1, got {self.steps}")
+        self.seed = int(seed)
+        self.memory = LatentMemory(self.model.latent_channels, int(capacity or cfg.memory_capacity), cfg.voxel_size,
+                                   self.model.cells, cfg.fov_deg, self.device)
+        self.reset()
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    @property
+    def fov_deg(self) -> float:
+        return self.model.cfg.fov_deg
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.seed = int(seed)
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.memory.reset()
+        self.index = 0
+        self._prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # latent, cell depth, c2w
+
+    def set_memory(self, enabled: bool) -> None:
+        """Switch memory on or off mid-walk; what is stored stays (off = not read, not written)."""
+        self.memory_enabled = bool(enabled)
+
+    def _check_frame(self, rgb: np.ndarray) -> None:
+        s = self.image_size
+        if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.shape == (s, s, 3)):
+            got = f"{getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}"
+            raise ValueError(f"observation must be uint8 of shape ({s}, {s}, 3) for this model, got {got}")
+
+    @torch.no_grad()
+    def observe(self, rgb: np.ndarray, pose: Pose, depth: np.ndarray | None = None) -> StepResult:
+        """Encode a real frame, write it to memory as observed, and make it the context."""
+        self._check_frame(rgb)
+        t0 = time.perf_counter()
+        x = to_model_image(torch.from_numpy(rgb)[None]).to(self.device)
+        z = self.model.encode(x)
+        rec, pred_depth, pred_cells = self.model.decode(z)
+        if depth is not None:
+            d = torch.from_numpy(np.asarray(depth, dtype=np.float32))[None, None].to(self.device)
+            cells = cell_depth(d, self.model.cells)
+        else:
+            cells = pred_cells
+        t1 = time.perf_counter()
+        c2w = _c2w(pose, self.device)
+        if self.memory_enabled:
+            self.memory.write(z[0], cells[0, 0], c2w, self.index, float(self.index), observed=True)
+        t2 = time.perf_counter()
+        self._prev = (z, cells, c2w)
+        res = StepResult(to_uint8_image(rec)[0].cpu().numpy(), pred_depth[0, 0].cpu().numpy(), pose, self.index,
+                         True, {"encode": 1e3 * (t1 - t0), "memory_write": 1e3 * (t2 - t1), "total": 1e3 * (t2 - t0)},
+                         self.memory.stats().as_dict())
+        self.index += 1
+        return res
+
+    @torch.no_grad()
+    def step(self, pose: Pose) -> StepResult:
+        """Generate the frame seen from `pose`, then remember it."""
+        if self._prev is None:
+            raise RuntimeError("WorldSession.step() before any observe(): give the session a first real frame")
+        m, s, c = self.model, self.model.cells, self.model.latent_channels
+        fov = m.cfg.fov_deg
+        prev_z, prev_cells, prev_c2w = self._prev
+        c2w = _c2w(pose, self.device)
+        t0 = time.perf_counter()
+        if self.memory_enabled and len(self.memory):
+            canvas, mask, mdepth = self.memory.read(c2w)
+            canvas, mask, mdepth = canvas[None], mask[None], mdepth[None]
+        else:
+            canvas = torch.zeros(1, c, s, s, device=self.device)
+            mask = torch.zeros(1, 1, s, s, device=self.device)
+            mdepth = torch.zeros_like(mask)
+        t1 = time.perf_counter()
+        pts = projection.lift(prev_cells[:, 0], prev_c2w[None], fov)
+        feats = prev_z.flatten(2).transpose(1, 2)
+        warp, wmask, _ = projection.splat(pts, feats, torch.ones(pts.shape[:2], dtype=torch.bool, device=self.device),
+                                          c2w[None], s, fov)
+        rays = projection.plucker(c2w[None], prev_c2w[None], s, fov)
+        cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
+        z = sample(lambda x, t: m.gen(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device)
+        t2 = time.perf_counter()
+        rgb, depth, cells = m.decode(z)
+        t3 = time.perf_counter()
+        if self.memory_enabled:
+            self.memory.write(z[0], cells[0, 0], c2w, self.index, float(self.index), observed=False)
+        t4 = time.perf_counter()
+        self._prev = (z, cells, c2w)
+        timings = {"memory_read": 1e3 * (t1 - t0), "generator": 1e3 * (t2 - t1), "decode": 1e3 * (t3 - t2),
+                   "memory_write": 1e3 * (t4 - t3), "total": 1e3 * (t4 - t0)}
+        res = StepResult(to_uint8_image(rgb)[0].cpu().numpy(), depth[0, 0].cpu().numpy(), pose, self.index, False,
+                         timings, self.memory.stats().as_dict(), float(mask.mean()))
+        self.index += 1
+        return res

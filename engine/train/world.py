@@ -1,0 +1,133 @@
+"""`mirage train world`: the pose-conditioned generator on top of a frozen autoencoder.
+
+Flow matching with x0 prediction (engine/model/sampler.py) on walks that revisit
+places (engine/train/world_data.py). Resumable: the encoded walks are cached as
+safetensors in the run directory, the generator and optimizer are checkpointed.
+At the end the whole model (config + autoencoder + generator) is written to
+`<out>/model`, the directory every command can load with `--model`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.model.config import ModelConfig
+from engine.model.sampler import noisy, sample_train_t
+from engine.model.world_model import WorldModel
+from engine.train import dist
+from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint
+from engine.train.world_data import Walk, WalkSampler, build_walks, latent_stats
+
+
+@dataclass
+class WorldTrainArgs:
+    autoencoder: str                # run dir or model dir holding autoencoder.safetensors + config.json
+    out: str
+    steps: int = 6000
+    batch: int = 32
+    lr: float = 5e-4
+    seeds: tuple[int, int] = (100_000, 100_064)   # one walk of each kind per seed
+    save_every: int = 200
+    device: str = "auto"
+    seed: int = 0
+    time_limit_s: float = 0.0
+
+
+def _save_walks(path: Path, walks: list[Walk]) -> None:
+    t = {}
+    for i, w in enumerate(walks):
+        t[f"{i}.z"], t[f"{i}.depth"], t[f"{i}.c2w"] = w.z, w.depth, w.c2w
+        t[f"{i}.fwd"], t[f"{i}.pos"] = torch.from_numpy(w.fwd).float(), torch.from_numpy(w.pos).float()
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in t.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def _load_walks(path: Path) -> list[Walk]:
+    t = load_file(str(path))
+    n = len({k.split(".")[0] for k in t})
+    return [Walk(t[f"{i}.z"], t[f"{i}.depth"], t[f"{i}.c2w"], t[f"{i}.fwd"].double().numpy(),
+                 t[f"{i}.pos"].double().numpy()) for i in range(n)]
+
+
+def load_autoencoder_into(model: WorldModel, src: Path) -> None:
+    path = src / "autoencoder.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no autoencoder weights (train one with `mirage train autoencoder`)")
+    model.ae.load_state_dict(load_file(str(path)))
+
+
+def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
+    from tqdm import tqdm
+
+    info = dist.setup(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = Path(args.autoencoder)
+    cfg = ModelConfig.load(out / "config.json") if (out / "config.json").exists() else ModelConfig.load(src / "config.json")
+    model = WorldModel(cfg)
+    load_autoencoder_into(model, src)
+    model.to(info.device)
+    model.ae.eval().requires_grad_(False)
+    cache = out / "walks.safetensors"
+    if cache.exists():
+        walks = _load_walks(cache)
+    else:
+        seeds = list(range(*args.seeds))
+        walks = build_walks(model, seeds, cfg.fov_deg, info.device, progress and info.main)
+        cfg.latent_shift, cfg.latent_scale = latent_stats(walks)
+        if info.main:
+            _save_walks(cache, walks)
+            cfg.save(out / "config.json")
+    model.cfg = cfg
+    torch.manual_seed(args.seed + info.rank)
+    rng = np.random.default_rng(args.seed + 1000 * info.rank)
+    sampler = WalkSampler(walks, model.cells, cfg.fov_deg, cfg.latent_shift, cfg.latent_scale, rng,
+                          context_noise=cfg.generator.context_noise)
+    gen = dist.wrap(model.gen, info)
+    opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
+    start = 0
+    if (out / "state.json").exists():
+        start = load_checkpoint(out, {"generator": model.gen}, opt)["step"]
+    log = LossLog(out / "world_loss.csv", ["step", "loss", "loss_covered", "loss_uncovered", "sec"]) if info.main else None
+    t0 = time.time()
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=not (progress and info.main),
+               desc="world model")
+    c = model.latent_channels
+    for step in bar:
+        lr = args.lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x0, cond = sampler.batch(args.batch, info.device)
+        t = sample_train_t(len(x0), info.device)
+        noise = torch.randn_like(x0)
+        pred = gen(noisy(x0, t, noise), t, cond)
+        err = (pred - x0).pow(2).mean(dim=1, keepdim=True)
+        loss = err.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.gen.parameters(), 1.0)
+        opt.step()
+        if info.main and step % 20 == 0:
+            mask = cond[:, 3 * c + 1:3 * c + 2]
+            cov = (err * mask).sum() / mask.sum().clamp(min=1)
+            unc = (err * (1 - mask)).sum() / (1 - mask).sum().clamp(min=1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            log.append({"step": step, "loss": loss.item(), "loss_covered": cov.item(), "loss_uncovered": unc.item(),
+                        "sec": time.time() - t0})
+        done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 > args.time_limit_s)
+        if info.main and ((step + 1) % args.save_every == 0 or done):
+            save_checkpoint(out, {"generator": model.gen}, opt, step + 1, {"wall_s": time.time() - t0})
+            model.save(out / "model", {"step": step + 1})
+            log.plot()
+        if done:
+            break
+    dist.barrier(info)
+    dist.cleanup(info)
+    return out / "model"

@@ -1,0 +1,152 @@
+"""Training examples for the generator: walks that revisit places, encoded once.
+
+Each training world contributes one walk of every trajectory kind (turn-arounds,
+retraces, out-and-back loops, explore walks with returns), so the model sees
+what memory is for: places seen before, from the same or new positions. Frames
+are rendered on the machine that trains and encoded by the frozen autoencoder;
+latents (fp16), latent-cell depth and poses stay in RAM, the pixels are dropped.
+
+A batch element is a target frame T of one walk with:
+  - the previous frame T-1 (its latent noised, as in GameNGen/DIAMOND, so long
+    rollouts don't drift on their own errors),
+  - a memory canvas splatted from a subset of earlier frames chosen mostly among
+    those looking at the same place (dropped entirely 20% of the time, so
+    memory off is a mode of the same model).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine import projection
+from engine.model.autoencoder import cell_depth, to_model_image
+from engine.model.generator import build_cond
+from engine.model.world_model import WorldModel
+from engine.trajectory import make_trajectory
+from engine.world.geometry import TRAIN_SEED_LIMIT
+from engine.world.levels import generate_level
+
+KINDS_FRAMES = (("turnaround", None), ("retrace", None), ("out-and-back", None), ("explore", 300))
+
+
+@dataclass
+class Walk:
+    z: torch.Tensor       # (L, C, S, S) float16 raw (unnormalised) latents
+    depth: torch.Tensor   # (L, S, S) float32 latent-cell depth in metres
+    c2w: torch.Tensor     # (L, 4, 4) float32
+    fwd: np.ndarray       # (L, 3) forward vectors, for choosing relevant memory frames
+    pos: np.ndarray       # (L, 3)
+
+
+@torch.no_grad()
+def build_walks(model: WorldModel, seeds: list[int], fov_deg: float, device, progress: bool = True,
+                encode_batch: int = 64) -> list[Walk]:
+    """Render and encode one walk of each kind per training seed."""
+    from tqdm import tqdm
+
+    from engine.world.renderer import Renderer
+
+    bad = [s for s in seeds if not 0 <= s < TRAIN_SEED_LIMIT]
+    if bad:
+        raise ValueError(f"training seeds must be in [0, {TRAIN_SEED_LIMIT}), got {bad[:5]}")
+    size, cells = model.image_size, model.cells
+    renderer = None
+    walks: list[Walk] = []
+    for seed in tqdm(seeds, desc="render+encode walks", disable=not progress):
+        level = generate_level(seed)
+        if renderer is None:
+            renderer = Renderer(level, size, size, fov_deg)
+        else:
+            renderer.set_level(level)
+        for k, (kind, frames) in enumerate(KINDS_FRAMES):
+            traj = make_trajectory(level, kind, frames=frames, fov_deg=fov_deg, resolution=(size, size),
+                                   rng_seed=seed * 7 + k)
+            poses = traj.frames
+            rgb, depth = renderer.render(poses)
+            zs = []
+            for i in range(0, len(poses), encode_batch):
+                x = to_model_image(torch.from_numpy(rgb[i:i + encode_batch])).to(device)
+                zs.append(model.ae.encode(x).half().cpu())
+            d = cell_depth(torch.from_numpy(depth)[:, None], cells)[:, 0]
+            c2w = torch.from_numpy(np.stack([p.c2w() for p in poses]).astype(np.float32))
+            walks.append(Walk(torch.cat(zs), d, c2w, np.stack([p.forward() for p in poses]),
+                              np.stack([p.xyz for p in poses])))
+    return walks
+
+
+def latent_stats(walks: list[Walk]) -> tuple[float, float]:
+    """Mean and std over all latents: the normalisation the generator and memory use."""
+    allz = torch.cat([w.z.float().flatten() for w in walks])
+    return float(allz.mean()), float(allz.std())
+
+
+class WalkSampler:
+    """Draws batches (target latent, conditioning) from encoded walks."""
+
+    def __init__(self, walks: list[Walk], cells: int, fov_deg: float, shift: float, scale: float,
+                 rng: np.random.Generator, mem_frames: int = 12, p_drop_memory: float = 0.2,
+                 context_noise: float = 0.1) -> None:
+        self.walks, self.cells, self.fov = walks, cells, fov_deg
+        self.shift, self.scale, self.rng = shift, scale, rng
+        self.m, self.p_drop, self.noise = mem_frames, p_drop_memory, context_noise
+        lens = np.array([len(w.z) - 1 for w in walks], dtype=np.float64)
+        self.p = lens / lens.sum()
+
+    def _memory_frames(self, w: Walk, t: int) -> list[int]:
+        if self.rng.random() < self.p_drop or t < 1:
+            return []
+        earlier = np.arange(t)
+        near = np.linalg.norm(w.pos[:t] - w.pos[t], axis=1) < 3.0
+        facing = w.fwd[:t] @ w.fwd[t] > math.cos(math.radians(60))
+        rel = earlier[near & facing]
+        picks = set()
+        if self.rng.random() < 0.85:
+            picks.add(t - 1)
+        if len(rel):
+            picks.update(self.rng.choice(rel, size=min(len(rel), self.m - 4), replace=False).tolist())
+        picks.update(self.rng.choice(earlier, size=min(t, 3), replace=False).tolist())
+        return sorted(picks)[-self.m:]
+
+    def batch(self, b: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target x0 (B, C, S, S), cond (B, K, S, S)), all normalised."""
+        s, n_cell = self.cells, self.cells * self.cells
+        c = self.walks[0].z.shape[1]
+        tgt, prev, prev_d, prev_c2w, tgt_c2w = [], [], [], [], []
+        mem_pts = torch.zeros(b, self.m * n_cell, 3)
+        mem_feat = torch.zeros(b, self.m * n_cell, c)
+        mem_valid = torch.zeros(b, self.m * n_cell, dtype=torch.bool)
+        for i in range(b):
+            w = self.walks[self.rng.choice(len(self.walks), p=self.p)]
+            t = int(self.rng.integers(1, len(w.z)))
+            tgt.append(w.z[t])
+            prev.append(w.z[t - 1])
+            jitter = 1.0 + 0.04 * self.rng.standard_normal()  # generated frames carry predicted, imperfect depth
+            prev_d.append(w.depth[t - 1] * jitter)
+            prev_c2w.append(w.c2w[t - 1])
+            tgt_c2w.append(w.c2w[t])
+            frames = self._memory_frames(w, t)
+            if frames:
+                f = torch.tensor(frames)
+                dj = torch.from_numpy(1.0 + 0.04 * self.rng.standard_normal((len(frames), 1, 1)).astype(np.float32))
+                pts = projection.lift(w.depth[f] * dj, w.c2w[f], self.fov).reshape(-1, 3)
+                k = len(pts)
+                mem_pts[i, :k] = pts
+                mem_feat[i, :k] = w.z[f].float().flatten(2).transpose(1, 2).reshape(-1, c)
+                mem_valid[i, :k] = True
+        norm = lambda z: (torch.stack(z).float() - self.shift) / self.scale  # noqa: E731
+        x0, prev_z = norm(tgt), norm(prev)
+        mem_feat = (mem_feat - self.shift) / self.scale
+        # Memory may hold the model's own (imperfect) frames at inference: noise it a little too.
+        mem_feat = mem_feat + torch.rand(b, 1, 1) * 0.15 * torch.randn_like(mem_feat)
+        prev_z = prev_z + torch.rand(b, 1, 1, 1) * 2 * self.noise * torch.randn_like(prev_z)
+        tc, pc = torch.stack(tgt_c2w), torch.stack(prev_c2w)
+        canvas, mask, mdepth = projection.splat(mem_pts, mem_feat, mem_valid, tc, s, self.fov)
+        ppts = projection.lift(torch.stack(prev_d), pc, self.fov)
+        warp, wmask, _ = projection.splat(ppts, prev_z.flatten(2).transpose(1, 2),
+                                          torch.ones(b, n_cell, dtype=torch.bool), tc, s, self.fov)
+        rays = projection.plucker(tc, pc, s, self.fov)
+        cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
+        return x0.to(device), cond.to(device)

@@ -1,0 +1,157 @@
+"""`mirage train` and `mirage eval`: the world model's subcommands.
+
+Registered from explorer/cli.py's SUBCOMMANDS. Nothing heavy at import time: torch
+and the engine load inside the handlers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def _seed_range(text: str) -> tuple[int, int]:
+    from engine.train.data import parse_seed_range
+
+    try:
+        r = parse_seed_range(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return r.start, r.stop
+
+
+def _threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def register_train(sub) -> None:
+    p = sub.add_parser("train", help="train the autoencoder or the world model (CPU, GPU, or torchrun DDP)",
+                       description="Training. Runs are resumable: run the same command again to continue.")
+    tsub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    a = tsub.add_parser("autoencoder", help="frame <-> latent autoencoder with a depth head")
+    a.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, loss CSV + PNG)")
+    a.add_argument("--steps", type=int, default=3000)
+    a.add_argument("--batch", type=int, default=32)
+    a.add_argument("--lr", type=float, default=1e-3)
+    a.add_argument("--seeds", type=_seed_range, default=(0, 100_000), metavar="A:B", help="training scene seeds")
+    a.add_argument("--config", choices=["default", "tiny"], default="default", help="network size preset")
+    a.add_argument("--image-size", type=int, default=None, help="override the preset's frame size (e.g. 256)")
+    _common(a)
+    a.set_defaults(handler=_cmd_train_ae)
+    w = tsub.add_parser("world", help="pose-conditioned generator on a trained autoencoder")
+    w.add_argument("--autoencoder", type=Path, required=True, help="autoencoder run directory")
+    w.add_argument("--out", type=Path, required=True, help="run directory; the model lands in OUT/model")
+    w.add_argument("--steps", type=int, default=6000)
+    w.add_argument("--batch", type=int, default=32)
+    w.add_argument("--lr", type=float, default=5e-4)
+    w.add_argument("--seeds", type=_seed_range, default=(100_000, 100_064), metavar="A:B",
+                   help="training worlds; one walk of every trajectory kind each")
+    _common(w)
+    w.set_defaults(handler=_cmd_train_world)
+
+
+def _common(p) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--time-limit", type=float, default=0.0, metavar="MIN",
+                   help="stop with a checkpoint after this many minutes (0: run all steps)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _cmd_train_ae(args) -> int:
+    _threads(args.threads)
+    from engine.model.config import ModelConfig, tiny_config
+    from engine.train.ae import AETrainArgs, train_autoencoder
+
+    cfg = tiny_config() if args.config == "tiny" else ModelConfig()
+    cfg_path = args.out / "config.json"
+    if cfg_path.exists():  # resuming: the saved config wins so the weights keep matching it
+        cfg = ModelConfig.load(cfg_path)
+    elif args.image_size:
+        cfg.autoencoder.image_size = args.image_size
+    out = train_autoencoder(cfg, AETrainArgs(out=str(args.out), steps=args.steps, batch=args.batch, lr=args.lr,
+                                             seeds=args.seeds, device=args.device, seed=args.seed,
+                                             time_limit_s=60 * args.time_limit), progress=not args.no_progress)
+    print(f"autoencoder checkpoint in {out}; loss curve {out / 'ae_loss.png'}")
+    return 0
+
+
+def _cmd_train_world(args) -> int:
+    _threads(args.threads)
+    from engine.train.world import WorldTrainArgs, train_world
+
+    model_dir = train_world(WorldTrainArgs(autoencoder=str(args.autoencoder), out=str(args.out), steps=args.steps,
+                                           batch=args.batch, lr=args.lr, seeds=args.seeds, device=args.device,
+                                           seed=args.seed, time_limit_s=60 * args.time_limit),
+                            progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"world model written to {model_dir}; loss curve {args.out / 'world_loss.png'}")
+    return 0
+
+
+def register_eval(sub) -> None:
+    p = sub.add_parser("eval", help="fidelity and consistency, memory on vs off, on eval worlds",
+                       description="Runs each trajectory with memory on and off (same seed): the observe frames "
+                                   "are ground-truth observations, the rest are generated.")
+    p.add_argument("--trajectories", type=Path, nargs="*", default=[], metavar="T.json")
+    p.add_argument("--kinds", default=None, help="build trajectories on the fly: comma-separated kinds")
+    p.add_argument("--seeds", type=_seed_range, default=None, metavar="A:B", help="eval seeds for --kinds")
+    p.add_argument("--json", type=Path, required=True, metavar="OUT.json")
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for memory on and off)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--contact-sheet", type=Path, default=None, metavar="PNG",
+                   help="save frames 0, 250, 500, ... of the first explore trajectory (gt / on / off)")
+    p.set_defaults(handler=_cmd_eval)
+
+
+def _cmd_eval(args) -> int:
+    from engine.trajectory import KINDS, read_trajectory
+
+    named = [(str(t), read_trajectory(t)) for t in args.trajectories]
+    if args.kinds:
+        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown:
+            raise ValueError(f"--kinds: unknown kind(s) {unknown}; choose from {', '.join(KINDS)}")
+        if args.seeds is None:
+            raise ValueError("--kinds needs --seeds A:B (eval seeds, e.g. 1000000:1000004)")
+        _threads(args.threads)
+        from engine.eval import eval_trajectories_for
+        from engine.model.world_model import WorldModel
+
+        size = WorldModel.load(args.model).image_size
+        named += eval_trajectories_for(kinds, range(*args.seeds), size)
+    if not named:
+        raise ValueError("nothing to evaluate: give --trajectories T.json ... or --kinds K --seeds A:B")
+    _threads(args.threads)
+    from engine.eval import run_eval
+
+    result = run_eval(named, args.model, args.steps, args.seed, args.device,
+                      contact_sheet_path=args.contact_sheet)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_name(args.json.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(args.json)
+    print(format_summary(result))
+    print(f"wrote {args.json}")
+    return 0
+
+
+def format_summary(result: dict) -> str:
+    lines = [f"{'':<16}{'psnr_gt':>9}{'ssim_gt':>9}{'revisit':>9}{'sharp':>7}   (memory on / off)"]
+    groups = [("all", result["summary"])] + sorted(result["by_kind"].items())
+    for name, s in groups:
+        on, off = s["memory_on"], s["memory_off"]
+        lines.append(f"{name:<16}{on['psnr_gt']:>9.2f}{on['ssim_gt']:>9.3f}{on['psnr_revisit']:>9.2f}"
+                     f"{on['sharpness_ratio']:>7.2f}   on")
+        lines.append(f"{'':<16}{off['psnr_gt']:>9.2f}{off['ssim_gt']:>9.3f}{off['psnr_revisit']:>9.2f}"
+                     f"{off['sharpness_ratio']:>7.2f}   off   (ae ceiling {s['ae_ceiling_psnr']:.2f} dB)")
+    return "\n".join(lines)

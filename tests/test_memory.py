@@ -1,0 +1,126 @@
+"""Latent spatial memory and the projection it is built on: real geometry, real rendered depth."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine import projection
+from engine.camera import Pose
+from engine.memory import LatentMemory
+
+
+def _c2w(pose: Pose) -> torch.Tensor:
+    return torch.as_tensor(pose.c2w(), dtype=torch.float32)
+
+
+def test_lift_then_project_lands_in_the_same_cells():
+    pose = Pose((1.0, 1.6, -2.0), yaw=37.0, pitch=-8.0)
+    depth = torch.rand(1, 16, 16) * 5 + 0.5
+    pts = projection.lift(depth, _c2w(pose)[None], 70.0)
+    idx, z, ok = projection.project(pts, _c2w(pose)[None], 16, 70.0)
+    assert ok.all()
+    assert torch.equal(idx[0], torch.arange(256))
+    assert torch.allclose(z[0], depth.reshape(-1), atol=1e-4)
+
+
+def test_splat_nearest_point_wins():
+    pose = Pose((0.0, 0.0, 0.0))
+    # Two points on the optical axis: the nearer one must win the centre cell.
+    pts = torch.tensor([[[0.01, 0.01, -5.0], [0.01, 0.01, -2.0]]])
+    feats = torch.tensor([[[1.0], [2.0]]])
+    canvas, mask, depth = projection.splat(pts, feats, torch.ones(1, 2, dtype=torch.bool), _c2w(pose)[None], 16, 70.0)
+    assert mask.sum() == 1
+    assert canvas.max() == 2.0
+    assert depth.max() == pytest.approx(2.0, abs=1e-5)
+
+
+def test_yaw_convention_in_projection():
+    # yaw 90 looks along -x: a point at -x is in front (centre cell), a point at +x is behind.
+    pose = Pose((0.0, 0.0, 0.0), yaw=90.0)
+    idx, z, ok = projection.project(torch.tensor([[[-3.0, 0.0, 0.0], [3.0, 0.0, 0.0]]]), _c2w(pose)[None], 16, 70.0)
+    assert ok[0, 0] and not ok[0, 1]
+    assert z[0, 0] == pytest.approx(3.0)
+
+
+def _frame(seed: int, c: int = 8, s: int = 16):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(c, s, s, generator=g), torch.rand(s, s, generator=g) * 3 + 1
+
+
+def test_read_at_written_pose_reproduces_the_latent():
+    mem = LatentMemory(8, capacity=4096, voxel_size=0.01, feat_dtype=torch.float32)
+    z, d = _frame(0)
+    pose = Pose((0.5, 1.6, 0.5), yaw=20.0)
+    mem.write(z, d, _c2w(pose), 0, 0.0, observed=True)
+    canvas, mask, depth = mem.read(_c2w(pose))
+    covered = mask[0] > 0
+    assert covered.float().mean() > 0.9
+    assert torch.allclose(canvas[:, covered], z[:, covered], atol=1e-5)
+
+
+def test_capacity_is_a_hard_bound_and_oldest_go_first():
+    mem = LatentMemory(8, capacity=600, voxel_size=0.05)
+    for i in range(5):  # five frames far apart: 5 x 256 distinct voxels > capacity
+        z, d = _frame(i)
+        mem.write(z, d, _c2w(Pose((10.0 * i, 1.6, 0.0))), i, float(i), observed=True)
+        assert len(mem) <= 600
+    assert len(mem) == 600
+    pts, times, _ = mem.points()
+    assert times.min() >= 2.0  # frames 0 and 1 were evicted first
+    assert mem.stats().evicted_total == 5 * 256 - 600
+
+
+def test_revisiting_merges_instead_of_growing():
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.1)
+    z, d = _frame(3)
+    pose = Pose((0.0, 1.6, 0.0), yaw=-30.0)
+    mem.write(z, d, _c2w(pose), 0, 0.0, observed=True)
+    n = len(mem)
+    for t in range(1, 20):  # the same place seen again and again: memory does not grow with time
+        mem.write(z + 0.01 * t, d, _c2w(pose), t, float(t), observed=True)
+    assert len(mem) == n
+    assert mem.stats().merged_last == n
+    canvas, mask, _ = mem.read(_c2w(pose))
+    covered = mask[0] > 0
+    # newest wins: the canvas holds the last write, not the first
+    assert torch.allclose(canvas[:, covered], (z + 0.19)[:, covered], atol=1e-2)
+
+
+def test_generated_points_never_overwrite_observed_ones():
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.1, feat_dtype=torch.float32)
+    z, d = _frame(4)
+    pose = Pose((0.0, 1.6, 0.0))
+    mem.write(z, d, _c2w(pose), 0, 0.0, observed=True)
+    mem.write(z + 5.0, d, _c2w(pose), 1, 1.0, observed=False)
+    canvas, mask, _ = mem.read(_c2w(pose))
+    covered = mask[0] > 0
+    assert torch.allclose(canvas[:, covered], z[:, covered], atol=1e-5)
+
+
+def test_memory_from_rendered_depth_is_consistent_across_views(egl, level):
+    """Points lifted from one rendered view land where a second view of the same place sees them."""
+    from engine.model.autoencoder import cell_depth
+    from engine.world.renderer import Renderer
+
+    r = Renderer(level, 128, 128, 70.0)
+    spawn = level.spawns[0]
+    a, b = Pose(spawn, yaw=10.0), Pose(spawn, yaw=25.0)
+    _, depth = r.render([a, b])
+    cells = cell_depth(torch.from_numpy(depth)[:, None], 16)[:, 0]
+    mem = LatentMemory(1, capacity=4096, voxel_size=0.02, feat_dtype=torch.float32)
+    mem.write(cells[0][None], cells[0], _c2w(a), 0, 0.0, observed=True)
+    _, mask, mdepth = mem.read(_c2w(b))
+    covered = mask[0] > 0
+    assert covered.float().mean() > 0.6  # a 15 degree turn keeps most of a 70 degree view
+    rel = (mdepth[0][covered] - cells[1][covered]).abs() / cells[1][covered]
+    assert float(rel.median()) < 0.05
+    r.close()
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="capacity"):
+        LatentMemory(8, capacity=0)
+    with pytest.raises(ValueError, match="voxel_size"):
+        LatentMemory(8, voxel_size=0.0)
+    assert np.isfinite(LatentMemory(8).stats().fill)

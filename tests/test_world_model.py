@@ -1,0 +1,151 @@
+"""WorldSession, model files, training and eval on a tiny model trained on real rendered frames."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
+
+from engine.model.world_model import ModelFileError, WorldModel
+from engine.session import WorldSession
+from engine.trajectory import make_trajectory
+
+
+@pytest.fixture(scope="module")
+def walk(egl, eval_seed):
+    from engine.world.levels import generate_level
+    from engine.world.renderer import Renderer
+
+    traj = make_trajectory(eval_seed, "turnaround", resolution=(64, 64))
+    r = Renderer(generate_level(eval_seed), 64, 64, traj.fov_deg)
+    rgb, depth = r.render(traj.frames)
+    r.close()
+    return traj, rgb, depth
+
+
+def _rollout(model, walk, memory: bool, seed: int, n: int = 25):
+    traj, rgb, depth = walk
+    s = WorldSession(model, memory=memory, steps=2, seed=seed)
+    s.observe(rgb[0], traj.frames[0], depth[0])
+    return [s.step(p) for p in traj.frames[1:n]], s
+
+
+def test_session_is_deterministic_for_a_seed(tiny_model, walk):
+    a, _ = _rollout(tiny_model, walk, True, seed=3)
+    b, _ = _rollout(tiny_model, walk, True, seed=3)
+    c, _ = _rollout(tiny_model, walk, True, seed=4)
+    assert all(np.array_equal(x.frame, y.frame) for x, y in zip(a, b))
+    assert any(not np.array_equal(x.frame, y.frame) for x, y in zip(a, c))
+
+
+def test_step_result_contents(tiny_model, walk):
+    res, sess = _rollout(tiny_model, walk, True, seed=0, n=6)
+    last = res[-1]
+    assert last.frame.dtype == np.uint8 and last.frame.shape == (64, 64, 3)
+    assert last.depth.dtype == np.float32 and last.depth.shape == (64, 64) and (last.depth > 0).all()
+    assert set(last.timings) >= {"memory_read", "generator", "decode", "memory_write", "total"}
+    assert last.memory["points"] > 0 and 0 < last.memory["fill"] <= 1
+    assert last.index == 5 and not last.observed
+
+
+def test_memory_off_reads_and_writes_nothing(tiny_model, walk):
+    res, sess = _rollout(tiny_model, walk, False, seed=0, n=6)
+    assert len(sess.memory) == 0
+    assert all(r.coverage == 0.0 for r in res)
+
+
+def test_memory_covers_a_revisited_view(tiny_model, walk):
+    traj, rgb, depth = walk
+    s = WorldSession(tiny_model, memory=True, steps=1, seed=0)
+    s.observe(rgb[0], traj.frames[0], depth[0])
+    res = s.step(traj.frames[0])  # the same pose again: memory must cover nearly all of it
+    assert res.coverage > 0.9
+
+
+def test_bad_input_is_refused(tiny_model, walk):
+    traj, rgb, _ = walk
+    s = WorldSession(tiny_model)
+    with pytest.raises(RuntimeError, match="observe"):
+        s.step(traj.frames[0])
+    with pytest.raises(ValueError, match=r"uint8 of shape \(64, 64, 3\)"):
+        s.observe(rgb[0].astype(np.float32), traj.frames[0])
+    with pytest.raises(ValueError, match="steps"):
+        WorldSession(tiny_model, steps=0)
+
+
+def test_model_round_trips_and_bad_files_are_named(tiny_model_dir, tmp_path):
+    m = WorldModel.load(tiny_model_dir)
+    m.save(tmp_path / "copy")
+    m2 = WorldModel.load(tmp_path / "copy")
+    for a, b in zip(m.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ModelFileError, match="config.json"):
+        WorldModel.load(tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "generator.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelFileError, match="generator.safetensors"):
+        WorldModel.load(broken)
+    cfg = json.loads((broken / "config.json").read_text())
+    cfg["generator"]["bogus"] = 1
+    (broken / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelFileError, match="bogus"):
+        WorldModel.load(broken)
+
+
+def test_autoencoder_learns_a_fixed_batch(egl, level):
+    """A few steps on one batch of rendered frames must lower the loss: the training signal is real."""
+    from engine.model.autoencoder import Autoencoder, to_model_image
+    from engine.model.config import tiny_config
+    from engine.train.ae import ae_loss, random_free_poses
+    from engine.world.renderer import Renderer
+
+    torch.manual_seed(0)
+    r = Renderer(level, 64, 64)
+    rgb, depth = r.render(random_free_poses(level, 8, np.random.default_rng(0)))
+    r.close()
+    ae = Autoencoder(tiny_config().autoencoder)
+    opt = torch.optim.Adam(ae.parameters(), lr=2e-3)
+    x, d = to_model_image(torch.from_numpy(rgb)), torch.from_numpy(depth)[:, None]
+    losses = []
+    for _ in range(40):
+        loss, _ = ae_loss(ae, x, d, latent_noise=0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_training_resumes_from_its_checkpoint(tiny_model_dir):
+    state = json.loads((tiny_model_dir.parent / "state.json").read_text())
+    assert state["step"] == 8
+    from engine.train.world import WorldTrainArgs, train_world
+
+    world = tiny_model_dir.parent
+    train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(world), steps=10, batch=4,
+                               seeds=(5, 6), save_every=100), progress=False)
+    state = json.loads((world / "state.json").read_text())
+    assert state["step"] == 10  # continued from 8, did not restart
+    rows = (world / "world_loss.csv").read_text().splitlines()
+    assert rows[0].startswith("step,loss") and len(rows) >= 2
+    assert (world / "world_loss.png").stat().st_size > 1000
+
+
+def test_eval_reports_every_required_key(tiny_model_dir, egl, eval_seed):
+    from engine.eval import run_eval
+
+    traj = make_trajectory(eval_seed, "turnaround", resolution=(64, 64))
+    out = run_eval([("t", traj)], tiny_model_dir, steps=1, progress=False)
+    s = out["summary"]
+    for mode in ("memory_on", "memory_off"):
+        for k in ("psnr_gt", "ssim_gt", "psnr_revisit", "sharpness_ratio"):
+            assert math.isfinite(s[mode][k]), (mode, k)
+    assert 5 < s["ae_ceiling_psnr"] < 60
+    assert "turnaround" in out["by_kind"]
+    assert out["trajectories"][0]["frames"] == len(traj.frames)
