@@ -149,3 +149,21 @@ def test_eval_reports_every_required_key(tiny_model_dir, egl, eval_seed):
     assert 5 < s["ae_ceiling_psnr"] < 60
     assert "turnaround" in out["by_kind"]
     assert out["trajectories"][0]["frames"] == len(traj.frames)
+
+
+def test_two_process_ddp_training_on_cpu(tiny_model_dir, tmp_path):
+    """torchrun with 2 CPU processes (gloo): gradients are averaged and rank 0 writes the model."""
+    import os
+    import subprocess
+    import sys
+
+    ae_dir = tiny_model_dir.parent.parent / "ae"
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "explorer.cli", "train", "world", "--autoencoder", str(ae_dir), "--out", str(out),
+           "--steps", "3", "--batch", "2", "--seeds", "5:6", "--device", "cpu", "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "state.json").read_text())["step"] == 3
+    WorldModel.load(out / "model")  # rank 0 wrote a loadable model

@@ -64,6 +64,7 @@ def build_mesh(level: Level, t: float = 0.0) -> np.ndarray:
     for r in level.rooms:
         lights[r.index] = (r.light, (r.center[0], r.height - 0.4, r.center[1]))
     door_lights = [((0.95, 0.93, 0.88), (0.5 * (d.lo[0] + d.hi[0]), 2.1, 0.5 * (d.lo[1] + d.hi[1]))) for d in level.doors]
+    door_lights = door_lights or list(lights.values())  # a level without corridors lights stray boxes by its rooms
     out = []
     for box in level.boxes_at(t):
         lo, hi = np.asarray(box.lo, dtype=np.float64), np.asarray(box.hi, dtype=np.float64)
