@@ -346,6 +346,8 @@ SUBCOMMANDS: dict[str, Union[Registrar, str]] = {
     "bench": _register_bench,
     "train": "explorer.cli_model:register_train",
     "eval": "explorer.cli_model:register_eval",
+    "walk": "explorer.cli_walk:register",
+    "explore": "explorer.cli_explore:register",
 }
 
 

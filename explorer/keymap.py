@@ -42,8 +42,12 @@ TRIGGER_KEYS: dict[int, Action] = {
 }
 
 LOOK_BUTTON = Qt.MouseButton.LeftButton          # drag with it to look around
-QUIT_SHORTCUT = QKeySequence(QKeySequence.StandardKey.Quit)   # Ctrl+Q where the platform has no own
-QUIT_FALLBACK = QKeySequence("Ctrl+Q")
+
+
+def quit_shortcuts() -> list[QKeySequence]:
+    """The platform's Quit keys plus Ctrl+Q. A function: QKeySequence needs a QApplication first."""
+    return [QKeySequence(QKeySequence.StandardKey.Quit), QKeySequence("Ctrl+Q")]
+
 
 # Rows of the help overlay: (keys as a person reads them, what they do).
 HELP_ROWS: list[tuple[str, str]] = [

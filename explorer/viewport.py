@@ -21,6 +21,7 @@ from explorer import keymap
 class Viewport(QWidget):
     look = Signal(float, float)          # mouse delta in pixels while dragging or captured
     capture_changed = Signal(bool)
+    resized = Signal()                   # the window re-composes at the new magnification
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -189,6 +190,10 @@ class Viewport(QWidget):
             d = pos - self._drag
             self._drag = pos
             self.look.emit(float(d.x()), float(d.y()))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.resized.emit()
 
     def focusOutEvent(self, event) -> None:
         self._drag = None

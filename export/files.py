@@ -69,7 +69,8 @@ def check_writable_dir(folder: Path, what: str) -> None:
         probe = temp_path(folder / ".mirage-write-check")
         probe.unlink()
     except OSError as e:
-        raise OutputError(f"{what}: the output folder {shown} is not writable ({e.strerror or e})") from None
+        raise OutputError(f"{what}: the output folder {shown} is not writable: creating a file in it failed "
+                          f"({e.strerror or e})") from None
 
 
 def check_output_file(path: Path, what: str, overwrite: bool) -> None:

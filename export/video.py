@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -236,6 +237,16 @@ def _encode(frames: Iterator[np.ndarray], out: Path, fps: float, codec: str) -> 
         finally:
             if writer is not None:
                 writer.release()
+        # OpenCV reports no write errors: a full disk leaves an MP4 without its index.
+        # Read the index back before anyone renames this file into place.
+        cap = cv2.VideoCapture(str(out))
+        got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+        cap.release()
+        if n and got != n:
+            full = shutil.disk_usage(out.parent).free < (1 << 20)
+            raise OSError(errno.ENOSPC if full else errno.EIO,
+                          f"OpenCV's mp4v encoder left an incomplete file ({got} of {n} frames readable)"
+                          + ("; the disk is full" if full else ""))
         return n
     import av
 
@@ -297,6 +308,10 @@ def _atomic_encode(frames: Iterator[np.ndarray], out: Path, fps: float, codec: s
 
 # --------------------------------------------------------------------------- writer
 
+def _frames(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
 class VideoWriter:
     """Write a clip frame by frame; see the module docstring for what survives interruption.
 
@@ -347,12 +362,16 @@ class VideoWriter:
             self._journal.append(np.ascontiguousarray(frame[..., ::-1]))
         except OSError as e:
             self._journal.close()
+            n = self.frames_written
             what = {errno.ENOSPC: "the disk is full",
                     errno.EFBIG: "the file-size limit was reached"}.get(e.errno, e.strerror or str(e))
-            self.failed = VideoWriteError(
-                f"writing {self.path} failed after {self.frames_written} frames: {what}; the "
-                f"{self.frames_written} frames written so far are kept, playable, in {self.partial_path}",
-                self.partial_path, self.frames_written, e.errno)
+            if n:
+                kept = f"the {_frames(n)} written so far are kept, playable, in {self.partial_path}"
+            else:
+                self.partial_path.unlink(missing_ok=True)
+                kept = "nothing was recorded"
+            self.failed = VideoWriteError(f"writing {self.path} failed after {_frames(n)}: {what}; {kept}",
+                                          self.partial_path if n else None, n, e.errno)
             raise self.failed from e
         self.frames_written += 1
 
@@ -383,10 +402,12 @@ class VideoWriter:
             return None
         try:
             _, n = _atomic_encode(read_journal_frames(self.partial_path), self.path, self.fps, self.codec)
-        except OSError as e:
-            raise VideoWriteError(f"encoding {self.path} failed: {e.strerror or e}; the {self.frames_written} "
-                                  f"frames are kept, playable, in {self.partial_path}",
-                                  self.partial_path, self.frames_written, e.errno) from e
+        except Exception as e:  # noqa: BLE001 - OpenCV and PyAV fail in their own ways; the journal stays
+            self.failed = VideoWriteError(
+                f"encoding {self.path} failed: {getattr(e, 'strerror', None) or e}; the {_frames(self.frames_written)} "
+                f"are kept, playable, in {self.partial_path}", self.partial_path, self.frames_written,
+                getattr(e, "errno", None))
+            raise self.failed from e
         if n != self.frames_written:  # never expected: the journal is ours
             raise VideoWriteError(f"{self.path}: encoded {n} of {self.frames_written} frames; "
                                   f"the journal {self.partial_path} is kept", self.partial_path, n)

@@ -56,7 +56,12 @@ in float v_depth;
 layout(location = 0) out vec4 f_color;
 layout(location = 1) out float f_depth;
 
-float hash(vec2 p) { return fract(sin(dot(p, vec2(127.1, 311.7))) * 43758.5453); }
+// Arithmetic hash (no sin): cheap on llvmpipe and exact for integer cell coordinates.
+float hash(vec2 p) {
+    vec3 p3 = fract(vec3(p.xyx) * 0.1031);
+    p3 += dot(p3, p3.yzx + 33.33);
+    return fract((p3.x + p3.y) * p3.z);
+}
 float noise(vec2 p) {
     vec2 i = floor(p), f = fract(p);
     vec2 u = f * f * (3.0 - 2.0 * f);
