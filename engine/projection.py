@@ -12,7 +12,9 @@ import math
 import torch
 
 NEAR = 0.05
-SURFACE_TOL = 0.05  # points within 5% of the nearest depth in a cell count as the same surface
+SURFACE_TOL = 0.15  # points within 15% of the nearest depth in a cell count as the same surface
+# (a cell on a floor or a wall seen at a grazing angle spans that much depth; a smaller
+# tolerance lets neighbouring views' points shadow the view's own cells)
 
 
 def cell_rays(cells: int, fov_deg: float, device=None) -> torch.Tensor:

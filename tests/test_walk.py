@@ -219,3 +219,13 @@ def test_full_disk_mid_clip_is_a_clear_error_with_a_playable_partial(tmp_path, t
     n = int(err.split(" failed after ")[1].split()[0])
     assert 0 < n < 121
     assert len(read_clip(partial)) == n  # playable, every frame written before the failure
+
+
+def test_missing_default_model_says_to_pass_model(tmp_path, turn_json, capsys):
+    from engine.model.world_model import DEFAULT_MODEL_DIR
+
+    if (DEFAULT_MODEL_DIR / "config.json").is_file():
+        pytest.skip("the default model is installed here")
+    refused(capsys, ["walk", "--trajectory", str(turn_json), "--out", str(tmp_path / "c.mp4"), "--quiet"],
+            "default model", "--model DIR")
+    assert list(tmp_path.iterdir()) == []

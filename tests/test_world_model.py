@@ -167,3 +167,17 @@ def test_two_process_ddp_training_on_cpu(tiny_model_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "state.json").read_text())["step"] == 3
     WorldModel.load(out / "model")  # rank 0 wrote a loadable model
+
+
+def test_bench_step_reports_stages_and_percentiles(tiny_model_dir, egl, tmp_path):
+    from explorer.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(tiny_model_dir), "--step-frames", "6", "--steps", "1",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    step = res["step"]
+    assert step["frames"] == 6 and step["fps"] > 0
+    assert step["latency_ms_p99"] >= step["latency_ms_p50"] > 0
+    assert set(step["stages_ms"]) == {"memory_read", "generator", "decode", "memory_write", "total"}
+    assert res["backends"]["torch-cpu"]["fps"] == step["fps"]

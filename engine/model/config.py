@@ -43,7 +43,7 @@ class ModelConfig:
     latent_shift: float = 0.0
     default_steps: int = 4
     memory_capacity: int = 65536
-    voxel_size: float = 0.08
+    voxel_size: float = 0.04
     version: int = 1
 
     def to_dict(self) -> dict:

@@ -120,9 +120,10 @@ def train_autoencoder(cfg: ModelConfig, args: AETrainArgs, progress: bool = True
     cfg.save(out / "config.json")
     ae = Autoencoder(cfg.autoencoder).to(dev)
     opt = torch.optim.AdamW(ae.parameters(), lr=args.lr, weight_decay=0.0)
-    start = 0
+    start, elapsed0 = 0, 0.0
     if (out / "state.json").exists():
-        start = load_checkpoint(out, {"autoencoder": ae}, opt)["step"]
+        state = load_checkpoint(out, {"autoencoder": ae}, opt)
+        start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))
     log = LossLog(out / "ae_loss.csv", ["step", "loss", "psnr", "depth_l1log", "latent_rms", "sec"])
     pool = FramePool(cfg.autoencoder.image_size, args.seeds, args.pool_scenes, args.pool_frames, rng, cfg.fov_deg)
     t0 = time.time()
@@ -131,7 +132,10 @@ def train_autoencoder(cfg: ModelConfig, args: AETrainArgs, progress: bool = True
     for step in bar:
         if step > start and step % args.refresh_every == 0:
             pool.refresh()
-        lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+        frac = step / args.steps  # cosine over steps or the wall-clock budget, whichever runs out first
+        if args.time_limit_s:
+            frac = max(frac, (time.time() - t0 + elapsed0) / args.time_limit_s)
+        lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         for g in opt.param_groups:
             g["lr"] = lr
         rgb_u8, depth = pool.batch(args.batch)
@@ -143,9 +147,9 @@ def train_autoencoder(cfg: ModelConfig, args: AETrainArgs, progress: bool = True
         if step % 20 == 0:
             bar.set_postfix(psnr=f"{stats['psnr']:.2f}", depth=f"{stats['depth_l1log']:.3f}")
             log.append({"step": step, **stats, "sec": time.time() - t0})
-        done = step + 1 == args.steps or (args.time_limit_s and time.time() - t0 > args.time_limit_s)
+        done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)
         if (step + 1) % args.save_every == 0 or done:
-            save_checkpoint(out, {"autoencoder": ae}, opt, step + 1, {"wall_s": time.time() - t0})
+            save_checkpoint(out, {"autoencoder": ae}, opt, step + 1, {"wall_s": time.time() - t0 + elapsed0})
             log.plot()
         if done:
             break

@@ -92,16 +92,22 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
                           context_noise=cfg.generator.context_noise)
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
-    start = 0
+    start, elapsed0 = 0, 0.0
     if (out / "state.json").exists():
-        start = load_checkpoint(out, {"generator": model.gen}, opt)["step"]
+        state = load_checkpoint(out, {"generator": model.gen}, opt)
+        start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))
     log = LossLog(out / "world_loss.csv", ["step", "loss", "loss_covered", "loss_uncovered", "sec"]) if info.main else None
     t0 = time.time()
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=not (progress and info.main),
                desc="world model")
     c = model.latent_channels
     for step in bar:
-        lr = args.lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+        # Cosine decay over whichever runs out first, steps or the wall-clock budget, so a
+        # time-limited run still ends at a low learning rate instead of being cut mid-schedule.
+        frac = step / args.steps
+        if args.time_limit_s:
+            frac = max(frac, (time.time() - t0 + elapsed0) / args.time_limit_s)
+        lr = args.lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         for g in opt.param_groups:
             g["lr"] = lr
         x0, cond = sampler.batch(args.batch, info.device)
@@ -121,9 +127,9 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             log.append({"step": step, "loss": loss.item(), "loss_covered": cov.item(), "loss_uncovered": unc.item(),
                         "sec": time.time() - t0})
-        done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 > args.time_limit_s)
+        done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)
         if info.main and ((step + 1) % args.save_every == 0 or done):
-            save_checkpoint(out, {"generator": model.gen}, opt, step + 1, {"wall_s": time.time() - t0})
+            save_checkpoint(out, {"generator": model.gen}, opt, step + 1, {"wall_s": time.time() - t0 + elapsed0})
             model.save(out / "model", {"step": step + 1})
             log.plot()
         if done:
