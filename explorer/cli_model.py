@@ -52,6 +52,17 @@ def register_train(sub) -> None:
                    help="training worlds; one walk of every trajectory kind each")
     _common(w)
     w.set_defaults(handler=_cmd_train_world)
+    d = tsub.add_parser("decoder", help="sharpen the decoder (gradient + adversarial loss), latent space frozen")
+    d.add_argument("--model", type=Path, required=True,
+                   help="autoencoder run or whole model directory; a whole model comes out as OUT/model")
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--steps", type=int, default=800)
+    d.add_argument("--batch", type=int, default=16)
+    d.add_argument("--lr", type=float, default=2e-4)
+    d.add_argument("--gan-start", type=int, default=100, help="steps before the discriminator joins")
+    d.add_argument("--seeds", type=_seed_range, default=(200_000, 300_000), metavar="A:B")
+    _common(d)
+    d.set_defaults(handler=_cmd_train_decoder)
 
 
 def _common(p) -> None:
@@ -91,6 +102,18 @@ def _cmd_train_world(args) -> int:
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"world model written to {model_dir}; loss curve {args.out / 'world_loss.png'}")
+    return 0
+
+
+def _cmd_train_decoder(args) -> int:
+    _threads(args.threads)
+    from engine.train.decoder import DecoderTrainArgs, train_decoder
+
+    out = train_decoder(DecoderTrainArgs(model=str(args.model), out=str(args.out), steps=args.steps, batch=args.batch,
+                                         lr=args.lr, gan_start=args.gan_start, seeds=args.seeds, device=args.device,
+                                         seed=args.seed, time_limit_s=60 * args.time_limit),
+                        progress=not args.no_progress)
+    print(f"sharpened decoder in {out}; loss curve {args.out / 'decoder_loss.png'}")
     return 0
 
 

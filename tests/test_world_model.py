@@ -181,3 +181,19 @@ def test_bench_step_reports_stages_and_percentiles(tiny_model_dir, egl, tmp_path
     assert step["latency_ms_p99"] >= step["latency_ms_p50"] > 0
     assert set(step["stages_ms"]) == {"memory_read", "generator", "decode", "memory_write", "total"}
     assert res["backends"]["torch-cpu"]["fps"] == step["fps"]
+
+
+def test_decoder_sharpening_keeps_the_latent_space(tiny_model_dir, tmp_path):
+    """The decoder stage trains only the decoder: encoder and generator come out bit-identical."""
+    from engine.train.decoder import DecoderTrainArgs, train_decoder
+
+    out = train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "dec"), steps=4, batch=4,
+                                         gan_start=2, save_every=2), progress=False)
+    before, after = WorldModel.load(tiny_model_dir), WorldModel.load(out)
+    for k, v in before.ae.encoder.state_dict().items():
+        assert torch.equal(v, after.ae.encoder.state_dict()[k])
+    for k, v in before.gen.state_dict().items():
+        assert torch.equal(v, after.gen.state_dict()[k])
+    assert any(not torch.equal(v, after.ae.decoder.state_dict()[k]) for k, v in before.ae.decoder.state_dict().items())
+    rows = (tmp_path / "dec" / "decoder_loss.csv").read_text().splitlines()
+    assert rows[0].startswith("step,mse,grad_l1")
