@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.camera import Intrinsics, Pose, view_matrix_gl
-from engine.world.geometry import LANDMARK, PAT_PLAIN, Box
+from engine.world.geometry import CEILING, FLOOR, FURNITURE, LANDMARK, PAT_PLAIN, WALL, Box
 from engine.world.levels import Level
 from engine.world import shaders
 
@@ -58,43 +58,81 @@ def _poster_uv(quad: np.ndarray, face: int) -> np.ndarray:
     return np.stack([(ru - ru.min()) / max(np.ptp(ru), 1e-9), (rv - rv.min()) / max(np.ptp(rv), 1e-9)], axis=1)
 
 
-def build_mesh(level: Level, t: float = 0.0) -> np.ndarray:
-    """Triangle soup (V, 24) float32 for the level's boxes at time t."""
-    lights = {}
-    for r in level.rooms:
-        lights[r.index] = (r.light, (r.center[0], r.height - 0.4, r.center[1]))
+def _box_rows(box: Box, light, lpos) -> list[np.ndarray]:
+    lo, hi = np.asarray(box.lo, dtype=np.float64), np.asarray(box.hi, dtype=np.float64)
+    out = []
+    for face in range(6):
+        quad = _face_corners(lo, hi, face)
+        col1, col2, pat = box.color1, box.color2, box.pattern
+        if box.material == LANDMARK:
+            if face == box.poster_face:
+                uv = _poster_uv(quad, face)
+            else:  # edges of a poster: plain frame
+                uv = quad[:, list(_UV_AXES[face])]
+                col1, pat = (0.1, 0.1, 0.1), (float(PAT_PLAIN), 1.0, 0.0, 0.0)
+        else:
+            uv = quad[:, list(_UV_AXES[face])]
+        rows = np.empty((4, _FLOATS_PER_VERTEX), dtype=np.float32)
+        rows[:, 0:3] = quad
+        rows[:, 3:6] = _NORMALS[face]
+        rows[:, 6:8] = uv
+        rows[:, 8:11] = col1
+        rows[:, 11:14] = col2
+        rows[:, 14:18] = pat
+        rows[:, 18:21] = light
+        rows[:, 21:24] = lpos
+        out.append(rows[[0, 1, 2, 0, 2, 3]])
+    return out
+
+
+# Within a zone, items usually in front are drawn first so the depth test rejects the
+# fragments they hide before they are shaded (the fragment shader is the cost on llvmpipe).
+_DRAW_RANK = {LANDMARK: 0, FURNITURE: 1, WALL: 2, FLOOR: 3, CEILING: 3}
+
+
+def build_zoned_mesh(level: Level, t: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+    """Triangle soup (V, 24) float32 grouped by zone (a room or a corridor), and per zone
+    (first vertex, vertex count, xz bounding rectangle (4,)) so views can draw near zones first."""
+    lights = {r.index: (r.light, (r.center[0], r.height - 0.4, r.center[1])) for r in level.rooms}
     door_lights = [((0.95, 0.93, 0.88), (0.5 * (d.lo[0] + d.hi[0]), 2.1, 0.5 * (d.lo[1] + d.hi[1]))) for d in level.doors]
     door_lights = door_lights or list(lights.values())  # a level without corridors lights stray boxes by its rooms
-    out = []
+    zones: dict[tuple, list[Box]] = {}
+    zone_light = {}
     for box in level.boxes_at(t):
-        lo, hi = np.asarray(box.lo, dtype=np.float64), np.asarray(box.hi, dtype=np.float64)
         if box.room >= 0:
-            light, lpos = lights[box.room]
+            key, (light, lpos) = ("room", box.room), lights[box.room]
         else:
-            c = 0.5 * (lo + hi)
-            light, lpos = min(door_lights, key=lambda dl: (dl[1][0] - c[0]) ** 2 + (dl[1][2] - c[2]) ** 2)
-        for face in range(6):
-            quad = _face_corners(lo, hi, face)
-            col1, col2, pat = box.color1, box.color2, box.pattern
-            if box.material == LANDMARK:
-                if face == box.poster_face:
-                    uv = _poster_uv(quad, face)
-                else:  # edges of a poster: plain frame
-                    uv = quad[:, list(_UV_AXES[face])]
-                    col1, pat = (0.1, 0.1, 0.1), (float(PAT_PLAIN), 1.0, 0.0, 0.0)
-            else:
-                uv = quad[:, list(_UV_AXES[face])]
-            rows = np.empty((4, _FLOATS_PER_VERTEX), dtype=np.float32)
-            rows[:, 0:3] = quad
-            rows[:, 3:6] = _NORMALS[face]
-            rows[:, 6:8] = uv
-            rows[:, 8:11] = col1
-            rows[:, 11:14] = col2
-            rows[:, 14:18] = pat
-            rows[:, 18:21] = light
-            rows[:, 21:24] = lpos
-            out.append(rows[[0, 1, 2, 0, 2, 3]])
-    return np.concatenate(out, axis=0)
+            c = 0.5 * (np.asarray(box.lo) + np.asarray(box.hi))
+            k = min(range(len(door_lights)), key=lambda i: (door_lights[i][1][0] - c[0]) ** 2 + (door_lights[i][1][2] - c[2]) ** 2)
+            key, (light, lpos) = ("door", k), door_lights[k]
+        zones.setdefault(key, []).append(box)
+        zone_light[key] = (light, lpos)
+    out, ranges, first = [], [], 0
+    for key, boxes in zones.items():
+        boxes = sorted(boxes, key=lambda b: _DRAW_RANK.get(b.material, 2))
+        rows = [r for b in boxes for r in _box_rows(b, *zone_light[key])]
+        count = 6 * len(rows)
+        lo = np.min([b.lo for b in boxes], axis=0)
+        hi = np.max([b.hi for b in boxes], axis=0)
+        ranges.append((first, count, np.array([lo[0], lo[2], hi[0], hi[2]])))
+        out += rows
+        first += count
+    return np.concatenate(out, axis=0), ranges
+
+
+def build_mesh(level: Level, t: float = 0.0) -> np.ndarray:
+    """Triangle soup (V, 24) float32 for the level's boxes at time t."""
+    return build_zoned_mesh(level, t)[0]
+
+
+def _zone_order(ranges: list[tuple[int, int, np.ndarray]], x: float, z: float) -> list[int]:
+    """Zones sorted by distance from the camera to their rectangle (0 inside it)."""
+    d = []
+    for i, (_, _, r) in enumerate(ranges):
+        dx = max(r[0] - x, 0.0, x - r[2])
+        dz = max(r[1] - z, 0.0, z - r[3])
+        d.append((dx * dx + dz * dz, i))
+    return [i for _, i in sorted(d)]
 
 
 class Renderer:
@@ -136,7 +174,7 @@ class Renderer:
 
     def set_level(self, level: Level, t: float = 0.0) -> None:
         """Switch to another level (or another time of the same one)."""
-        mesh = build_mesh(level, t)
+        mesh, self._zones = build_zoned_mesh(level, t)
         if self.vbo is not None:
             self.vao.release()
             self.vbo.release()
@@ -162,7 +200,9 @@ class Renderer:
                 fbo.use()
                 fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
                 self.prog["u_view"].write(view_matrix_gl(pose).astype("f4").T.copy().tobytes())
-                self.vao.render(moderngl.TRIANGLES)
+                for zi in _zone_order(self._zones, pose.position[0], pose.position[2]):
+                    first, count, _ = self._zones[zi]
+                    self.vao.render(moderngl.TRIANGLES, vertices=count, first=first)
             for k, fbo in enumerate(self._fbos[:len(chunk)]):
                 # GL rows run bottom-up: flip to top-first.
                 # RGBA is the framebuffer's own format: reading 3 components makes Mesa convert (~0.4 ms).
