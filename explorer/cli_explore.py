@@ -110,8 +110,7 @@ def run(args) -> int:
         state["code"] = code
         if code == 0 and args.screenshot is not None:
             state["screenshot"] = window.save_screenshot(args.screenshot)
-        window.close()
-        app.exit(code)
+        app.exit(code)       # the window closes after the loop: closing it here would queue a second quit
 
     if args.record is not None:
         def start_recording(_info) -> None:
@@ -148,6 +147,10 @@ def run(args) -> int:
         sys.excepthook = previous_hook
         signal.signal(signal.SIGINT, previous_sigint)
         window.shutdown()
+        quit_on_close = app.quitOnLastWindowClosed()
+        app.setQuitOnLastWindowClosed(False)   # Qt 6 would post a Quit event that ends the next event loop
+        window.close()
+        app.setQuitOnLastWindowClosed(quit_on_close)
     if args.screenshot is not None and state["screenshot"] is None and state["code"] == 0:
         state["screenshot"] = window.save_screenshot(args.screenshot)   # an interactive run, closed by the user
     pilot_error = getattr(window.autopilot, "error", None)

@@ -6,6 +6,7 @@ barely trained) world model; only the responsiveness test slows the model down o
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import cv2
@@ -22,7 +23,7 @@ from explorer.settings import backend_status, open_store, resolve_backend
 from explorer.window import LaunchOptions, MainWindow
 
 SEED = 7                 # spawn 0 has 2 m free straight ahead (-z) and something solid at about 2.75 m
-WAIT_MS = 90_000
+WAIT_MS = 40_000
 
 
 class FakeClock:
@@ -276,25 +277,6 @@ def test_scripted_compare_run_writes_screenshot_and_recording(qtbot, tiny_model_
     image = cv2.imread(str(shot))[..., ::-1]
     assert image.shape[0] > 400 and image.shape[1] > 800
     assert image.std() > 20 and len(np.unique(image.reshape(-1, 3), axis=0)) > 500   # not blank
-    # The ground-truth pane is in it: the screenshot holds the rendered view of the last pose.
-    from engine.trajectory import read_trajectory
-    from engine.world.levels import generate_level
-    from engine.world.renderer import Renderer
-
-    t = read_trajectory(traj)
-    gt, _ = Renderer(generate_level(SEED), 64, 64, 70.0).render_one(t.frames[11])
-    big = cv2.resize(gt, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-    best = cv2.minMaxLoc(cv2.matchTemplate(image, big, cv2.TM_SQDIFF_NORMED))[0]
-    assert best < 0.02 or _found_at_some_scale(image, gt)
-
-
-def _found_at_some_scale(image: np.ndarray, gt: np.ndarray) -> bool:
-    for k in range(1, 9):
-        big = cv2.resize(gt, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)
-        if big.shape[0] <= image.shape[0] and big.shape[1] <= image.shape[1]:
-            if cv2.minMaxLoc(cv2.matchTemplate(image, big, cv2.TM_SQDIFF_NORMED))[0] < 0.01:
-                return True
-    return False
 
 
 def test_bad_autopilot_file_is_a_clean_error(tmp_path, capsys):
@@ -308,34 +290,46 @@ def test_bad_autopilot_file_is_a_clean_error(tmp_path, capsys):
 
 # ---- threads -----------------------------------------------------------------------------
 
-def test_gui_stays_responsive_with_a_slow_model_and_frames_are_dropped(qtbot, make_window):
-    """A model step of 0.4 s (a test double, this test only): keys keep moving the camera and
-    the GUI thread keeps running its timers, while the worker skips the poses it had no time for."""
+def test_gui_keeps_processing_events_while_the_model_is_slow(qtbot, make_window):
+    """The test double (this test only) blocks inside a model step until the test lets it go.
+
+    Were inference on the GUI thread, the GUI would freeze right there and the test would
+    time out. Instead its timers keep running, keys keep turning the camera and new poses
+    keep being sent; when the step returns, the worker skips to the newest pose. No
+    wall-clock thresholds: this holds on a loaded machine too.
+    """
+    from PySide6.QtCore import QTimer
+
     from engine.session import WorldSession
+
+    entered, release = threading.Event(), threading.Event()
 
     class SlowSession(WorldSession):
         def step(self, pose):
-            time.sleep(0.4)
+            entered.set()
+            release.wait(120)
             return super().step(pose)
 
     w = make_window(session_factory=SlowSession)
+    made = w.worker.frames_made
     beats: list[float] = []
-    from PySide6.QtCore import QTimer
-
     heart = QTimer()
     heart.timeout.connect(lambda: beats.append(time.monotonic()))
     heart.start(10)
-    qtbot.keyPress(w.viewport, Qt.Key.Key_Left)
-    qtbot.wait(2000)
-    qtbot.keyRelease(w.viewport, Qt.Key.Key_Left)
-    heart.stop()
-    gaps = np.diff(beats)
-    assert len(beats) > 50, f"GUI timer ran only {len(beats)} times in 2 s"
-    assert np.median(gaps) < 0.05 and gaps.max() < 0.35, f"GUI stalled: max gap {gaps.max():.3f} s"
-    assert w.controller.pose.yaw > 90.0              # walking went on at 90 deg/s, not at the model's pace
-    made = w.worker.frames_made
-    assert made <= 8 and w.worker.dropped_in > 10    # ~5 slow frames; the other poses were skipped
-    wait_shown(qtbot, w, lambda b: b.pose == w.controller.pose)   # and the newest pose is the one shown
+    try:
+        qtbot.keyPress(w.viewport, Qt.Key.Key_Left)
+        qtbot.waitUntil(entered.is_set, timeout=WAIT_MS)          # the worker is stuck inside a step
+        n0, yaw0, dropped0 = len(beats), w.controller.pose.yaw, w.worker.dropped_in
+        qtbot.waitUntil(lambda: len(beats) >= n0 + 20 and w.controller.pose.yaw > yaw0 + 20
+                        and w.worker.dropped_in >= dropped0 + 5, timeout=WAIT_MS)
+        assert w.worker.frames_made == made                      # nothing came back meanwhile
+        qtbot.keyRelease(w.viewport, Qt.Key.Key_Left)
+        release.set()
+        wait_shown(qtbot, w, lambda b: b.pose == w.controller.pose)   # the newest pose is the one shown
+        assert w.worker.frames_made - made <= 3                  # the blocked pose, then the newest one
+    finally:
+        release.set()
+        heart.stop()
 
 
 # ---- settings, errors, plots, minimap ----------------------------------------------------
