@@ -8,6 +8,7 @@ renderer and model loading all live on the worker thread (explorer/worker.py).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -317,8 +318,10 @@ class MainWindow(QMainWindow):
         self.minimap.refresh()
         self._update_status()
         self.viewport.repaint()
-        if not self.grab().save(str(path)):
+        tmp = path.with_name(f".{path.name}.tmp")
+        if not self.grab().save(str(tmp), "PNG"):
             raise OSError(f"could not write the screenshot {path}")
+        os.replace(tmp, path)            # whoever watches the folder never sees half a PNG
         return path
 
     def viewport_array(self) -> np.ndarray | None:

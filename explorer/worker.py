@@ -28,6 +28,7 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from engine.camera import Pose
+from engine.metrics import psnr as psnr_db
 from explorer.controller import start_pose
 from explorer.world_state import (GT_LABEL, LABEL_OFF, LABEL_ON, FrameBundle, Pane, RunConfig, WorldInfo,
                                   load_model, memory_points_for_map)
@@ -304,11 +305,7 @@ class Worker(QThread):
             return
         panes = []
         for label, r in last.results:
-            if r.frame.shape != last.gt.shape:
-                psnr = None
-            else:
-                from engine.metrics import psnr as psnr_fn
-                psnr = psnr_fn(r.frame, last.gt)
+            psnr = psnr_db(r.frame, last.gt) if r.frame.shape == last.gt.shape else None
             ms = self._ema_ms.get(label)
             panes.append(Pane(label, r.frame, r.observed, 1000.0 / ms if ms else float("nan"), dict(r.timings),
                               dict(r.memory), float(r.coverage), psnr))
