@@ -195,7 +195,9 @@ class MainWindow(QMainWindow):
         if level in ("warning", "error"):
             self.viewport.notice, self.viewport.notice_level = text, level
             self.settings_panel.show_message(text)
-            QTimer.singleShot(15_000, lambda t=text: self._clear_notice(t))
+            # The viewport as context: if the window is closed first, Qt drops the call instead
+            # of running it against a deleted widget.
+            QTimer.singleShot(15_000, self.viewport, lambda t=text: self._clear_notice(t))
             self.viewport.update()
         if self.autopilot is not None and level == "error":
             self.autopilot.fail(text)
