@@ -60,6 +60,8 @@ def register_train(sub) -> None:
     d.add_argument("--batch", type=int, default=16)
     d.add_argument("--lr", type=float, default=2e-4)
     d.add_argument("--gan-start", type=int, default=100, help="steps before the discriminator joins")
+    d.add_argument("--latent-degrade", type=float, default=1.0,
+                   help="blur/noise put on latents so the decoder also sharpens generated ones (0: off)")
     d.add_argument("--seeds", type=_seed_range, default=(200_000, 300_000), metavar="A:B")
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
@@ -110,7 +112,8 @@ def _cmd_train_decoder(args) -> int:
     from engine.train.decoder import DecoderTrainArgs, train_decoder
 
     out = train_decoder(DecoderTrainArgs(model=str(args.model), out=str(args.out), steps=args.steps, batch=args.batch,
-                                         lr=args.lr, gan_start=args.gan_start, seeds=args.seeds, device=args.device,
+                                         lr=args.lr, gan_start=args.gan_start, latent_degrade=args.latent_degrade,
+                                         seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
     print(f"sharpened decoder in {out}; loss curve {args.out / 'decoder_loss.png'}")

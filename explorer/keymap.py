@@ -45,8 +45,16 @@ LOOK_BUTTON = Qt.MouseButton.LeftButton          # drag with it to look around
 
 
 def quit_shortcuts() -> list[QKeySequence]:
-    """The platform's Quit keys plus Ctrl+Q. A function: QKeySequence needs a QApplication first."""
-    return [QKeySequence(QKeySequence.StandardKey.Quit), QKeySequence("Ctrl+Q")]
+    """The platform's Quit keys plus Ctrl+Q. A function: QKeySequence needs a QApplication first.
+
+    Deduplicated: on Linux the platform's Quit is Ctrl+Q itself, and a sequence bound twice is
+    "ambiguous" to Qt, which then runs neither.
+    """
+    seqs: list[QKeySequence] = []
+    for seq in QKeySequence.keyBindings(QKeySequence.StandardKey.Quit) + [QKeySequence("Ctrl+Q")]:
+        if not seq.isEmpty() and all(seq != s for s in seqs):
+            seqs.append(seq)
+    return seqs
 
 
 # Rows of the help overlay: (keys as a person reads them, what they do).

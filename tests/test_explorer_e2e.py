@@ -1,5 +1,3 @@
-# Work in progress (issue 5): the real-X-server test times out (the app subprocess does not exit
-# within 60 s under Xvfb here). Not collected until fixed: rename back to test_explorer_e2e.py.
 """End to end in a real X server: `mirage explore` under Xvfb (Qt's xcb platform), real key
 events typed with xdotool (XTEST), and the view checked from the app's own screenshots (F12).
 
