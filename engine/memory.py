@@ -11,14 +11,22 @@ one, so real observations are not eroded by the model's own guesses.
 Reading projects every stored point into the target camera at latent resolution
 with a depth test (engine/projection.splat): a warped latent canvas, a coverage
 mask and projected depth. No RGB point cloud, no rendering to pixels, no re-encoding.
+
+So that a full memory costs about what an empty one does, points are also filed by
+1 m chunk: a read first tests the chunks' bounding spheres against the view frustum
+(a few hundred spheres) and projects only the points of chunks that can be in view.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 
 from engine import projection
+
+CHUNK = 1.0   # metres: edge of the cubes points are filed by for frustum culling
 
 
 @dataclass
@@ -55,6 +63,7 @@ class LatentMemory:
         self.time = torch.full((capacity,), float("-inf"), device=self.device)
         self.observed = torch.zeros(capacity, dtype=torch.bool, device=self.device)
         self.valid = torch.zeros(capacity, dtype=torch.bool, device=self.device)
+        self.chunk = torch.zeros(capacity, dtype=torch.long, device=self.device)   # dense chunk id per slot
         self.reset()
 
     def reset(self) -> None:
@@ -70,6 +79,8 @@ class LatentMemory:
         self._writes = 0
         self._merged_last = 0
         self._evicted = 0
+        self._chunk_id: dict[tuple[int, int, int], int] = {}
+        self._chunk_centres = torch.zeros(64, 3, device=self.device)
 
     def __len__(self) -> int:
         return self._count
@@ -112,7 +123,9 @@ class LatentMemory:
             merged += 1
         need = len(new_rows) - len(self._free)
         if need > 0:
-            self._evict(need, protect=slots)
+            # Evict a batch (1/64 of capacity) at a time: choosing the oldest is O(capacity), so
+            # doing it every frame once full would make a full memory slower than an empty one.
+            self._evict(max(need, self.capacity // 64), protect=slots)
         for i in new_rows:
             slot = self._free.pop()
             self._slot_of[keys[i]] = slot
@@ -129,6 +142,7 @@ class LatentMemory:
             self.time[st] = t
             self.observed[st] = observed
             self.valid[st] = True
+            self.chunk[st] = self._chunk_ids(pts[rt])
             self._hw = max(self._hw, max(slots) + 1)
         self._writes += 1
         self._merged_last = merged
@@ -155,14 +169,47 @@ class LatentMemory:
         self._count -= n
         self._evicted += n
 
+    def _chunk_ids(self, pts: torch.Tensor) -> torch.Tensor:
+        """Dense ids of the chunks holding points (N, 3); new chunks are registered with their centres."""
+        cubes = torch.floor(pts / CHUNK).long()
+        ids = []
+        for key in map(tuple, cubes.tolist()):
+            cid = self._chunk_id.get(key)
+            if cid is None:
+                cid = self._chunk_id[key] = len(self._chunk_id)
+                if cid >= len(self._chunk_centres):
+                    grown = torch.zeros(2 * len(self._chunk_centres), 3, device=self.device)
+                    grown[:cid] = self._chunk_centres
+                    self._chunk_centres = grown
+                self._chunk_centres[cid] = (torch.tensor(key, dtype=torch.float32) + 0.5) * CHUNK
+            ids.append(cid)
+        return torch.tensor(ids, dtype=torch.long, device=self.device)
+
+    def _visible_chunks(self, c2w: torch.Tensor) -> torch.Tensor:
+        """Bool per chunk id: may its cube be inside the camera's frustum (bounding-sphere test)?"""
+        n = len(self._chunk_id)
+        cam = (self._chunk_centres[:n] - c2w[:3, 3]) @ c2w[:3, :3]         # world -> camera
+        r = CHUNK * math.sqrt(3) / 2
+        tan = math.tan(math.radians(self.fov) / 2)                           # square image: same both ways
+        depth = -cam[:, 2]
+        k = 1.0 / math.sqrt(1 + tan * tan)                                   # side planes' normal scale
+        side = torch.maximum(cam[:, 0].abs(), cam[:, 1].abs())
+        return (depth > projection.NEAR - r) & ((side - tan * depth) * k < r)
+
     def read(self, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Warped latent canvas (C, S, S), mask (1, S, S) and depth (1, S, S) for a camera c2w (4, 4)."""
         if self._count == 0:
             z = torch.zeros(1, self.cells, self.cells, device=self.device)
             return torch.zeros(self.channels, self.cells, self.cells, device=self.device), z, z.clone()
+        c2w = c2w.to(self.device, torch.float32)
         hw = self._hw  # free slots are handed out lowest first, so live points sit below the high-water mark
-        canvas, mask, depth = projection.splat(self.pos[None, :hw], self.feat[:hw].float()[None], self.valid[None, :hw],
-                                               c2w[None].to(self.device), self.cells, self.fov)
+        sel = (self._visible_chunks(c2w)[self.chunk[:hw]] & self.valid[:hw]).nonzero().squeeze(1)
+        cell, point, zmin = projection.splat_index(self.pos[sel][None],
+                                                   torch.ones(1, len(sel), dtype=torch.bool, device=self.device),
+                                                   c2w[None], self.cells, self.fov)
+        # Features of the (at most S*S) winners only: gathering every visible point's vector
+        # was most of the cost of reading a full memory.
+        canvas, mask, depth = projection.fill_canvas(cell, self.feat[sel[point]].float(), zmin, 1, self.cells)
         return canvas[0], mask[0], depth[0]
 
     def stats(self) -> MemoryStats:

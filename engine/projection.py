@@ -51,6 +51,35 @@ def project(points: torch.Tensor, c2w: torch.Tensor, cells: int, fov_deg: float,
     return idx, z, ok
 
 
+def splat_index(points: torch.Tensor, valid: torch.Tensor, c2w: torch.Tensor, cells: int, fov_deg: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which point each target cell shows: the depth test of `splat` without touching features.
+
+    points (B, N, 3), valid (B, N) bool, c2w (B, 4, 4) -> (cell (M,) flat over B*S*S, point (M,) flat
+    over B*N, depth (B*S*S,) nearest depth per cell, inf where empty). Features are gathered by the
+    caller for the M winners only, which is what keeps a read of a large memory cheap.
+    """
+    b, n, _ = points.shape
+    s2 = cells * cells
+    idx, z, ok, off = project(points, c2w, cells, fov_deg, with_offset=True)
+    # Compact to the points inside the view first: a full memory holds mostly points the
+    # camera cannot see, and every later pass then touches only the visible ones.
+    keep = (ok & valid).reshape(-1).nonzero().squeeze(1)
+    flat = (idx + torch.arange(b, device=idx.device)[:, None] * s2).reshape(-1)[keep]
+    zf, off = z.reshape(-1)[keep], off.reshape(-1)[keep]
+    zmin = torch.full((b * s2,), float("inf"), device=z.device, dtype=z.dtype)
+    zmin.scatter_reduce_(0, flat, zf, reduce="amin", include_self=True)
+    # Depth test with a tolerance: every point on the front surface of a cell is a candidate,
+    # and among them the one projecting closest to the cell centre wins. A view seen before
+    # from the same pose then reads back its own cells exactly, not a neighbour's shifted ones.
+    front = zf <= zmin[flat] * (1.0 + SURFACE_TOL)
+    score = torch.where(front, off + zf * 1e-4, torch.full_like(zf, float("inf")))
+    best = torch.full((b * s2,), float("inf"), device=z.device, dtype=z.dtype)
+    best.scatter_reduce_(0, flat, score, reduce="amin", include_self=True)
+    win = front & (score <= best[flat])
+    return flat[win], keep[win], zmin
+
+
 def splat(points: torch.Tensor, feats: torch.Tensor, valid: torch.Tensor, c2w: torch.Tensor,
           cells: int, fov_deg: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Nearest-point-wins projection of feature points into target cameras.
@@ -58,27 +87,19 @@ def splat(points: torch.Tensor, feats: torch.Tensor, valid: torch.Tensor, c2w: t
     points (B, N, 3), feats (B, N, C), valid (B, N) bool, c2w (B, 4, 4)
     -> canvas (B, C, S, S), mask (B, 1, S, S) in {0, 1}, depth (B, 1, S, S) metres (0 where empty).
     """
-    b, n, c = feats.shape
-    s2 = cells * cells
-    idx, z, ok, off = project(points, c2w, cells, fov_deg, with_offset=True)
-    ok = ok & valid
-    flat = (idx + torch.arange(b, device=idx.device)[:, None] * s2).reshape(-1)
-    zf = torch.where(ok, z, torch.full_like(z, float("inf"))).reshape(-1)
-    zmin = torch.full((b * s2,), float("inf"), device=z.device, dtype=z.dtype)
-    zmin.scatter_reduce_(0, flat, zf, reduce="amin", include_self=True)
-    # Depth test with a tolerance: every point on the front surface of a cell is a candidate,
-    # and among them the one projecting closest to the cell centre wins. A view seen before
-    # from the same pose then reads back its own cells exactly, not a neighbour's shifted ones.
-    front = ok.reshape(-1) & (zf <= zmin[flat] * (1.0 + SURFACE_TOL))
-    score = torch.where(front, off.reshape(-1) + zf * 1e-4, torch.full_like(zf, float("inf")))
-    best = torch.full((b * s2,), float("inf"), device=z.device, dtype=z.dtype)
-    best.scatter_reduce_(0, flat, score, reduce="amin", include_self=True)
-    win = front & (score <= best[flat])
-    wflat = flat[win]
+    b, _, c = feats.shape
+    cell, point, zmin = splat_index(points, valid, c2w, cells, fov_deg)
+    return fill_canvas(cell, feats.reshape(-1, c)[point], zmin, b, cells)
+
+
+def fill_canvas(cell: torch.Tensor, feats: torch.Tensor, zmin: torch.Tensor, b: int, cells: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Canvas (B, C, S, S), mask and depth from the winners of `splat_index` and their features (M, C)."""
+    s2, c = cells * cells, feats.shape[1]
     canvas = torch.zeros(b * s2, c, device=feats.device, dtype=feats.dtype)
-    canvas[wflat] = feats.reshape(-1, c)[win]
+    canvas[cell] = feats
     mask = torch.zeros(b * s2, device=feats.device, dtype=feats.dtype)
-    mask[wflat] = 1.0
+    mask[cell] = 1.0
     depth = torch.where(torch.isfinite(zmin), zmin, torch.zeros_like(zmin)).to(feats.dtype)
     canvas = canvas.reshape(b, cells, cells, c).permute(0, 3, 1, 2)
     return canvas, mask.reshape(b, 1, cells, cells), depth.reshape(b, 1, cells, cells)

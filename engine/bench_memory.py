@@ -1,0 +1,170 @@
+"""Memory benchmarks for `mirage bench`: our latent memory against an RGB point cloud,
+how the memory's per-frame cost scales as it fills, and a long soak.
+
+All three walk a real explore trajectory of an eval world with the real model
+(WorldSession, memory on), so the points written are the ones a person walking
+would write; only the first frame is a ground-truth observation.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.pointcloud_baseline import RGBPointCloudMemory
+
+
+def _explore(session, scene_seed: int, frames: int):
+    """The explore trajectory and its rendered first frame (the only observation)."""
+    from engine.trajectory import make_trajectory
+    from engine.world.levels import generate_level
+    from engine.world.renderer import Renderer
+
+    size = session.image_size
+    traj = make_trajectory(scene_seed, "explore", frames=frames, fov_deg=session.fov_deg, resolution=(size, size))
+    r = Renderer(generate_level(scene_seed), size, size, session.fov_deg)
+    rgb, depth = r.render(traj.frames[:1])
+    r.close()
+    return traj, rgb[0], depth[0]
+
+
+def _c2w(pose) -> torch.Tensor:
+    return torch.as_tensor(pose.c2w(), dtype=torch.float32)
+
+
+def resident_bytes() -> int:
+    """Current resident set size of this process (Linux /proc; peak RSS elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def bench_memory(model_dir: str | Path | None = None, frames: int = 400, capacity: int | None = None,
+                 scene_seed: int = 1_000_007, device: str = "cpu") -> dict:
+    """Latent memory vs RGB point cloud on one walk, and the latent memory's scaling curve.
+
+    Both memories store the same frames (the session's generated frames and the model's
+    depth); bytes per stored frame are bytes in use over frames stored, measured before
+    the latent memory is full (once full it stops growing at all).
+    """
+    from engine.session import WorldSession
+
+    sess = WorldSession(model_dir, memory=True, capacity=capacity, seed=0, device=device)
+    traj, rgb0, depth0 = _explore(sess, scene_seed, frames)
+    cloud = RGBPointCloudMemory(sess.image_size, sess.fov_deg, sess.device)
+    sess.observe(rgb0, traj.frames[0], depth0)
+    cloud.write(rgb0, depth0, _c2w(traj.frames[0]))
+    latent_read, cloud_read, scaling, per_frame_bytes = [], [], [], None
+    for i, pose in enumerate(traj.frames[1:], start=1):
+        t0 = time.perf_counter()
+        cloud.read(_c2w(pose), sess.model.encode)
+        cloud_read.append(1e3 * (time.perf_counter() - t0))
+        before = sess.memory.stats().points
+        res = sess.step(pose)
+        latent_read.append(res.timings["memory_read"])
+        scaling.append((before, res.timings["memory_read"] + res.timings["memory_write"]))
+        if per_frame_bytes is None and res.memory["fill"] >= 0.9:
+            per_frame_bytes = _latent_bytes_in_use(sess) / sess.memory.stats().writes
+        cloud.write(res.frame, res.depth, _c2w(pose))
+    if per_frame_bytes is None:                      # never reached 90 %: everything so far counts
+        per_frame_bytes = _latent_bytes_in_use(sess) / sess.memory.stats().writes
+    warm = slice(5, None)                             # first calls pay one-off allocation costs
+    return {
+        "frames": len(traj.frames),
+        "capacity": sess.memory.capacity,
+        "latent_bytes_per_frame": per_frame_bytes,
+        "rgb_pointcloud_bytes_per_frame": cloud.bytes / cloud.frames,
+        "latent_read_ms": float(np.mean(latent_read[warm])),
+        "rgb_read_ms": float(np.mean(cloud_read[warm])),
+        "rgb_read_ms_last": float(np.mean(cloud_read[-20:])),
+        "rgb_pointcloud_points_end": cloud.count,
+        "latent_points_end": sess.memory.stats().points,
+        "scaling": scaling_curve(scaling[5:], sess.memory.capacity),
+    }
+
+
+def _latent_bytes_in_use(sess) -> float:
+    st = sess.memory.stats()
+    return st.bytes * st.points / st.capacity      # stats().bytes is the preallocated total
+
+
+def scaling_curve(samples: list[tuple[int, float]], capacity: int) -> list[list[float]]:
+    """Median read+write ms per frame at log-spaced fill levels from 1e3 points to capacity."""
+    pts = np.array([p for p, _ in samples], dtype=np.float64)
+    ms = np.array([m for _, m in samples], dtype=np.float64)
+    edges = np.unique(np.geomspace(1e3, capacity, 8).round())
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (pts >= lo) & (pts < hi) if hi < capacity else (pts >= lo)
+        if sel.sum() >= 3:
+            out.append([float(np.median(pts[sel])), float(np.median(ms[sel]))])
+    full = pts >= 0.98 * capacity
+    if full.sum() >= 3:
+        out.append([float(np.median(pts[full])), float(np.median(ms[full]))])
+    return out
+
+
+def plot_scaling(curve: list[list[float]], png: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([p for p, _ in curve], [m for _, m in curve], "o-")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("points in memory")
+    ax.set_ylabel("read + write ms / frame")
+    ax.set_title("latent memory cost as it fills")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return png
+
+
+def soak(model_dir: str | Path | None = None, frames: int = 20_000, window: int = 200, capacity: int | None = None,
+         scene_seed: int = 1_000_007, device: str = "cpu", progress: bool = True) -> dict:
+    """Walk `frames` generated frames with memory on: resident memory and frames/s at start and end."""
+    from tqdm import tqdm
+
+    from engine.session import WorldSession
+
+    sess = WorldSession(model_dir, memory=True, capacity=capacity, seed=0, device=device)
+    traj, rgb0, depth0 = _explore(sess, scene_seed, frames + 1)
+    sess.observe(rgb0, traj.frames[0], depth0)
+    times, full_at, rss_full = [], None, None
+    rss_start = resident_bytes()
+    for i, pose in enumerate(tqdm(traj.frames[1:], desc="soak", disable=not progress)):
+        t0 = time.perf_counter()
+        res = sess.step(pose)
+        times.append(time.perf_counter() - t0)
+        if full_at is None and res.memory["fill"] >= 0.98:
+            full_at, rss_full = i, resident_bytes()
+        if not np.isfinite(res.frame.astype(np.float32)).all():
+            raise RuntimeError(f"soak: frame {i} is not finite")
+    rss_end = resident_bytes()
+    w = min(window, max(1, len(times) // 4))
+    fps_start = w / sum(times[:w]) if full_at is None else w / sum(times[full_at:full_at + w])
+    fps_end = w / sum(times[-w:])
+    return {
+        "frames": len(times),
+        "memory_full_at_frame": full_at,
+        "rss_start_bytes": rss_start,
+        "rss_when_full_bytes": rss_full,
+        "rss_end_bytes": rss_end,
+        "rss_growth_after_full": (rss_end - rss_full) / rss_full if rss_full else None,
+        "fps_start": fps_start,
+        "fps_end": fps_end,
+        "fps_drift": (fps_end - fps_start) / fps_start,
+    }
