@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from engine import projection
+from engine.backends import Backend, select_backend
 from engine.camera import Pose
 from engine.memory import LatentMemory
 from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
@@ -45,9 +46,15 @@ def _c2w(pose: Pose, device) -> torch.Tensor:
 class WorldSession:
     def __init__(self, model: WorldModel | str | Path | None = None, memory: bool = True,
                  capacity: int | None = None, steps: int | None = None, seed: int = 0,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", backend: str | Backend = "torch") -> None:
         self.model = model if isinstance(model, WorldModel) else WorldModel.load(model, device)
         self.device = next(self.model.parameters()).device
+        # What runs the networks (engine/backends): a name is selected here, with a fallback and a
+        # message, never a crash; a Backend instance can be shared by several sessions of one model.
+        if isinstance(backend, Backend):
+            self.backend, self.backend_message = backend, f"backend {backend.name}: {backend.reason}"
+        else:
+            self.backend, self.backend_message = select_backend(backend, self.model)
         cfg = self.model.cfg
         self.memory_enabled = bool(memory)
         self.steps = int(cfg.default_steps if steps is None else steps)
@@ -90,13 +97,13 @@ class WorldSession:
         self._check_frame(rgb)
         t0 = time.perf_counter()
         x = to_model_image(torch.from_numpy(rgb)[None]).to(self.device)
-        z = self.model.encode(x)
-        rec, pred_depth, pred_cells = self.model.decode(z)
+        z = self.backend.encode(x)
+        rec, pred_depth = self.backend.decode(z)
         if depth is not None:
             d = torch.from_numpy(np.asarray(depth, dtype=np.float32))[None, None].to(self.device)
             cells = cell_depth(d, self.model.cells)
         else:
-            cells = pred_cells
+            cells = cell_depth(pred_depth, self.model.cells)
         t1 = time.perf_counter()
         c2w = _c2w(pose, self.device)
         if self.memory_enabled:
@@ -133,9 +140,10 @@ class WorldSession:
                                           c2w[None], s, fov)
         rays = projection.plucker(c2w[None], prev_c2w[None], s, fov)
         cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
-        z = sample(lambda x, t: m.gen(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device)
+        z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device)
         t2 = time.perf_counter()
-        rgb, depth, cells = m.decode(z)
+        rgb, depth = self.backend.decode(z)
+        cells = cell_depth(depth, s)
         t3 = time.perf_counter()
         if self.memory_enabled:
             self.memory.write(z[0], cells[0, 0], c2w, self.index, float(self.index), observed=False)

@@ -376,6 +376,7 @@ SUBCOMMANDS: dict[str, Union[Registrar, str]] = {
     "eval": "explorer.cli_model:register_eval",
     "walk": "explorer.cli_walk:register",
     "explore": "explorer.cli_explore:register",
+    "export": "explorer.cli_backend:register",
 }
 
 

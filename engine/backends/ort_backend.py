@@ -1,0 +1,102 @@
+"""ONNX Runtime backend (CPU execution provider).
+
+Runs the exported encoder, generator step and decoder. Tensors cross into the
+runtime as numpy arrays (a zero-copy view for contiguous float32 CPU tensors) and
+come back as torch tensors on the device they came from, so the memory, the
+projection and the sampler never leave torch.
+
+Without an export directory the model is exported on first use into the user's
+cache (engine.backends.onnx_export.cached_export), keyed by a hash of its weights,
+so later runs load in well under a second.
+
+Session options, and why:
+  - intra_op threads = torch's thread count: the session shares the CPU with torch's
+    memory read/write in the same step; more threads than cores only adds contention.
+  - ORT_ENABLE_ALL graph optimisation: conv + activation fusion and the NCHWc layout
+    transforms are where ONNX Runtime gains on small convolutions.
+  - sequential execution: the graphs are one chain of convs; the parallel executor
+    would only add scheduling overhead.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.backends.base import Backend, BackendUnavailable
+from engine.backends.networks import IO_NAMES
+from engine.backends.onnx_export import NETWORKS, cached_export, check_export
+from engine.model.world_model import WorldModel
+
+
+def import_onnxruntime():
+    """The onnxruntime module, or BackendUnavailable saying why it cannot be used."""
+    try:
+        import onnxruntime as ort
+    except Exception as e:  # noqa: BLE001 - a broken install raises more than ImportError
+        raise BackendUnavailable(f"onnxruntime is not installed or does not import ({type(e).__name__}: {e}); "
+                                 "pip install onnxruntime") from None
+    if "CPUExecutionProvider" not in ort.get_available_providers():
+        raise BackendUnavailable(f"onnxruntime {ort.__version__} has no CPU execution provider")
+    return ort
+
+
+def session_options(threads: int | None = None):
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or torch.get_num_threads())
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3   # errors only: the runtime's warnings about unused initialisers are noise here
+    return so
+
+
+def _to_numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+class OnnxRuntimeBackend(Backend):
+    name = kind = "onnxruntime"
+
+    def __init__(self, model: WorldModel, onnx_dir: str | Path | None = None, threads: int | None = None,
+                 reason: str = "") -> None:
+        ort = import_onnxruntime()
+        device = next(model.parameters()).device
+        super().__init__(device, reason or f"ONNX Runtime {ort.__version__}, CPU execution provider")
+        # An explicit directory must match the model (a stale export is an error the user fixes);
+        # the cache is re-exported silently when the weights change.
+        if onnx_dir is None:
+            onnx_dir = cached_export(model, fp16=False)
+        self.manifest = check_export(onnx_dir, model, fp16=False)
+        self.onnx_dir = Path(onnx_dir)
+        so = session_options(threads)
+        self.sessions = {name: ort.InferenceSession(str(self.onnx_dir / f"{name}.onnx"), sess_options=so,
+                                                    providers=["CPUExecutionProvider"])
+                         for name in NETWORKS}
+        for name, sess in self.sessions.items():
+            ins = tuple(i.name for i in sess.get_inputs())
+            outs = tuple(o.name for o in sess.get_outputs())
+            if (ins, outs) != IO_NAMES[name]:
+                raise BackendUnavailable(f"{self.onnx_dir / name}.onnx: inputs {ins} outputs {outs}, "
+                                         f"expected {IO_NAMES[name]}")
+
+    def _run(self, name: str, *xs: torch.Tensor) -> list[torch.Tensor]:
+        ins, outs = IO_NAMES[name]
+        res = self.sessions[name].run(list(outs), {n: _to_numpy(x) for n, x in zip(ins, xs)})
+        dev = xs[0].device
+        return [torch.from_numpy(r).to(dev) for r in res]
+
+    def encode(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self._run("encoder", rgb)[0]
+
+    def generate(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self._run("generator", x_t, t, cond)[0]
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, depth = self._run("decoder", z)
+        return rgb, depth
+
+    def close(self) -> None:
+        self.sessions.clear()
