@@ -299,67 +299,6 @@ def _cmd_dataset(args) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- bench
-
-def _register_bench(sub) -> None:
-    p = sub.add_parser("bench", help="measure speed: the whole world-model step (default) and/or the renderer",
-                       description="Benchmarks. Without --render: WorldSession.step at the model's resolution and "
-                                   "steps, whole step and each stage, p50/p99. --render adds the ground-truth "
-                                   "renderer's throughput.")
-    p.add_argument("--render", action="store_true", help="ground-truth render throughput")
-    p.add_argument("--no-step", action="store_true", help="skip the model step benchmark")
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--step-frames", type=_positive_int, default=200, help="timed generated frames")
-    p.add_argument("--memory", choices=["on", "off"], default="on")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--frames", type=_positive_int, default=512, help="render benchmark frames")
-    p.add_argument("--resolution", type=parse_resolution, default=(128, 128), metavar="WxH",
-                   help="render benchmark resolution")
-    p.add_argument("--batch", default="1,64", metavar="B[,B...]", help="render batch sizes to time (default 1,64)")
-    p.add_argument("--scene-seed", type=_seed, default=1_000_000)
-    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
-    p.set_defaults(handler=_cmd_bench)
-
-
-def _cmd_bench(args) -> int:
-    result: dict = {}
-    if not args.no_step:
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        from engine.bench_step import bench_step, format_table
-
-        step = bench_step(args.model, frames=args.step_frames, steps=args.steps, memory=args.memory == "on",
-                          device=args.device)
-        print(format_table(step))
-        result["step"] = step
-        result.setdefault("backends", {})[f"torch-{args.device.split(':')[0]}"] = {
-            "fps": step["fps"], "latency_ms_p50": step["latency_ms_p50"], "latency_ms_p99": step["latency_ms_p99"]}
-    if args.render:
-        try:
-            batches = [int(b) for b in args.batch.split(",") if b.strip()]
-        except ValueError:
-            raise CLIError(f"--batch must be whole numbers separated by commas, got {args.batch!r}") from None
-        from engine.bench import bench_render, format_render_table
-
-        render = bench_render(frames=args.frames, resolution=args.resolution, batch_sizes=batches,
-                              scene_seed=args.scene_seed)
-        print(format_render_table(render))
-        result["render"] = render
-    if not result:
-        raise CLIError("nothing to benchmark: drop --no-step or add --render")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(args.json)
-        print(f"wrote {args.json}")
-    return 0
-
-
 # --------------------------------------------------------------------------- assembly
 
 Registrar = Callable[[argparse._SubParsersAction], None]
@@ -371,7 +310,7 @@ SUBCOMMANDS: dict[str, Union[Registrar, str]] = {
     "trajectory": _register_trajectory,
     "render": _register_render,
     "dataset": _register_dataset,
-    "bench": _register_bench,
+    "bench": "explorer.cli_bench:register",
     "train": "explorer.cli_model:register_train",
     "eval": "explorer.cli_model:register_eval",
     "walk": "explorer.cli_walk:register",

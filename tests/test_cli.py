@@ -216,7 +216,7 @@ def test_dataset_command_writes_manifest(tmp_path, egl):
 
 def test_bench_render_json(tmp_path, capsys, egl):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--render", "--no-step", "--frames", "8", "--batch", "1,4", "--resolution", "32x32",
+    assert main(["bench", "--render", "--no-step", "--no-memory-bench", "--frames", "8", "--batch", "1,4", "--resolution", "32x32",
                  "--json", str(out)]) == 0
     res = json.loads(out.read_text())["render"]
     assert [r["batch"] for r in res["results"]] == [1, 4]
@@ -225,7 +225,7 @@ def test_bench_render_json(tmp_path, capsys, egl):
 
 
 def test_bench_needs_a_target(capsys):
-    assert main(["bench", "--no-step"]) == 2
+    assert main(["bench", "--no-step", "--no-memory-bench"]) == 2
     assert "--render" in capsys.readouterr().err
 
 
