@@ -7,7 +7,6 @@ one run and are not saved; only the panel's Apply saves.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -65,26 +64,21 @@ def save_settings(store: QSettings, s: Settings) -> None:
 # ---- backends ---------------------------------------------------------------------------
 
 def backend_status() -> dict[str, tuple[bool, str]]:
-    """For each backend: can it run here, and why not. Only torch is wired into the engine today."""
-    out: dict[str, tuple[bool, str]] = {"auto": (True, "best available"), "torch": (True, "PyTorch")}
-    for name in ("onnxruntime", "tensorrt"):
-        if importlib.util.find_spec(name) is None:
-            out[name] = (False, f"{name} is not installed")
-        else:
-            # Importable, but the engine has no session backend for it yet (no engine/backends.py).
-            out[name] = (False, f"{name} is installed but the engine has no {name} backend yet")
-    return out
+    """For each backend: can it run here, and why not (engine.backends.backend_availability: imports only)."""
+    from engine.backends import backend_availability
+
+    return backend_availability(torch_device())
 
 
 def resolve_backend(requested: str) -> tuple[str, str | None]:
-    """The backend that will run, and a message to show when it is not the one asked for."""
-    status = backend_status()
-    if requested == "auto":
-        return "torch", None
-    ok, why = status.get(requested, (False, f"unknown backend {requested!r}"))
-    if ok:
-        return requested, None
-    return "torch", f"backend {requested}: {why}; using torch instead"
+    """The backend that will run, and a message to show when it is not the one asked for.
+
+    Decided from what is installed; building it can still fail (a broken export, an engine
+    build error), and engine.backends.select_backend then falls back to torch and says so.
+    """
+    from engine.backends import plan_backend
+
+    return plan_backend(requested, torch_device())
 
 
 def torch_device() -> str:

@@ -31,9 +31,9 @@ from engine.camera import Pose
 from engine.metrics import psnr as psnr_db
 from explorer.controller import start_pose
 from explorer.world_state import (GT_LABEL, LABEL_OFF, LABEL_ON, FrameBundle, Pane, RunConfig, WorldInfo,
-                                  load_model, memory_points_for_map)
+                                  load_backend, load_model, memory_points_for_map)
 
-SessionFactory = Callable[..., object]   # (model, memory=, capacity=, steps=, seed=, device=) -> WorldSession
+SessionFactory = Callable[..., object]   # (model, memory=, capacity=, steps=, seed=, backend=) -> WorldSession
 
 
 @dataclass
@@ -68,6 +68,7 @@ class Worker(QThread):
         self.frames_made = 0
         # Worker-thread state.
         self.model = None
+        self.backend = None            # engine.backends.Backend shared by the sessions (memory on and off)
         self.sessions: list[tuple[str, object]] = []
         self.renderer = None
         self.level = None
@@ -200,6 +201,10 @@ class Worker(QThread):
         model_keys = ("model_dir", "backend", "fov_deg")
         if self.model is None or any(getattr(old, k) != getattr(config, k) for k in model_keys):
             self.model, notes = load_model(config)
+            self.backend = None
+            if self.model is not None:
+                self.backend, more = load_backend(self.model, config.backend)
+                notes += more
             for level, text in notes:
                 self.message.emit(level, text)
         self._make_sessions()
@@ -216,7 +221,7 @@ class Worker(QThread):
 
         def make(memory: bool):
             return factory(self.model, memory=memory, capacity=c.capacity or None, steps=c.steps or None,
-                           seed=c.sample_seed)
+                           seed=c.sample_seed, backend=self.backend or "torch")
 
         if self.compare:
             self.sessions = [(LABEL_ON, make(True)), (LABEL_OFF, make(False))]

@@ -77,17 +77,14 @@ class FrameBundle:
 def load_model(cfg: RunConfig):
     """The model to run and notes for the window: (WorldModel | None, [(level, text), ...]).
 
-    Fallbacks, each announced: an unavailable backend runs on torch; a model directory
-    that fails to load falls back to the shipped model; when no model loads the window
-    shows ground truth only, labelled so, rather than closing.
+    Fallbacks, each announced: a model directory that fails to load falls back to the
+    shipped model; when no model loads the window shows ground truth only, labelled so,
+    rather than closing. The backend that runs it comes from load_backend.
     """
     from engine.model.world_model import WorldModel
-    from explorer.settings import resolve_backend, torch_device
+    from explorer.settings import torch_device
 
     notes: list[tuple[str, str]] = []
-    backend, why = resolve_backend(cfg.backend)
-    if why:
-        notes.append(("warning", why))
     device = torch_device()
     model = None
     tries = [(cfg.model_dir, cfg.model_dir)] if cfg.model_dir else []
@@ -109,8 +106,22 @@ def load_model(cfg: RunConfig):
                                  "expect worse frames"))
         model.cfg.fov_deg = float(cfg.fov_deg)   # memory, projection and the renderer all read it from here
     where = next(model.parameters()).device
-    notes.append(("info", f"model {cfg.model_dir or 'shipped'}: {model.image_size}px, {backend} on {where}"))
+    notes.append(("info", f"model {cfg.model_dir or 'shipped'}: {model.image_size}px on {where}"))
     return model, notes
+
+
+def load_backend(model, requested: str):
+    """The backend the sessions of `model` share, and notes: (Backend, [(level, text)]).
+
+    A backend that cannot run falls back to torch with a warning (engine.backends.select_backend
+    never raises for that). The first onnxruntime or tensorrt run of a model exports it to ONNX
+    (and builds engines) in the user's cache: seconds, once per weights, on the worker thread.
+    """
+    from engine.backends import select_backend
+
+    backend, message = select_backend(requested, model)
+    level = "info" if requested in ("auto", backend.kind) else "warning"
+    return backend, [(level, message)]
 
 
 def _load_on(world_model_cls, path: str, device: str, notes: list):

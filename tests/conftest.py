@@ -5,10 +5,17 @@ run the same on a desktop, on CI without a display, and under xvfb.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# ONNX exports and TensorRT engines that tests make (engine/backends) go to a throwaway cache, not the user's.
+if "MIRAGE_CACHE_DIR" not in os.environ:
+    os.environ["MIRAGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="mirage-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["MIRAGE_CACHE_DIR"], True)
 
 import pytest  # noqa: E402
 

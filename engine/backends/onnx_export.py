@@ -21,9 +21,7 @@ manifest says so.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import shutil
@@ -49,8 +47,13 @@ class StaleExportError(ValueError):
 
 
 def weights_fingerprint(model: WorldModel) -> dict:
-    """What an export is keyed by: the weights of both networks and the config that shapes them."""
-    cfg = json.dumps(model.cfg.to_dict(), sort_keys=True)
+    """What an export is keyed by: the weights of both networks and the config that shapes them.
+
+    Only the config the graphs depend on (network sizes, latent normalisation): a field of
+    view or memory capacity changed at run time must not force a re-export.
+    """
+    d = model.cfg.to_dict()
+    cfg = json.dumps({k: d[k] for k in ("autoencoder", "generator", "latent_scale", "latent_shift")}, sort_keys=True)
     return {"autoencoder": state_hash(model.ae), "generator": state_hash(model.gen),
             "config": hashlib.sha256(cfg.encode()).hexdigest()}
 
@@ -72,14 +75,14 @@ def _shapes(model: WorldModel) -> dict[str, dict[str, list]]:
 def _export_one(net: torch.nn.Module, args: tuple, path: Path, name: str, opset: int) -> str:
     """Export one network; returns which exporter did it."""
     ins, outs = IO_NAMES[name]
-    # The dynamo exporter prints progress lines and logs a warning per missing torchvision op: noise here.
-    quiet = contextlib.redirect_stdout(io.StringIO())
+    # verbose=False keeps the dynamo exporter from printing progress; it also logs a warning per
+    # torchvision op it cannot find (we use none): noise, silenced for the call.
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
     try:
         batch = torch.export.Dim("batch", min=1, max=4096)
         onnx_log.setLevel(logging.ERROR)
-        with quiet, warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(net, args, str(path), dynamo=True, external_data=False, opset_version=opset,
                               input_names=list(ins), output_names=list(outs),
