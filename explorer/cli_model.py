@@ -50,6 +50,12 @@ def register_train(sub) -> None:
     w.add_argument("--lr", type=float, default=5e-4)
     w.add_argument("--seeds", type=_seed_range, default=(100_000, 100_064), metavar="A:B",
                    help="training worlds; one walk of every trajectory kind each")
+    w.add_argument("--init", type=Path, default=None, metavar="MODEL_DIR",
+                   help="fine-tune: start from this model's generator instead of from scratch")
+    w.add_argument("--self-rollout", type=int, default=0, metavar="K",
+                   help="half the batches use up to K of the model's own generated frames as context "
+                        "(against drift on long walks); 0: ground-truth context only")
+    w.add_argument("--self-steps", type=int, default=2, help="sampling steps for those self-generated frames")
     _common(w)
     w.set_defaults(handler=_cmd_train_world)
     d = tsub.add_parser("decoder", help="sharpen the decoder (gradient + adversarial loss), latent space frozen")
@@ -100,7 +106,9 @@ def _cmd_train_world(args) -> int:
 
     model_dir = train_world(WorldTrainArgs(autoencoder=str(args.autoencoder), out=str(args.out), steps=args.steps,
                                            batch=args.batch, lr=args.lr, seeds=args.seeds, device=args.device,
-                                           seed=args.seed, time_limit_s=60 * args.time_limit),
+                                           seed=args.seed, time_limit_s=60 * args.time_limit,
+                                           init=str(args.init or ""), self_rollout=args.self_rollout,
+                                           self_steps=args.self_steps),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"world model written to {model_dir}; loss curve {args.out / 'world_loss.png'}")

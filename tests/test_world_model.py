@@ -137,6 +137,42 @@ def test_training_resumes_from_its_checkpoint(tiny_model_dir):
     assert (world / "world_loss.png").stat().st_size > 1000
 
 
+def test_fine_tuning_on_own_rollouts(tiny_model_dir, tmp_path):
+    """--init + --self-rollout: starts from the given generator, trains on batches whose context
+    the model generated itself, and the rebuilt conditioning matches the sampler's own."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from engine.train.world import WorldTrainArgs, _load_walks, train_world
+    from engine.train.world_data import WalkSampler, replace_prev
+
+    world = tiny_model_dir.parent
+    out = tmp_path / "ft"
+    out.mkdir()
+    for name in ("walks.safetensors", "config.json"):          # reuse the encoded walks
+        shutil.copyfile(world / name, out / name)
+    init = load_file(str(tiny_model_dir / "generator.safetensors"))
+    model_dir = train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=6, batch=4,
+                                           seeds=(5, 6), save_every=100, init=str(tiny_model_dir),
+                                           self_rollout=2, self_steps=1, lr=1e-3), progress=False)
+    tuned = load_file(str(model_dir / "generator.safetensors"))
+    assert set(tuned) == set(init)
+    diffs = [float((tuned[k] - init[k]).abs().max()) for k in init]
+    assert max(diffs) > 0 and max(diffs) < 0.1                  # moved a little from the init, not re-initialised
+
+    model = WorldModel.load(model_dir)
+    cfg = model.cfg
+    sampler = WalkSampler(_load_walks(out / "walks.safetensors"), model.cells, cfg.fov_deg, cfg.latent_shift,
+                          cfg.latent_scale, np.random.default_rng(0), context_noise=0.0)
+    links = sampler.chain(3, 2, "cpu")
+    assert len(links) == 2
+    x0, cond, geo = links[1]
+    c = model.latent_channels
+    assert torch.allclose(replace_prev(cond, geo, cond[:, :c]), cond, atol=1e-5)
+    assert torch.allclose(links[0][0], cond[:, :c], atol=1e-5)  # frame t-1 is the next link's context
+
+
 def test_eval_reports_every_required_key(tiny_model_dir, egl, eval_seed):
     from engine.eval import run_eval
 

@@ -18,11 +18,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.model.config import ModelConfig
-from engine.model.sampler import noisy, sample_train_t
+from engine.model.sampler import noisy, sample, sample_train_t
 from engine.model.world_model import WorldModel
 from engine.train import dist
 from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint
-from engine.train.world_data import Walk, WalkSampler, build_walks, latent_stats
+from engine.train.world_data import Walk, WalkSampler, build_walks, latent_stats, replace_prev
 
 
 @dataclass
@@ -37,6 +37,9 @@ class WorldTrainArgs:
     device: str = "auto"
     seed: int = 0
     time_limit_s: float = 0.0
+    self_rollout: int = 0           # up to this many of the model's own frames as context (0: ground truth only)
+    self_steps: int = 2             # sampling steps for those frames
+    init: str = ""                  # start from this model dir's generator (fine-tuning), not from scratch
 
 
 def _save_walks(path: Path, walks: list[Walk]) -> None:
@@ -61,6 +64,27 @@ def load_autoencoder_into(model: WorldModel, src: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no autoencoder weights (train one with `mirage train autoencoder`)")
     model.ae.load_state_dict(load_file(str(path)))
+
+
+def _batch(model: WorldModel, sampler: WalkSampler, args: WorldTrainArgs, device, rng: np.random.Generator):
+    """A plain batch, or (half the time, when self_rollout > 0) one whose context is the
+    model's own rollout of the preceding frames: at inference every context after the first
+    is generated, and a model that only ever saw clean contexts drifts on its own errors."""
+    k = int(rng.integers(2, args.self_rollout + 2)) if args.self_rollout and rng.random() < 0.5 else 1
+    if k == 1:
+        return sampler.batch(args.batch, device)
+    links = sampler.chain(args.batch, k, device)
+    was_training = model.gen.training
+    model.gen.eval()
+    with torch.no_grad():
+        prev = None
+        for x0, cond, geo in links[:-1]:
+            if prev is not None:
+                cond = replace_prev(cond, geo, prev)
+            prev = sample(lambda x, t, c=cond: model.gen(x, t, c), tuple(x0.shape), args.self_steps, None, device)
+    model.gen.train(was_training)
+    x0, cond, geo = links[-1]
+    return x0, replace_prev(cond, geo, prev)
 
 
 def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
@@ -93,6 +117,8 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     start, elapsed0 = 0, 0.0
+    if args.init and not (out / "state.json").exists():
+        model.gen.load_state_dict(load_file(str(Path(args.init) / "generator.safetensors")))
     if (out / "state.json").exists():
         state = load_checkpoint(out, {"generator": model.gen}, opt)
         start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))
@@ -110,7 +136,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         lr = args.lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         for g in opt.param_groups:
             g["lr"] = lr
-        x0, cond = sampler.batch(args.batch, info.device)
+        x0, cond = _batch(model, sampler, args, info.device, rng)
         t = sample_train_t(len(x0), info.device)
         noise = torch.randn_like(x0)
         pred = gen(noisy(x0, t, noise), t, cond)

@@ -112,15 +112,37 @@ class WalkSampler:
 
     def batch(self, b: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(target x0 (B, C, S, S), cond (B, K, S, S)), all normalised."""
+        picks = []
+        for _ in range(b):
+            wi = int(self.rng.choice(len(self.walks), p=self.p))
+            picks.append((wi, int(self.rng.integers(1, len(self.walks[wi].z)))))
+        x0, cond, _ = self.batch_at(picks, device)
+        return x0, cond
+
+    def chain(self, b: int, k: int, device) -> list[tuple[torch.Tensor, torch.Tensor, "PrevGeometry"]]:
+        """k consecutive targets per element (frames t-k+1 .. t of one walk), for training on the
+        model's own rollouts: the trainer generates the earlier ones and feeds each back as the
+        next one's context (`replace_prev`), as at inference, where drift comes from."""
+        picks = []
+        for _ in range(b):
+            while True:
+                wi = int(self.rng.choice(len(self.walks), p=self.p))
+                if len(self.walks[wi].z) > k:
+                    break
+            picks.append((wi, int(self.rng.integers(k, len(self.walks[wi].z)))))
+        return [self.batch_at([(wi, t - k + 1 + j) for wi, t in picks], device) for j in range(k)]
+
+    def batch_at(self, picks: list[tuple[int, int]], device) -> tuple[torch.Tensor, torch.Tensor, "PrevGeometry"]:
+        """The batch for explicit (walk index, target frame) picks; also what `replace_prev` needs."""
+        b = len(picks)
         s, n_cell = self.cells, self.cells * self.cells
         c = self.walks[0].z.shape[1]
         tgt, prev, prev_d, prev_c2w, tgt_c2w = [], [], [], [], []
         mem_pts = torch.zeros(b, self.m * n_cell, 3)
         mem_feat = torch.zeros(b, self.m * n_cell, c)
         mem_valid = torch.zeros(b, self.m * n_cell, dtype=torch.bool)
-        for i in range(b):
-            w = self.walks[self.rng.choice(len(self.walks), p=self.p)]
-            t = int(self.rng.integers(1, len(w.z)))
+        for i, (wi, t) in enumerate(picks):
+            w = self.walks[wi]
             tgt.append(w.z[t])
             prev.append(w.z[t - 1])
             jitter = 1.0 + 0.04 * self.rng.standard_normal()  # generated frames carry predicted, imperfect depth
@@ -141,12 +163,42 @@ class WalkSampler:
         mem_feat = (mem_feat - self.shift) / self.scale
         # Memory may hold the model's own (imperfect) frames at inference: noise it a little too.
         mem_feat = mem_feat + torch.rand(b, 1, 1) * 0.15 * torch.randn_like(mem_feat)
-        prev_z = prev_z + torch.rand(b, 1, 1, 1) * 2 * self.noise * torch.randn_like(prev_z)
         tc, pc = torch.stack(tgt_c2w), torch.stack(prev_c2w)
         canvas, mask, mdepth = projection.splat(mem_pts, mem_feat, mem_valid, tc, s, self.fov)
-        ppts = projection.lift(torch.stack(prev_d), pc, self.fov)
-        warp, wmask, _ = projection.splat(ppts, prev_z.flatten(2).transpose(1, 2),
-                                          torch.ones(b, n_cell, dtype=torch.bool), tc, s, self.fov)
+        geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise)
+        prev_z = geo.noised(prev_z)
+        warp, wmask = geo.warp(prev_z)
         rays = projection.plucker(tc, pc, s, self.fov)
         cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
-        return x0.to(device), cond.to(device)
+        return x0.to(device), cond.to(device), geo
+
+
+@dataclass
+class PrevGeometry:
+    """Where the previous frame's cells land in the target view, to rebuild its conditioning."""
+    points: torch.Tensor   # (B, S*S, 3) the previous frame's cells lifted to the world
+    target: torch.Tensor   # (B, 4, 4) target camera-to-world
+    cells: int
+    fov: float
+    noise: float
+
+    def noised(self, z: torch.Tensor) -> torch.Tensor:
+        # GameNGen/DIAMOND-style context noise, a random level per element.
+        return z + torch.rand(len(z), 1, 1, 1, device=z.device) * 2 * self.noise * torch.randn_like(z)
+
+    def warp(self, prev_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = len(prev_z)
+        pts = self.points.to(prev_z.device)
+        ok = torch.ones(b, pts.shape[1], dtype=torch.bool, device=prev_z.device)
+        warp, wmask, _ = projection.splat(pts, prev_z.flatten(2).transpose(1, 2), ok, self.target.to(prev_z.device),
+                                          self.cells, self.fov)
+        return warp, wmask
+
+
+def replace_prev(cond: torch.Tensor, geo: PrevGeometry, new_prev: torch.Tensor) -> torch.Tensor:
+    """The same conditioning with another previous latent (e.g. the model's own): context
+    and its warp are rebuilt, memory, masks and rays stay."""
+    c = new_prev.shape[1]
+    z = geo.noised(new_prev)
+    warp, _ = geo.warp(z)
+    return torch.cat([z, warp, cond[:, 2 * c:]], dim=1)
