@@ -5,6 +5,8 @@
     session.observe(rgb, pose, depth)      # a real observation: encoded and written to memory
     result = session.step(pose)             # a generated frame for the next pose
 
+The networks run on a backend (engine/backends: torch by default, or "onnxruntime",
+"tensorrt", "auto", or a Backend instance); memory and sampling stay in torch.
 It never calls the ground-truth renderer: observations come from the caller.
 Deterministic for a fixed seed (one torch.Generator drives every sample).
 """

@@ -16,6 +16,9 @@ Session options, and why:
     transforms are where ONNX Runtime gains on small convolutions.
   - sequential execution: the graphs are one chain of convs; the parallel executor
     would only add scheduling overhead.
+  - no spinning: by default ONNX Runtime's pool threads busy-wait after each run,
+    taking the cores torch needs for the memory read/write between network calls
+    (measured: memory write 6.3 ms with spinning, 1.6 ms without; docs/BACKENDS.md).
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ def session_options(threads: int | None = None):
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3   # errors only: the runtime's warnings about unused initialisers are noise here
     return so
 
