@@ -62,7 +62,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 def _parity_line(model, out: Path, fp16: bool) -> str:
     """Run the export with ONNX Runtime on random inputs against torch: a broken export shows at once."""
     try:
-        from engine.backends.parity import network_parity
+        from engine.backends.ort_backend import network_parity
 
         worst = network_parity(model, out)
     except Exception as e:  # noqa: BLE001 - the export is written; the check is a courtesy

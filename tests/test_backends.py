@@ -113,7 +113,7 @@ def test_stale_or_changed_export_is_detected(onnx_dir, tiny_model, tmp_path):
 def test_fp16_export_is_typed_half_inside_with_float_io(tiny_model, tmp_path):
     import onnx
 
-    from engine.backends.parity import network_parity
+    from engine.backends.ort_backend import network_parity
 
     out = tmp_path / "fp16"
     manifest = export_onnx(tiny_model, out, fp16=True)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from engine.backends.base import Backend, BackendUnavailable
-from engine.backends.networks import IO_NAMES
+from engine.backends.networks import IO_NAMES, build_networks, example_inputs
 from engine.backends.onnx_export import NETWORKS, cached_export, check_export
 from engine.model.world_model import WorldModel
 
@@ -104,3 +104,32 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self.sessions.clear()
+
+
+# ---- parity of an export with torch -------------------------------------------------------
+
+def network_parity(model: WorldModel, onnx_dir: str | Path, batch: int = 1, seed: int = 0) -> dict[str, float]:
+    """network -> max abs difference over its outputs between ONNX Runtime and torch float32, on random inputs.
+
+    Used by `mirage export onnx` after writing (a broken export shows at once) and by the
+    tests. Runs each graph directly, so it also checks fp16 exports, which the backend
+    above does not load.
+    """
+    import copy
+
+    ort = import_onnxruntime()
+    check_export(onnx_dir, model)
+    cpu = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
+    nets = build_networks(cpu)
+    inputs = example_inputs(cpu, batch=batch, seed=seed)
+    worst: dict[str, float] = {}
+    for name in NETWORKS:
+        sess = ort.InferenceSession(str(Path(onnx_dir) / f"{name}.onnx"), sess_options=session_options(),
+                                    providers=["CPUExecutionProvider"])
+        ins, outs = IO_NAMES[name]
+        got = sess.run(list(outs), {n: x.numpy() for n, x in zip(ins, inputs[name])})
+        with torch.no_grad():
+            ref = nets[name](*inputs[name])
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        worst[name] = max(float(np.abs(r.numpy() - g).max()) for r, g in zip(ref, got))
+    return worst
