@@ -122,6 +122,9 @@ def plot_scaling(curve: list[list[float]], png: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot([p for p, _ in curve], [m for _, m in curve], "o-")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())   # log-axis minor labels overlap at this size
     ax.set_ylim(bottom=0)
     ax.set_xlabel("points in memory")
     ax.set_ylabel("read + write ms / frame")

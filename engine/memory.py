@@ -63,7 +63,7 @@ class LatentMemory:
         self.time = torch.full((capacity,), float("-inf"), device=self.device)
         self.observed = torch.zeros(capacity, dtype=torch.bool, device=self.device)
         self.valid = torch.zeros(capacity, dtype=torch.bool, device=self.device)
-        self.chunk = torch.zeros(capacity, dtype=torch.long, device=self.device)   # dense chunk id per slot
+        self.chunk = torch.zeros(capacity, dtype=torch.int32, device=self.device)  # dense chunk id per slot
         self.reset()
 
     def reset(self) -> None:
@@ -183,7 +183,7 @@ class LatentMemory:
                     self._chunk_centres = grown
                 self._chunk_centres[cid] = (torch.tensor(key, dtype=torch.float32) + 0.5) * CHUNK
             ids.append(cid)
-        return torch.tensor(ids, dtype=torch.long, device=self.device)
+        return torch.tensor(ids, dtype=torch.int32, device=self.device)
 
     def _visible_chunks(self, c2w: torch.Tensor) -> torch.Tensor:
         """Bool per chunk id: may its cube be inside the camera's frustum (bounding-sphere test)?"""
@@ -213,7 +213,8 @@ class LatentMemory:
         return canvas[0], mask[0], depth[0]
 
     def stats(self) -> MemoryStats:
-        per_point = 3 * 4 + self.channels * self.feat.element_size() + 4 + 4 + 1 + 1
+        # position, feature, frame, time, observed, valid, chunk id: every byte a point holds
+        per_point = 3 * 4 + self.channels * self.feat.element_size() + 4 + 4 + 1 + 1 + 4
         return MemoryStats(self._count, self.capacity, self.capacity * per_point, self._writes,
                            self._merged_last, self._evicted)
 

@@ -47,6 +47,8 @@ def register(sub) -> None:
     p.add_argument("--no-memory", action="store_true", help="start with memory off")
     p.add_argument("--steps", type=_positive, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--capacity", type=_positive, default=None, help="memory capacity in points")
+    p.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "tensorrt"], default=None,
+                   help="what runs the networks (default: the saved setting, first time auto)")
     p.add_argument("--autopilot", type=Path, default=None, metavar="T.json",
                    help="drive the camera along a mirage-trajectory/1 file, then exit")
     p.add_argument("--max-frames", type=_positive, default=None, metavar="N",
@@ -99,7 +101,7 @@ def run(args) -> int:
         model_dir=str(args.model) if args.model else None,
         world_seed=trajectory.scene_seed if trajectory else args.seed, steps=args.steps, capacity=args.capacity,
         out_dir=str(args.out_dir) if args.out_dir else None, compare=args.compare, ground_truth=args.ground_truth,
-        memory=not args.no_memory, start=trajectory.frames[0] if trajectory else None)
+        memory=not args.no_memory, start=trajectory.frames[0] if trajectory else None, backend=args.backend)
     window = MainWindow(open_store(args.settings), options)
     state = {"code": 0, "screenshot": None}
 

@@ -48,6 +48,7 @@ class LaunchOptions:
     ground_truth: bool = False
     memory: bool = True
     start: Pose | None = None
+    backend: str | None = None
 
 
 class MainWindow(QMainWindow):
@@ -121,7 +122,8 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _with_options(s: Settings, o: LaunchOptions) -> Settings:
         over = {k: v for k, v in (("model_dir", o.model_dir), ("world_seed", o.world_seed), ("steps", o.steps),
-                                  ("capacity", o.capacity), ("out_dir", o.out_dir)) if v is not None}
+                                  ("capacity", o.capacity), ("out_dir", o.out_dir), ("backend", o.backend))
+                if v is not None}
         return replace(s, **over)
 
     def _run_config(self, start: Pose | None = None) -> RunConfig:

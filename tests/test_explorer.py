@@ -44,6 +44,9 @@ def make_window(qtbot, tmp_path, tiny_model_dir, egl):  # noqa: F811
         opts.setdefault("model_dir", str(tiny_model_dir))
         opts.setdefault("world_seed", SEED)
         opts.setdefault("out_dir", str(tmp_path / "out"))
+        # torch, not auto: auto exports ONNX on first use, which would dominate these GUI tests
+        # (backend choice and fallback are tested in test_backends.py and below).
+        opts.setdefault("backend", "torch")
         w = MainWindow(open_store(tmp_path / f"settings{len(windows)}.ini"), LaunchOptions(**opts),
                        session_factory=session_factory, clock=clock)
         qtbot.addWidget(w)

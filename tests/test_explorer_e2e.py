@@ -94,7 +94,7 @@ def test_real_keys_in_a_real_x_server_change_the_view(xserver, tiny_model_dir, t
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     log = open(tmp_path / "app.log", "w")
     app = subprocess.Popen([sys.executable, "-m", "explorer", "explore", "--model", str(tiny_model_dir), "--seed", "7",
-                            "--ground-truth", "--settings", str(tmp_path / "s.ini"), "--out-dir", str(out)],
+                            "--ground-truth", "--backend", "torch", "--settings", str(tmp_path / "s.ini"), "--out-dir", str(out)],
                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wid = _xdotool(xserver, "search", "--sync", "--onlyvisible", "--name", "^Mirage Explorer$").split()[0]

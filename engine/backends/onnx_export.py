@@ -26,6 +26,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -194,5 +195,31 @@ def cached_export(model: WorldModel, fp16: bool = False) -> Path:
         return d
     except StaleExportError:
         pass
-    export_onnx(model, d, fp16=fp16)
+    if threading.current_thread() is threading.main_thread():
+        export_onnx(model, d, fp16=fp16)
+    else:
+        _export_in_subprocess(model, d, fp16)
+    check_export(d, model, fp16)      # whatever made it, it must match these weights
     return d
+
+
+def _export_in_subprocess(model: WorldModel, out: Path, fp16: bool) -> None:
+    """Export from another process. Off the main thread (the explorer's worker) the dynamo
+    exporter's lazy imports stalled for minutes in a Qt app here; a child process with the
+    weights saved to a temporary folder has no such interaction and costs a second more."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory(prefix="mirage-export-") as tmp:
+        src, dst = Path(tmp) / "model", Path(tmp) / "onnx"
+        _cpu_copy(model).save(src)
+        cmd = [sys.executable, "-m", "explorer", "export", "onnx", "--model", str(src), "--out", str(dst), "--no-check"]
+        if fp16:
+            cmd.append("--fp16")
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"ONNX export failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-500:]}")
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(dst, out)
