@@ -7,28 +7,14 @@ would write; only the first frame is a ground-truth observation.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from engine.bench_step import explore_walk
 from engine.pointcloud_baseline import RGBPointCloudMemory
-
-
-def _explore(session, scene_seed: int, frames: int):
-    """The explore trajectory and its rendered first frame (the only observation)."""
-    from engine.trajectory import make_trajectory
-    from engine.world.levels import generate_level
-    from engine.world.renderer import Renderer
-
-    size = session.image_size
-    traj = make_trajectory(scene_seed, "explore", frames=frames, fov_deg=session.fov_deg, resolution=(size, size))
-    r = Renderer(generate_level(scene_seed), size, size, session.fov_deg)
-    rgb, depth = r.render(traj.frames[:1])
-    r.close()
-    return traj, rgb[0], depth[0]
 
 
 def _c2w(pose) -> torch.Tensor:
@@ -59,7 +45,7 @@ def bench_memory(model_dir: str | Path | None = None, frames: int = 400, capacit
     from engine.session import WorldSession
 
     sess = WorldSession(model_dir, memory=True, capacity=capacity, seed=0, device=device)
-    traj, rgb0, depth0 = _explore(sess, scene_seed, frames)
+    traj, rgb0, depth0 = explore_walk(sess.image_size, sess.fov_deg, frames, scene_seed)
     cloud = RGBPointCloudMemory(sess.image_size, sess.fov_deg, sess.device)
     sess.observe(rgb0, traj.frames[0], depth0)
     cloud.write(rgb0, depth0, _c2w(traj.frames[0]))
@@ -144,7 +130,7 @@ def soak(model_dir: str | Path | None = None, frames: int = 20_000, window: int 
     from engine.session import WorldSession
 
     sess = WorldSession(model_dir, memory=True, capacity=capacity, seed=0, device=device)
-    traj, rgb0, depth0 = _explore(sess, scene_seed, frames + 1)
+    traj, rgb0, depth0 = explore_walk(sess.image_size, sess.fov_deg, frames + 1, scene_seed)
     sess.observe(rgb0, traj.frames[0], depth0)
     times, full_at, rss_full = [], None, None
     rss_start = resident_bytes()

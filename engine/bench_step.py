@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-STAGES = ("memory_read", "generator", "decode", "memory_write", "total")
-
 
 def machine_info(device: str = "cpu") -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
@@ -30,45 +26,32 @@ def percentiles(values: list[float]) -> dict:
     return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
 
 
-def bench_step(model_dir: str | Path | None = None, frames: int = 200, warmup: int = 20, steps: int | None = None,
-               memory: bool = True, scene_seed: int = 1_000_007, device: str = "cpu") -> dict:
-    """Frames/s and per-stage latency of WorldSession.step at the model's resolution."""
-    from engine.session import WorldSession
+def explore_walk(size: int, fov_deg: float, frames: int, scene_seed: int):
+    """An explore trajectory of `frames` poses in an eval world and its rendered first view
+    (rgb, depth): the one real observation every benchmark walk starts from."""
     from engine.trajectory import make_trajectory
     from engine.world.levels import generate_level
     from engine.world.renderer import Renderer
 
-    sess = WorldSession(model_dir, memory=memory, steps=steps, seed=0, device=device)
-    size = sess.image_size
-    traj = make_trajectory(scene_seed, "explore", frames=frames + warmup + 1, fov_deg=sess.fov_deg,
-                           resolution=(size, size))
-    r = Renderer(generate_level(scene_seed), size, size, sess.fov_deg)
+    traj = make_trajectory(scene_seed, "explore", frames=frames, fov_deg=fov_deg, resolution=(size, size))
+    r = Renderer(generate_level(scene_seed), size, size, fov_deg)
     rgb, depth = r.render(traj.frames[:1])
     r.close()
-    sess.observe(rgb[0], traj.frames[0], depth[0])
-    per_stage: dict[str, list[float]] = {k: [] for k in STAGES}
-    wall = []
-    for i, pose in enumerate(traj.frames[1:]):
-        t0 = time.perf_counter()
-        res = sess.step(pose)
-        dt = 1e3 * (time.perf_counter() - t0)
-        if i >= warmup:
-            wall.append(dt)
-            for k in STAGES:
-                per_stage[k].append(res.timings[k])
-    step_stats = percentiles(wall)
-    return {
-        "resolution": size,
-        "steps": sess.steps,
-        "memory": memory,
-        "frames": len(wall),
-        "fps": 1e3 / step_stats["mean"],
-        "latency_ms_p50": step_stats["p50"],
-        "latency_ms_p99": step_stats["p99"],
-        "stages_ms": {k: percentiles(v) for k, v in per_stage.items()},
-        "memory_points_end": res.memory["points"],
-        "machine": machine_info(device),
-    }
+    return traj, rgb[0], depth[0]
+
+
+def bench_step(model_dir: str | Path | None = None, frames: int = 200, warmup: int = 20, steps: int | None = None,
+               memory: bool = True, scene_seed: int = 1_000_007, device: str = "cpu") -> dict:
+    """Frames/s and per-stage latency of WorldSession.step at the model's resolution, on torch.
+
+    The torch run of engine.backends.bench with the machine described; `mirage bench` also
+    reports it as the torch backend's row instead of timing torch a second time.
+    """
+    from engine.backends.bench import bench_backend
+
+    r = bench_backend("torch", frames=frames, model_dir=model_dir, steps=steps, warmup=warmup, memory=memory,
+                      device=device, scene_seed=scene_seed)
+    return {**r, "resolution": r["image_size"], "machine": machine_info(device)}
 
 
 def format_table(result: dict) -> str:

@@ -171,7 +171,8 @@ class LatentMemory:
 
     def _chunk_ids(self, pts: torch.Tensor) -> torch.Tensor:
         """Dense ids of the chunks holding points (N, 3); new chunks are registered with their centres."""
-        cubes = torch.floor(pts / CHUNK).long()
+        # A frame's points fall in a handful of chunks: look those up, not every point.
+        cubes, inverse = torch.unique(torch.floor(pts / CHUNK).long(), dim=0, return_inverse=True)
         ids = []
         for key in map(tuple, cubes.tolist()):
             cid = self._chunk_id.get(key)
@@ -183,7 +184,7 @@ class LatentMemory:
                     self._chunk_centres = grown
                 self._chunk_centres[cid] = (torch.tensor(key, dtype=torch.float32) + 0.5) * CHUNK
             ids.append(cid)
-        return torch.tensor(ids, dtype=torch.int32, device=self.device)
+        return torch.tensor(ids, dtype=torch.int32, device=self.device)[inverse]
 
     def _visible_chunks(self, c2w: torch.Tensor) -> torch.Tensor:
         """Bool per chunk id: may its cube be inside the camera's frustum (bounding-sphere test)?"""

@@ -48,7 +48,7 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def _backends(args, result: dict) -> None:
+def _backends(args, result: dict, step: dict) -> None:
     from engine.backends.bench import bench_backend
     from engine.backends.select import backend_availability
 
@@ -60,8 +60,10 @@ def _backends(args, result: dict) -> None:
             print(f"  {name}: not run here ({why})")
             result.setdefault("skipped_backends", {})[name] = why
             continue
-        r = bench_backend(name, frames=args.step_frames, model_dir=args.model, steps=args.steps, device=args.device,
-                          memory=args.memory == "on")
+        # The step benchmark already is the torch run on this walk: reuse it, don't time torch twice.
+        r = step if name == "torch" else bench_backend(name, frames=args.step_frames, model_dir=args.model,
+                                                       steps=args.steps, device=args.device,
+                                                       memory=args.memory == "on")
         if r["backend"] != name and not r["backend"].startswith(name):
             print(f"  {name}: not run here ({r['message']})")
             result.setdefault("skipped_backends", {})[name] = r["message"]
@@ -109,7 +111,7 @@ def run(args) -> int:
         print(format_table(step))
         result["step"] = step
         print("backends (whole step, memory " + args.memory + ")")
-        _backends(args, result)
+        _backends(args, result, step)
     if not args.no_memory_bench:
         _memory(args, result)
     if args.render:

@@ -24,25 +24,13 @@ import torch
 BENCH_SCENE = 1_000_007   # an eval-range world
 
 
-def _walk(model, frames: int, warmup: int, scene_seed: int):
-    """An explore trajectory long enough for warm-up + timed frames, and its rendered first view."""
-    from engine.trajectory import make_trajectory
-    from engine.world.levels import generate_level
-    from engine.world.renderer import Renderer
-
-    size, fov = model.image_size, model.cfg.fov_deg
-    traj = make_trajectory(scene_seed, "explore", frames=frames + warmup + 1, fov_deg=fov, resolution=(size, size))
-    r = Renderer(generate_level(scene_seed), size, size, fov)
-    rgb, depth = r.render(traj.frames[:1])
-    r.close()
-    return traj, rgb[0], depth[0]
-
-
 def _stats(lat: list[float], stages: dict[str, list[float]]) -> dict:
+    from engine.bench_step import percentiles
+
     a = np.asarray(lat)
     return {"fps": float(1e3 * len(a) / a.sum()), "latency_ms_p50": float(np.percentile(a, 50)),
             "latency_ms_p99": float(np.percentile(a, 99)), "latency_ms_mean": float(a.mean()), "frames": len(a),
-            "stages_ms_p50": {k: float(np.percentile(v, 50)) for k, v in stages.items()}}
+            "stages_ms": {k: percentiles(v) for k, v in stages.items()}}
 
 
 def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: str | Path | None = None,
@@ -50,11 +38,12 @@ def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: st
                       scene_seed: int = BENCH_SCENE, cuda_graphs: bool = False) -> dict[str, dict]:
     """bench_backend for several backends at once, taking turns pose by pose (see the module doc)."""
     from engine.backends.select import select_backend
+    from engine.bench_step import explore_walk
     from engine.model.world_model import WorldModel
     from engine.session import WorldSession
 
     model = WorldModel.load(model_dir, device)
-    traj, rgb, depth = _walk(model, frames, warmup, scene_seed)
+    traj, rgb, depth = explore_walk(model.image_size, model.cfg.fov_deg, frames + warmup + 1, scene_seed)
     sessions = {}
     for name in backend_names:
         backend, message = select_backend(name, model, cuda_graphs=cuda_graphs)
@@ -77,7 +66,7 @@ def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: st
     for name, (s, message) in sessions.items():
         out[name] = {**_stats(lat[name], stages[name]), "backend": s.backend.name, "reason": s.backend.reason,
                      "message": message, "steps": s.steps, "image_size": s.image_size, "memory": memory,
-                     "torch_threads": torch.get_num_threads()}
+                     "memory_points_end": s.memory.stats().points, "torch_threads": torch.get_num_threads()}
     return out
 
 
@@ -87,7 +76,7 @@ def bench_backend(backend_name: str, frames: int = 100, model_dir: str | Path | 
     """Time `frames` generated frames on `backend_name` ("torch", "onnxruntime", "tensorrt", "auto").
 
     Returns fps (frames / total wall time of the timed steps), latency_ms_p50 and
-    latency_ms_p99 of one step, per-stage medians, and what ran: the backend's name and
+    latency_ms_p99 of one step, per-stage mean/p50/p99 (`stages_ms`), and what ran: the backend's name and
     reason (it may be a fallback: check `backend`), steps, image size, torch threads.
     """
     return bench_interleaved([backend_name], frames, model_dir, steps, warmup, memory, device, scene_seed,
@@ -100,7 +89,7 @@ def format_backend_table(results: dict[str, dict]) -> str:
     for name, r in results.items():
         ran = r.get("backend", name)
         label = name if ran == name else f"{name} ({ran})"
-        stages = " ".join(f"{k} {v:.1f}" for k, v in r.get("stages_ms_p50", {}).items() if k != "total")
+        stages = " ".join(f"{k} {v['p50']:.1f}" for k, v in r.get("stages_ms", {}).items() if k != "total")
         lines.append(f"{label:22s} {r['fps']:9.1f} {r['latency_ms_p50']:8.1f} {r['latency_ms_p99']:8.1f}   {stages}")
     return "\n".join(lines)
 

@@ -199,7 +199,7 @@ def cached_export(model: WorldModel, fp16: bool = False) -> Path:
         export_onnx(model, d, fp16=fp16)
     else:
         _export_in_subprocess(model, d, fp16)
-    check_export(d, model, fp16)      # whatever made it, it must match these weights
+        check_export(d, model, fp16)  # made from a saved copy: it must match these weights
     return d
 
 
@@ -212,7 +212,7 @@ def _export_in_subprocess(model: WorldModel, out: Path, fp16: bool) -> None:
 
     with tempfile.TemporaryDirectory(prefix="mirage-export-") as tmp:
         src, dst = Path(tmp) / "model", Path(tmp) / "onnx"
-        _cpu_copy(model).save(src)
+        model.save(src)           # saves CPU copies of the tensors, the model stays where it is
         cmd = [sys.executable, "-m", "explorer", "export", "onnx", "--model", str(src), "--out", str(dst), "--no-check"]
         if fp16:
             cmd.append("--fp16")
