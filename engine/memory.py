@@ -6,27 +6,36 @@ or generated. Storage is preallocated: memory grows with the space explored,
 not with time, because a point landing in a voxel that is already held replaces
 it in place (newest wins), and when every slot is taken the oldest points go.
 One rule on top of "newest wins": a generated point never overwrites an observed
-one, so real observations are not eroded by the model's own guesses.
+one, so real observations are not eroded by the model's own guesses. And free space
+is carved: a point a new frame sees through (clearly nearer than the frame's surface
+in its cell) is freed, the same way (a generated frame never carves an observed
+point). Without it the model's noisy depth leaves a fog of stale points in front of
+surfaces, which win cells they should not and cost every read.
 
 Reading projects every stored point into the target camera at latent resolution
 with a depth test (engine/projection.splat): a warped latent canvas, a coverage
 mask and projected depth. No RGB point cloud, no rendering to pixels, no re-encoding.
 
 So that a full memory costs about what an empty one does, points are also filed by
-1 m chunk: a read first tests the chunks' bounding spheres against the view frustum
-(a few hundred spheres) and projects only the points of chunks that can be in view.
+1 m chunk (engine/memory_chunks.py): a read first tests the chunks' bounding spheres
+against the view frustum (a few hundred spheres) and projects only the points of
+chunks that can be in view. The canvas is exactly the one projecting every stored
+point gives, only cheaper.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import math
-
 import torch
 
 from engine import projection
+from engine.memory_chunks import ChunkIndex
 
-CHUNK = 1.0   # metres: edge of the cubes points are filed by for frustum culling
+# A stored point more than this fraction nearer than a new frame's surface in the same cell
+# is one the new frame sees through: stale, or depth noise, so it is freed. Chosen on
+# training worlds (retrace, out-and-back, turnaround; 0.12 / 0.25 / off), where 0.25 was
+# best overall; smaller values also cut real geometry at depth edges.
+CARVE_TOL = 0.25
 
 
 @dataclass
@@ -50,24 +59,24 @@ class MemoryStats:
 class LatentMemory:
     def __init__(self, channels: int, capacity: int = 65536, voxel_size: float = 0.08, cells: int = 16,
                  fov_deg: float = 70.0, device: str | torch.device = "cpu",
-                 feat_dtype: torch.dtype = torch.float16) -> None:
+                 feat_dtype: torch.dtype = torch.float16, carve_tol: float | None = CARVE_TOL) -> None:
         if capacity < 1:
             raise ValueError(f"memory capacity must be at least 1, got {capacity}")
         if voxel_size <= 0:
             raise ValueError(f"memory voxel_size must be positive, got {voxel_size}")
+        self.carve_tol = carve_tol
         self.channels, self.capacity, self.voxel, self.cells, self.fov = channels, capacity, voxel_size, cells, fov_deg
         self.device = torch.device(device)
-        self.pos = torch.zeros(capacity, 3, device=self.device)
+        self.chunks = ChunkIndex(self.device)
+        self.off = torch.zeros(capacity, 3, device=self.device, dtype=torch.float16)  # from the chunk centre
         self.feat = torch.zeros(capacity, channels, device=self.device, dtype=feat_dtype)
-        self.frame = torch.full((capacity,), -1, dtype=torch.int32, device=self.device)
+        self.frame = torch.full((capacity,), -1, dtype=torch.int32, device=self.device)  # -1: free slot
         self.time = torch.full((capacity,), float("-inf"), device=self.device)
         self.observed = torch.zeros(capacity, dtype=torch.bool, device=self.device)
-        self.valid = torch.zeros(capacity, dtype=torch.bool, device=self.device)
         self.chunk = torch.zeros(capacity, dtype=torch.int32, device=self.device)  # dense chunk id per slot
         self.reset()
 
     def reset(self) -> None:
-        self.valid.zero_()
         self.time.fill_(float("-inf"))
         self.frame.fill_(-1)
         self.observed.zero_()
@@ -79,11 +88,23 @@ class LatentMemory:
         self._writes = 0
         self._merged_last = 0
         self._evicted = 0
-        self._chunk_id: dict[tuple[int, int, int], int] = {}
-        self._chunk_centres = torch.zeros(64, 3, device=self.device)
+        self.chunks.reset()
+        self._seen = None                                # the last read's projection, for carving
+        self.carved_last = 0
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """Bool per slot: does it hold a point?"""
+        return self.frame >= 0
+
+    def positions(self, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """World positions (N, 3) of the given slots (all slots when None)."""
+        if slots is None:
+            return self.chunks.positions(self.chunk, self.off)
+        return self.chunks.positions(self.chunk[slots], self.off[slots])
 
     def _keys(self, pts: torch.Tensor) -> list[int]:
         q = torch.floor(pts / self.voxel).long() + (1 << 20)
@@ -102,6 +123,7 @@ class LatentMemory:
         # One point per voxel within the frame: the nearest cell's (it is the best-resolved).
         order = torch.argsort(depth_cells.reshape(-1).to(self.device)[idx])
         pts, feats = pts[order], feats[order]
+        self.carved_last = self._carve(depth_cells, c2w, observed)
         keys = self._keys(pts)
         chosen, seen = [], set()
         for i, k in enumerate(keys):
@@ -136,13 +158,11 @@ class LatentMemory:
         if slots:
             st = torch.tensor(slots, device=self.device)
             rt = torch.tensor(rows, device=self.device)
-            self.pos[st] = pts[rt]
+            self.chunk[st], self.off[st] = self.chunks.assign(pts[rt])
             self.feat[st] = feats[rt]
             self.frame[st] = frame
             self.time[st] = t
             self.observed[st] = observed
-            self.valid[st] = True
-            self.chunk[st] = self._chunk_ids(pts[rt])
             self._hw = max(self._hw, max(slots) + 1)
         self._writes += 1
         self._merged_last = merged
@@ -157,45 +177,36 @@ class LatentMemory:
         n = min(n, int(torch.isfinite(age).sum()))
         if n <= 0:
             return
-        old = torch.topk(age, n, largest=False).indices
-        self.valid[old] = False
-        self.time[old] = float("-inf")
-        for slot in old.tolist():
+        self._release(torch.topk(age, n, largest=False).indices)
+        self._evicted += n
+
+    def _release(self, slots: torch.Tensor) -> None:
+        self.frame[slots] = -1
+        self.time[slots] = float("-inf")
+        for slot in slots.tolist():
             k = self._key_of[slot]
             if k is not None and self._slot_of.get(k) == slot:
                 del self._slot_of[k]
             self._key_of[slot] = None
             self._free.append(slot)
-        self._count -= n
-        self._evicted += n
+        self._count -= len(slots)
 
-    def _chunk_ids(self, pts: torch.Tensor) -> torch.Tensor:
-        """Dense ids of the chunks holding points (N, 3); new chunks are registered with their centres."""
-        # A frame's points fall in a handful of chunks: look those up, not every point.
-        cubes, inverse = torch.unique(torch.floor(pts / CHUNK).long(), dim=0, return_inverse=True)
-        ids = []
-        for key in map(tuple, cubes.tolist()):
-            cid = self._chunk_id.get(key)
-            if cid is None:
-                cid = self._chunk_id[key] = len(self._chunk_id)
-                if cid >= len(self._chunk_centres):
-                    grown = torch.zeros(2 * len(self._chunk_centres), 3, device=self.device)
-                    grown[:cid] = self._chunk_centres
-                    self._chunk_centres = grown
-                self._chunk_centres[cid] = (torch.tensor(key, dtype=torch.float32) + 0.5) * CHUNK
-            ids.append(cid)
-        return torch.tensor(ids, dtype=torch.int32, device=self.device)[inverse]
-
-    def _visible_chunks(self, c2w: torch.Tensor) -> torch.Tensor:
-        """Bool per chunk id: may its cube be inside the camera's frustum (bounding-sphere test)?"""
-        n = len(self._chunk_id)
-        cam = (self._chunk_centres[:n] - c2w[:3, 3]) @ c2w[:3, :3]         # world -> camera
-        r = CHUNK * math.sqrt(3) / 2
-        tan = math.tan(math.radians(self.fov) / 2)                           # square image: same both ways
-        depth = -cam[:, 2]
-        k = 1.0 / math.sqrt(1 + tan * tan)                                   # side planes' normal scale
-        side = torch.maximum(cam[:, 0].abs(), cam[:, 1].abs())
-        return (depth > projection.NEAR - r) & ((side - tan * depth) * k < r)
+    def _carve(self, depth_cells: torch.Tensor, c2w: torch.Tensor, observed: bool) -> int:
+        """Free the stored points a new frame sees through (clearly in front of its surface)."""
+        if self._count == 0 or self.carve_tol is None:
+            return 0
+        c2w = c2w.to(self.device, torch.float32)
+        seen = self._seen
+        if seen is not None and seen[1] == self._writes and torch.equal(seen[0], c2w):
+            sel, flat, z, keep = seen[2:]
+        else:
+            sel, (flat, z, _, keep) = self._in_view(c2w)
+        d = depth_cells.reshape(-1).to(self.device)[flat]
+        slots = sel[keep[z < d * (1.0 - self.carve_tol)]]
+        if not observed:
+            slots = slots[~self.observed[slots]]
+        self._release(slots)
+        return len(slots)
 
     def read(self, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Warped latent canvas (C, S, S), mask (1, S, S) and depth (1, S, S) for a camera c2w (4, 4)."""
@@ -203,23 +214,34 @@ class LatentMemory:
             z = torch.zeros(1, self.cells, self.cells, device=self.device)
             return torch.zeros(self.channels, self.cells, self.cells, device=self.device), z, z.clone()
         c2w = c2w.to(self.device, torch.float32)
-        hw = self._hw  # free slots are handed out lowest first, so live points sit below the high-water mark
-        sel = (self._visible_chunks(c2w)[self.chunk[:hw]] & self.valid[:hw]).nonzero().squeeze(1)
-        cell, point, zmin = projection.splat_index(self.pos[sel][None],
-                                                   torch.ones(1, len(sel), dtype=torch.bool, device=self.device),
-                                                   c2w[None], self.cells, self.fov)
+        sel, (flat, z, off, keep) = self._in_view(c2w)
+        # A step writes at the pose it just read: the write's carving reuses this projection.
+        self._seen = (c2w, self._writes, sel, flat, z, keep)
+        cell, win, zmin = projection.depth_test(flat, z, off, self.cells * self.cells)
+        slots = sel[keep[win]]
         # Features of the (at most S*S) winners only: gathering every visible point's vector
         # was most of the cost of reading a full memory.
-        canvas, mask, depth = projection.fill_canvas(cell, self.feat[sel[point]].float(), zmin, 1, self.cells)
+        canvas, mask, depth = projection.fill_canvas(cell, self.feat[slots].float(), zmin, 1, self.cells)
         return canvas[0], mask[0], depth[0]
 
+    def _in_view(self, c2w: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Slots of chunks in the frustum (K,), and of those the points landing in the view:
+        (cell, depth, centre offset, index into the K slots)."""
+        hw = self._hw  # live points sit below the high-water mark of slots ever used
+        sel = (self.chunks.in_frustum(c2w, self.fov)[self.chunk[:hw].long()] & (self.frame[:hw] >= 0))
+        sel = sel.nonzero().squeeze(1)
+        return sel, projection.project_visible(self.positions(sel)[None],
+                                               torch.ones(1, len(sel), dtype=torch.bool, device=self.device),
+                                               c2w[None], self.cells, self.fov)
+
     def stats(self) -> MemoryStats:
-        # position, feature, frame, time, observed, valid, chunk id: every byte a point holds
-        per_point = 3 * 4 + self.channels * self.feat.element_size() + 4 + 4 + 1 + 1 + 4
+        # float16 offset, feature, frame (-1 marks a free slot), time, observed, chunk id: every
+        # byte a point holds (the chunk table is per chunk, a few hundred entries, not per point)
+        per_point = 3 * self.off.element_size() + self.channels * self.feat.element_size() + 4 + 4 + 1 + 4
         return MemoryStats(self._count, self.capacity, self.capacity * per_point, self._writes,
                            self._merged_last, self._evicted)
 
     def points(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Valid points (N, 3), their times (N,) and observed flags (N,): for the minimap."""
         v = self.valid
-        return self.pos[v], self.time[v], self.observed[v]
+        return self.positions()[v], self.time[v], self.observed[v]

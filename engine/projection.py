@@ -59,25 +59,45 @@ def splat_index(points: torch.Tensor, valid: torch.Tensor, c2w: torch.Tensor, ce
     over B*N, depth (B*S*S,) nearest depth per cell, inf where empty). Features are gathered by the
     caller for the M winners only, which is what keeps a read of a large memory cheap.
     """
-    b, n, _ = points.shape
-    s2 = cells * cells
+    b = points.shape[0]
+    flat, z, off, keep = project_visible(points, valid, c2w, cells, fov_deg)
+    cell, win, zmin = depth_test(flat, z, off, b * cells * cells)
+    return cell, keep[win], zmin
+
+
+def project_visible(points: torch.Tensor, valid: torch.Tensor, c2w: torch.Tensor, cells: int, fov_deg: float
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The points inside the view: flat cell over B*S*S (K,), depth (K,), squared offset from the cell
+    centre (K,) and their index (K,) flat over B*N."""
+    b = points.shape[0]
     idx, z, ok, off = project(points, c2w, cells, fov_deg, with_offset=True)
     # Compact to the points inside the view first: a full memory holds mostly points the
     # camera cannot see, and every later pass then touches only the visible ones.
     keep = (ok & valid).reshape(-1).nonzero().squeeze(1)
-    flat = (idx + torch.arange(b, device=idx.device)[:, None] * s2).reshape(-1)[keep]
-    zf, off = z.reshape(-1)[keep], off.reshape(-1)[keep]
-    zmin = torch.full((b * s2,), float("inf"), device=z.device, dtype=z.dtype)
-    zmin.scatter_reduce_(0, flat, zf, reduce="amin", include_self=True)
+    flat = (idx + torch.arange(b, device=idx.device)[:, None] * cells * cells).reshape(-1)[keep]
+    return flat, z.reshape(-1)[keep], off.reshape(-1)[keep], keep
+
+
+def nearest_depth(flat: torch.Tensor, z: torch.Tensor, n_cells: int) -> torch.Tensor:
+    """Nearest depth per cell (n_cells,), inf where no point lands."""
+    zmin = torch.full((n_cells,), float("inf"), device=z.device, dtype=z.dtype)
+    return zmin.scatter_reduce_(0, flat, z, reduce="amin", include_self=True)
+
+
+def depth_test(flat: torch.Tensor, z: torch.Tensor, off: torch.Tensor, n_cells: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Winners among projected points (cell (K,), depth, squared centre offset): (cell (M,), index (M,)
+    into the K points, nearest depth per cell (n_cells,))."""
+    zmin = nearest_depth(flat, z, n_cells)
     # Depth test with a tolerance: every point on the front surface of a cell is a candidate,
     # and among them the one projecting closest to the cell centre wins. A view seen before
     # from the same pose then reads back its own cells exactly, not a neighbour's shifted ones.
-    front = zf <= zmin[flat] * (1.0 + SURFACE_TOL)
-    score = torch.where(front, off + zf * 1e-4, torch.full_like(zf, float("inf")))
-    best = torch.full((b * s2,), float("inf"), device=z.device, dtype=z.dtype)
+    front = z <= zmin[flat] * (1.0 + SURFACE_TOL)
+    score = torch.where(front, off + z * 1e-4, torch.full_like(z, float("inf")))
+    best = torch.full((n_cells,), float("inf"), device=z.device, dtype=z.dtype)
     best.scatter_reduce_(0, flat, score, reduce="amin", include_self=True)
-    win = front & (score <= best[flat])
-    return flat[win], keep[win], zmin
+    win = (front & (score <= best[flat])).nonzero().squeeze(1)
+    return flat[win], win, zmin
 
 
 def splat(points: torch.Tensor, feats: torch.Tensor, valid: torch.Tensor, c2w: torch.Tensor,

@@ -139,8 +139,81 @@ def test_chunk_culling_reads_exactly_what_projecting_every_point_reads():
     for j in range(24):
         pose = Pose((g.uniform(-6, 6), 1.5, g.uniform(-6, 6)), yaw=15.0 * j, pitch=g.uniform(-30, 30))
         canvas, mask, depth = mem.read(_c2w(pose))
-        ref = projection.splat(mem.pos[v][None], mem.feat[v][None], torch.ones(1, int(v.sum()), dtype=torch.bool),
+        ref = projection.splat(mem.positions()[v][None], mem.feat[v][None], torch.ones(1, int(v.sum()), dtype=torch.bool),
                                _c2w(pose)[None], 16, 70.0)
         assert torch.equal(mask, ref[1][0]) and torch.equal(canvas, ref[0][0])
         assert torch.allclose(depth, ref[2][0], atol=1e-5)   # the same points; matmul rounding may differ
-    assert len(mem._chunk_id) > 20      # the points really were spread over many chunks
+    assert len(mem.chunks) > 20      # the points really were spread over many chunks
+
+
+def _wall(depth: float, c: int = 8, s: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.full((c, s, s), depth), torch.full((s, s), depth)
+
+
+def test_a_frame_frees_the_points_it_sees_through():
+    # Something stood 2 m in front of the camera; a later real view sees the wall 4 m away
+    # through the same cells, so the stale points must go rather than hide the wall.
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.05, feat_dtype=torch.float32)
+    pose = Pose((0.0, 1.6, 0.0))
+    mem.write(*_wall(2.0), _c2w(pose), 0, 0.0, observed=True)
+    n_near = len(mem)
+    mem.write(*_wall(4.0), _c2w(pose), 1, 1.0, observed=True)
+    assert mem.carved_last == n_near
+    canvas, mask, depth = mem.read(_c2w(pose))
+    covered = mask[0] > 0
+    assert covered.float().mean() > 0.9
+    assert torch.allclose(depth[0][covered], torch.tensor(4.0), rtol=0.02)
+    assert torch.allclose(canvas[:, covered], torch.tensor(4.0))
+    # The other way round nothing is seen through: the far points stay, hidden behind the near ones.
+    mem.reset()
+    mem.write(*_wall(4.0), _c2w(pose), 0, 0.0, observed=True)
+    n_far = len(mem)
+    mem.write(*_wall(2.0), _c2w(pose), 1, 1.0, observed=True)
+    assert mem.carved_last == 0 and len(mem) > n_far
+    _, mask, depth = mem.read(_c2w(pose))
+    assert float(depth[0][mask[0] > 0].max()) < 2.1
+
+
+def test_generated_frames_do_not_carve_observations_and_carving_can_be_off():
+    pose = Pose((0.0, 1.6, 0.0))
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.05)
+    mem.write(*_wall(2.0), _c2w(pose), 0, 0.0, observed=True)
+    mem.write(*_wall(4.0), _c2w(pose), 1, 1.0, observed=False)
+    assert mem.carved_last == 0
+    mem.write(*_wall(6.0), _c2w(pose), 2, 2.0, observed=False)
+    assert mem.carved_last > 0            # the generated wall at 4 m is seen through: it goes
+    _, _, depth = mem.read(_c2w(pose))
+    assert float(depth.max()) < 2.1       # the observed wall at 2 m is still what the view shows
+    off = LatentMemory(8, capacity=10_000, voxel_size=0.05, carve_tol=None)
+    off.write(*_wall(2.0), _c2w(pose), 0, 0.0, observed=True)
+    off.write(*_wall(4.0), _c2w(pose), 1, 1.0, observed=True)
+    assert off.carved_last == 0 and len(off) == 2 * 256
+
+
+def test_stored_positions_keep_half_a_millimetre():
+    mem = LatentMemory(8, capacity=4096, voxel_size=0.01)
+    z, d = _frame(7)
+    pose = Pose((3.3, 1.6, -7.1), yaw=140.0, pitch=10.0)
+    mem.write(z, d, _c2w(pose), 0, 0.0, observed=True)
+    lifted = projection.lift(d[None], _c2w(pose)[None], 70.0)[0]
+    err = torch.cdist(mem.points()[0], lifted, compute_mode="donot_use_mm_for_euclid_dist").amin(dim=1)
+    assert float(err.max()) < 5e-4
+    # 3 float16 offset + 8 float16 features + frame + time + observed flag + chunk id
+    assert mem.stats().bytes == 4096 * (6 + 16 + 4 + 4 + 1 + 4)
+
+
+def test_carving_after_a_read_at_the_same_pose_matches_carving_from_scratch():
+    # A step reads at a pose and then writes there: the write reuses the read's projection.
+    g = np.random.default_rng(5)
+    a = LatentMemory(8, capacity=8192, voxel_size=0.05)
+    b = LatentMemory(8, capacity=8192, voxel_size=0.05)
+    for i in range(30):
+        z, d = _frame(200 + i)
+        pose = Pose((g.uniform(-1, 1), 1.6, g.uniform(-1, 1)), yaw=g.uniform(0, 360))
+        a.read(_c2w(pose))
+        for m in (a, b):
+            m.write(z, d, _c2w(pose), i, float(i), observed=i % 3 == 0)
+        assert a.carved_last == b.carved_last
+    assert torch.equal(a.frame, b.frame) and torch.equal(a.off, b.off)
+    assert a.stats().evicted_total == b.stats().evicted_total
+    assert len(a) < 30 * 200    # random depths from nearby poses: much of it was seen through
