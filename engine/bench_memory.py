@@ -35,37 +35,48 @@ def resident_bytes() -> int:
 
 
 def bench_memory(model_dir: str | Path | None = None, frames: int = 400, capacity: int | None = None,
-                 scene_seed: int = 1_000_007, device: str = "cpu") -> dict:
+                 scene_seed: int = 1_000_007, device: str = "cpu", fill_frames: int = 4000) -> dict:
     """Latent memory vs RGB point cloud on one walk, and the latent memory's scaling curve.
 
-    Both memories store the same frames (the session's generated frames and the model's
-    depth); bytes per stored frame are bytes in use over frames stored, measured before
-    the latent memory is full (once full it stops growing at all).
+    Both memories store the same `frames` frames (the session's generated frames and the
+    model's depth); bytes per stored frame are bytes in use over frames stored, measured
+    before the latent memory is full (once full it stops growing at all). The latent walk
+    then goes on alone, up to `fill_frames`, until the memory is full, so that the scaling
+    curve reaches capacity (carving frees points, so filling takes more than `frames`).
     """
     from engine.session import WorldSession
 
     sess = WorldSession(model_dir, memory=True, capacity=capacity, seed=0, device=device)
-    traj, rgb0, depth0 = explore_walk(sess.image_size, sess.fov_deg, frames, scene_seed)
+    traj, rgb0, depth0 = explore_walk(sess.image_size, sess.fov_deg, max(frames, fill_frames), scene_seed)
     cloud = RGBPointCloudMemory(sess.image_size, sess.fov_deg, sess.device)
     sess.observe(rgb0, traj.frames[0], depth0)
     cloud.write(rgb0, depth0, _c2w(traj.frames[0]))
     latent_read, cloud_read, scaling, per_frame_bytes = [], [], [], None
+    full_frames = 0
     for i, pose in enumerate(traj.frames[1:], start=1):
-        t0 = time.perf_counter()
-        cloud.read(_c2w(pose), sess.model.encode)
-        cloud_read.append(1e3 * (time.perf_counter() - t0))
+        compare = i < frames
+        if not compare and full_frames >= 30:
+            break
+        if compare:
+            t0 = time.perf_counter()
+            cloud.read(_c2w(pose), sess.model.encode)
+            cloud_read.append(1e3 * (time.perf_counter() - t0))
         before = sess.memory.stats().points
         res = sess.step(pose)
-        latent_read.append(res.timings["memory_read"])
+        full_frames += before >= 0.98 * sess.memory.capacity
+        if compare:
+            latent_read.append(res.timings["memory_read"])
         scaling.append((before, res.timings["memory_read"] + res.timings["memory_write"]))
         if per_frame_bytes is None and res.memory["fill"] >= 0.9:
             per_frame_bytes = _latent_bytes_in_use(sess) / sess.memory.stats().writes
-        cloud.write(res.frame, res.depth, _c2w(pose))
+        if compare:
+            cloud.write(res.frame, res.depth, _c2w(pose))
     if per_frame_bytes is None:                      # never reached 90 %: everything so far counts
         per_frame_bytes = _latent_bytes_in_use(sess) / sess.memory.stats().writes
     warm = slice(5, None)                             # first calls pay one-off allocation costs
     return {
-        "frames": len(traj.frames),
+        "frames": frames,
+        "fill_frames": i,
         "capacity": sess.memory.capacity,
         "latent_bytes_per_frame": per_frame_bytes,
         "rgb_pointcloud_bytes_per_frame": cloud.bytes / cloud.frames,
