@@ -25,6 +25,7 @@ from engine.camera import Pose
 from engine.memory import LatentMemory
 from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
 from engine.model.generator import build_cond
+from engine.model.latent_range import clamp_channel_means
 from engine.model.sampler import sample
 from engine.model.world_model import WorldModel
 
@@ -143,6 +144,8 @@ class WorldSession:
         rays = projection.plucker(c2w[None], prev_c2w[None], s, fov)
         cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
         z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device)
+        # Keep each channel's mean where real frames keep it: against colour drift in long walks.
+        z = clamp_channel_means(z, m.cfg.latent_mean_range)
         t2 = time.perf_counter()
         rgb, depth = self.backend.decode(z)
         cells = cell_depth(depth, s)

@@ -71,6 +71,13 @@ def register_train(sub) -> None:
     d.add_argument("--seeds", type=_seed_range, default=(200_000, 300_000), metavar="A:B")
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
+    r = tsub.add_parser("latent-range", help="measure the range real frames' latents keep and store it in the "
+                                              "model's config (the guard against colour drift in long walks)")
+    r.add_argument("--model", type=Path, required=True, help="model directory; its config.json is updated")
+    r.add_argument("--seeds", type=_seed_range, default=(600, 612), metavar="A:B", help="training worlds")
+    r.add_argument("--frames", type=int, default=200, help="explore walk length per world (every 4th is encoded)")
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.set_defaults(handler=_cmd_latent_range)
 
 
 def _common(p) -> None:
@@ -125,6 +132,27 @@ def _cmd_train_decoder(args) -> int:
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
     print(f"sharpened decoder in {out}; loss curve {args.out / 'decoder_loss.png'}")
+    return 0
+
+
+def _cmd_latent_range(args) -> int:
+    _threads(args.threads)
+    from engine.model.latent_range import measure_latent_range
+    from engine.model.world_model import WorldModel
+    from engine.world.geometry import TRAIN_SEED_LIMIT
+
+    if args.seeds[1] > TRAIN_SEED_LIMIT:
+        raise SystemExit(f"mirage train latent-range: --seeds {args.seeds[0]}:{args.seeds[1]} reaches past the "
+                         f"training worlds (seeds below {TRAIN_SEED_LIMIT}); eval worlds are never measured")
+    model = WorldModel.load(args.model)
+    model.cfg.latent_mean_range = measure_latent_range(model, list(range(*args.seeds)), frames=args.frames)
+    path = args.model / "config.json"
+    tmp = path.with_name("config.json.tmp")
+    model.cfg.save(tmp)
+    tmp.replace(path)
+    lo = min(b[0] for b in model.cfg.latent_mean_range)
+    hi = max(b[1] for b in model.cfg.latent_mean_range)
+    print(f"{path}: latent_mean_range over {len(range(*args.seeds))} worlds, channel means {lo:.2f} .. {hi:.2f}")
     return 0
 
 

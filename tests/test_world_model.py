@@ -239,3 +239,53 @@ def test_decoder_sharpening_keeps_the_latent_space(tiny_model_dir, tmp_path):
     assert any(not torch.equal(v, after.ae.decoder.state_dict()[k]) for k, v in before.ae.decoder.state_dict().items())
     rows = (tmp_path / "dec" / "decoder_loss.csv").read_text().splitlines()
     assert rows[0].startswith("step,mse,grad_l1")
+
+
+def test_latent_guard_moves_only_out_of_range_channel_means():
+    from engine.model.latent_range import channel_mean_range, clamp_channel_means
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(50, 4, 8, 8, generator=g) * 0.5 + torch.tensor([0.0, 1.0, -1.0, 0.3]).view(1, 4, 1, 1)
+    bounds = channel_mean_range(real)
+    assert all(lo < hi for lo, hi in bounds) and bounds[1][0] > 0.5 and bounds[2][1] < -0.5
+    inside = real[:1]
+    assert torch.equal(clamp_channel_means(inside, bounds), inside)        # a real frame is left alone
+    drifted = inside.clone()
+    drifted[:, 2] += 5.0                                                    # one channel's colour cast
+    fixed = clamp_channel_means(drifted, bounds)
+    assert torch.allclose(fixed[:, 2].mean(), torch.tensor(bounds[2][1]), atol=1e-5)
+    assert torch.allclose(fixed[:, 2] - fixed[:, 2].mean(), drifted[:, 2] - drifted[:, 2].mean(), atol=1e-5)
+    assert torch.equal(fixed[:, [0, 1, 3]], drifted[:, [0, 1, 3]])
+    assert clamp_channel_means(drifted, None) is drifted
+
+
+def test_latent_range_is_measured_on_rendered_training_worlds(tiny_model_dir, egl, tmp_path, eval_seed):
+    import shutil
+
+    from explorer.cli import main
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    assert main(["train", "latent-range", "--model", str(model_dir), "--seeds", "3:5", "--frames", "20"]) == 0
+    from engine.model.world_model import WorldModel
+
+    m = WorldModel.load(model_dir)
+    assert len(m.cfg.latent_mean_range) == m.latent_channels
+    assert all(lo <= hi for lo, hi in m.cfg.latent_mean_range)
+    with pytest.raises(SystemExit, match="eval worlds"):
+        main(["train", "latent-range", "--model", str(model_dir), "--seeds", f"{eval_seed}:{eval_seed + 1}"])
+    # The session holds a generated latent's channel means inside the measured range.
+    from engine.world.levels import generate_level
+    from engine.world.renderer import Renderer
+
+    traj = make_trajectory(eval_seed, "explore", frames=12, resolution=(64, 64))
+    r = Renderer(generate_level(eval_seed), 64, 64, traj.fov_deg)
+    rgb, depth = r.render(traj.frames[:1])
+    r.close()
+    s = WorldSession(m, steps=1)
+    s.observe(rgb[0], traj.frames[0], depth[0])
+    b = torch.tensor(m.cfg.latent_mean_range)
+    for p in traj.frames[1:]:
+        s.step(p)
+        mu = s._prev[0].mean(dim=(2, 3))[0]
+        assert bool(((mu >= b[:, 0] - 1e-5) & (mu <= b[:, 1] + 1e-5)).all())

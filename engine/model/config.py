@@ -44,6 +44,10 @@ class ModelConfig:
     default_steps: int = 4
     memory_capacity: int = 65536
     voxel_size: float = 0.04
+    # Per channel [lowest, highest] spatial mean of real frames' normalised latents, measured on
+    # training worlds (engine/model/latent_range.py). A generated latent's channel means are kept
+    # inside it; None (older models, tests that do not set it) turns the guard off.
+    latent_mean_range: list[list[float]] | None = None
     version: int = 1
 
     def to_dict(self) -> dict:

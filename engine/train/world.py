@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.model.config import ModelConfig
+from engine.model.latent_range import channel_mean_range
 from engine.model.sampler import noisy, sample, sample_train_t
 from engine.model.world_model import WorldModel
 from engine.train import dist
@@ -106,6 +107,8 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         seeds = list(range(*args.seeds))
         walks = build_walks(model, seeds, cfg.fov_deg, info.device, progress and info.main)
         cfg.latent_shift, cfg.latent_scale = latent_stats(walks)
+        cfg.latent_mean_range = channel_mean_range(
+            torch.cat([(w.z.float() - cfg.latent_shift) / cfg.latent_scale for w in walks]))
         if info.main:
             _save_walks(cache, walks)
             cfg.save(out / "config.json")
