@@ -77,7 +77,6 @@ class LatentMemory:
         self.reset()
 
     def reset(self) -> None:
-        self.time.fill_(float("-inf"))
         self.frame.fill_(-1)
         self.observed.zero_()
         self._slot_of: dict[int, int] = {}               # voxel key -> slot
@@ -115,15 +114,17 @@ class LatentMemory:
         """Store one frame: latent (C, S, S), depth (S, S) metres, c2w (4, 4). Returns points written."""
         c, s, _ = latent.shape
         assert c == self.channels and s == self.cells, f"latent {tuple(latent.shape)} does not match memory"
-        pts = projection.lift(depth_cells[None].to(self.device), c2w[None].to(self.device), self.fov)[0]
+        d = depth_cells.to(self.device, torch.float32)
+        c2w = c2w.to(self.device, torch.float32)
+        pts = projection.lift(d[None], c2w[None], self.fov)[0]
         feats = latent.reshape(c, -1).t().to(self.device, self.feat.dtype)
-        keep = torch.isfinite(pts).all(dim=1) & (depth_cells.reshape(-1).to(self.device) > projection.NEAR)
-        idx = keep.nonzero().flatten()
+        d = d.reshape(-1)
+        idx = (torch.isfinite(pts).all(dim=1) & (d > projection.NEAR)).nonzero().flatten()
         pts, feats = pts[idx], feats[idx]
         # One point per voxel within the frame: the nearest cell's (it is the best-resolved).
-        order = torch.argsort(depth_cells.reshape(-1).to(self.device)[idx])
+        order = torch.argsort(d[idx])
         pts, feats = pts[order], feats[order]
-        self.carved_last = self._carve(depth_cells, c2w, observed)
+        self.carved_last = self._carve(d, c2w, observed)
         keys = self._keys(pts)
         chosen, seen = [], set()
         for i, k in enumerate(keys):
@@ -181,8 +182,7 @@ class LatentMemory:
         self._evicted += n
 
     def _release(self, slots: torch.Tensor) -> None:
-        self.frame[slots] = -1
-        self.time[slots] = float("-inf")
+        self.frame[slots] = -1                           # the one mark of a free slot
         for slot in slots.tolist():
             k = self._key_of[slot]
             if k is not None and self._slot_of.get(k) == slot:
@@ -191,18 +191,17 @@ class LatentMemory:
             self._free.append(slot)
         self._count -= len(slots)
 
-    def _carve(self, depth_cells: torch.Tensor, c2w: torch.Tensor, observed: bool) -> int:
-        """Free the stored points a new frame sees through (clearly in front of its surface)."""
+    def _carve(self, depth_flat: torch.Tensor, c2w: torch.Tensor, observed: bool) -> int:
+        """Free the stored points a new frame (cell depths (S*S,), c2w on the memory's device) sees
+        through: clearly in front of its surface."""
         if self._count == 0 or self.carve_tol is None:
             return 0
-        c2w = c2w.to(self.device, torch.float32)
         seen = self._seen
         if seen is not None and seen[1] == self._writes and torch.equal(seen[0], c2w):
             sel, flat, z, keep = seen[2:]
         else:
             sel, (flat, z, _, keep) = self._in_view(c2w)
-        d = depth_cells.reshape(-1).to(self.device)[flat]
-        slots = sel[keep[z < d * (1.0 - self.carve_tol)]]
+        slots = sel[keep[z < depth_flat[flat] * (1.0 - self.carve_tol)]]
         if not observed:
             slots = slots[~self.observed[slots]]
         self._release(slots)

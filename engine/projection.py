@@ -78,17 +78,12 @@ def project_visible(points: torch.Tensor, valid: torch.Tensor, c2w: torch.Tensor
     return flat, z.reshape(-1)[keep], off.reshape(-1)[keep], keep
 
 
-def nearest_depth(flat: torch.Tensor, z: torch.Tensor, n_cells: int) -> torch.Tensor:
-    """Nearest depth per cell (n_cells,), inf where no point lands."""
-    zmin = torch.full((n_cells,), float("inf"), device=z.device, dtype=z.dtype)
-    return zmin.scatter_reduce_(0, flat, z, reduce="amin", include_self=True)
-
-
 def depth_test(flat: torch.Tensor, z: torch.Tensor, off: torch.Tensor, n_cells: int
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Winners among projected points (cell (K,), depth, squared centre offset): (cell (M,), index (M,)
     into the K points, nearest depth per cell (n_cells,))."""
-    zmin = nearest_depth(flat, z, n_cells)
+    zmin = torch.full((n_cells,), float("inf"), device=z.device, dtype=z.dtype)
+    zmin.scatter_reduce_(0, flat, z, reduce="amin", include_self=True)
     # Depth test with a tolerance: every point on the front surface of a cell is a candidate,
     # and among them the one projecting closest to the cell centre wins. A view seen before
     # from the same pose then reads back its own cells exactly, not a neighbour's shifted ones.

@@ -64,6 +64,9 @@ class WorldSession:
         if self.steps < 1:
             raise ValueError(f"sampling steps must be at least 1, got {self.steps}")
         self.seed = int(seed)
+        # The latent range guard's bounds as a tensor once, not rebuilt from the config every step.
+        r = cfg.latent_mean_range
+        self._latent_bounds = None if r is None else torch.tensor(r, dtype=torch.float32, device=self.device)
         self.memory = LatentMemory(self.model.latent_channels, int(capacity or cfg.memory_capacity), cfg.voxel_size,
                                    self.model.cells, cfg.fov_deg, self.device)
         self.reset()
@@ -145,7 +148,7 @@ class WorldSession:
         cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
         z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device)
         # Keep each channel's mean where real frames keep it: against colour drift in long walks.
-        z = clamp_channel_means(z, m.cfg.latent_mean_range)
+        z = clamp_channel_means(z, self._latent_bounds)
         t2 = time.perf_counter()
         rgb, depth = self.backend.decode(z)
         cells = cell_depth(depth, s)

@@ -147,9 +147,7 @@ def _cmd_latent_range(args) -> int:
     model = WorldModel.load(args.model)
     model.cfg.latent_mean_range = measure_latent_range(model, list(range(*args.seeds)), frames=args.frames)
     path = args.model / "config.json"
-    tmp = path.with_name("config.json.tmp")
-    model.cfg.save(tmp)
-    tmp.replace(path)
+    model.cfg.save(path)
     lo = min(b[0] for b in model.cfg.latent_mean_range)
     hi = max(b[1] for b in model.cfg.latent_mean_range)
     print(f"{path}: latent_mean_range over {len(range(*args.seeds))} worlds, channel means {lo:.2f} .. {hi:.2f}")

@@ -68,7 +68,11 @@ class ModelConfig:
         return build(ModelConfig, {**d, "autoencoder": ae, "generator": gen})
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write atomically: a config.json is never left half-written beside its weights."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
 
     @staticmethod
     def load(path: str | Path) -> "ModelConfig":

@@ -17,12 +17,13 @@ import torch
 
 
 def channel_mean_range(z: torch.Tensor) -> list[list[float]]:
-    """Per channel [lowest, highest] spatial mean over normalised latents z (N, C, S, S)."""
-    mu = z.float().mean(dim=(2, 3))                                       # (N, C)
+    """Per channel [lowest, highest] spatial mean over normalised latents z (N, C, ...): latents
+    (N, C, S, S), or their channel means already taken (N, C, 1)."""
+    mu = z.float().flatten(2).mean(dim=2)                                 # (N, C)
     return [[float(lo), float(hi)] for lo, hi in zip(mu.amin(0), mu.amax(0))]
 
 
-def clamp_channel_means(z: torch.Tensor, bounds: list[list[float]] | None) -> torch.Tensor:
+def clamp_channel_means(z: torch.Tensor, bounds: torch.Tensor | list[list[float]] | None) -> torch.Tensor:
     """Shift each channel of z (B, C, S, S) whose spatial mean is outside [lo, hi] to the nearest bound."""
     if bounds is None:
         return z

@@ -6,7 +6,6 @@ memory are normalised: (z - latent_shift) / latent_scale.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -60,9 +59,7 @@ class WorldModel(nn.Module):
             tmp = out / f"{name}.safetensors.tmp"
             save_file({k: v.detach().contiguous().cpu() for k, v in mod.state_dict().items()}, str(tmp), metadata=meta)
             tmp.replace(out / f"{name}.safetensors")
-        tmp = out / "config.json.tmp"
-        tmp.write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
-        tmp.replace(out / "config.json")
+        self.cfg.save(out / "config.json")
 
     @staticmethod
     def load(model_dir: str | Path | None = None, device: str | torch.device = "cpu") -> "WorldModel":

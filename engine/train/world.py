@@ -107,8 +107,10 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         seeds = list(range(*args.seeds))
         walks = build_walks(model, seeds, cfg.fov_deg, info.device, progress and info.main)
         cfg.latent_shift, cfg.latent_scale = latent_stats(walks)
-        cfg.latent_mean_range = channel_mean_range(
-            torch.cat([(w.z.float() - cfg.latent_shift) / cfg.latent_scale for w in walks]))
+        # Normalising is affine, so each frame's normalised channel means come from its raw ones:
+        # no normalised copy of every latent of every walk.
+        cfg.latent_mean_range = channel_mean_range(torch.cat(
+            [((w.z.float().mean(dim=(2, 3)) - cfg.latent_shift) / cfg.latent_scale)[..., None] for w in walks]))
         if info.main:
             _save_walks(cache, walks)
             cfg.save(out / "config.json")
