@@ -20,7 +20,8 @@ So that a full memory costs about what an empty one does, points are also filed 
 1 m chunk (engine/memory_chunks.py): a read first tests the chunks' bounding spheres
 against the view frustum (a few hundred spheres) and projects only the points of
 chunks that can be in view. The canvas is exactly the one projecting every stored
-point gives, only cheaper.
+point gives, only cheaper. On the CPU the projection and depth test run as fused numba
+loops (engine/memory_kernels.py); on CUDA as the torch ops of engine/projection.py.
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-from engine import projection
-from engine.memory_chunks import ChunkIndex
+from engine import memory_kernels, projection
+from engine.memory_chunks import OFF_SCALE, ChunkIndex
 
 # A stored point more than this fraction nearer than a new frame's surface in the same cell
 # is one the new frame sees through: stale, or depth noise, so it is freed. Chosen on
@@ -59,7 +60,8 @@ class MemoryStats:
 class LatentMemory:
     def __init__(self, channels: int, capacity: int = 65536, voxel_size: float = 0.08, cells: int = 16,
                  fov_deg: float = 70.0, device: str | torch.device = "cpu",
-                 feat_dtype: torch.dtype = torch.float16, carve_tol: float | None = CARVE_TOL) -> None:
+                 feat_dtype: torch.dtype = torch.float16, carve_tol: float | None = CARVE_TOL,
+                 use_kernel: bool = True) -> None:
         if capacity < 1:
             raise ValueError(f"memory capacity must be at least 1, got {capacity}")
         if voxel_size <= 0:
@@ -68,7 +70,9 @@ class LatentMemory:
         self.channels, self.capacity, self.voxel, self.cells, self.fov = channels, capacity, voxel_size, cells, fov_deg
         self.device = torch.device(device)
         self.chunks = ChunkIndex(self.device)
-        self.off = torch.zeros(capacity, 3, device=self.device, dtype=torch.float16)  # from the chunk centre
+        self.off = torch.zeros(capacity, 3, device=self.device, dtype=torch.int16)  # from the chunk centre
+        # On the CPU a read runs as fused numba loops (engine/memory_kernels.py), elsewhere as torch ops.
+        self._kernel = self.device.type == "cpu" and memory_kernels.HAVE_NUMBA and use_kernel
         self.feat = torch.zeros(capacity, channels, device=self.device, dtype=feat_dtype)
         self.frame = torch.full((capacity,), -1, dtype=torch.int32, device=self.device)  # -1: free slot
         self.time = torch.full((capacity,), float("-inf"), device=self.device)
@@ -126,24 +130,22 @@ class LatentMemory:
         pts, feats = pts[order], feats[order]
         self.carved_last = self._carve(d, c2w, observed)
         keys = self._keys(pts)
-        chosen, seen = [], set()
+        first: dict[int, int] = {}
         for i, k in enumerate(keys):
-            if k not in seen:
-                seen.add(k)
-                chosen.append(i)
-        slots, rows, merged = [], [], 0
-        new_rows = []
-        for i in chosen:
-            k = keys[i]
-            slot = self._slot_of.get(k)
-            if slot is None:
-                new_rows.append(i)
-                continue
-            if self.observed[slot] and not observed:
-                continue                                  # keep the real observation
-            slots.append(slot)
-            rows.append(i)
-            merged += 1
+            first.setdefault(k, i)                        # rows are nearest first: that one stays
+        rows_all = list(first.values())
+        held = [self._slot_of.get(k, -1) for k in first]
+        slots, rows, new_rows = [], [], []
+        hits = [j for j, slot in enumerate(held) if slot >= 0]
+        if hits:
+            hit_slots = [held[j] for j in hits]
+            if not observed:                              # keep real observations: skip their voxels
+                keep = (~self.observed[torch.tensor(hit_slots, device=self.device)]).tolist()
+                hits = [j for j, ok in zip(hits, keep) if ok]
+                hit_slots = [held[j] for j in hits]
+            slots, rows = hit_slots, [rows_all[j] for j in hits]
+        merged = len(slots)
+        new_rows = [rows_all[j] for j, slot in enumerate(held) if slot < 0]
         need = len(new_rows) - len(self._free)
         if need > 0:
             # Evict a batch (1/64 of capacity) at a time: choosing the oldest is O(capacity), so
@@ -198,10 +200,10 @@ class LatentMemory:
             return 0
         seen = self._seen
         if seen is not None and seen[1] == self._writes and torch.equal(seen[0], c2w):
-            sel, flat, z, keep = seen[2:]
+            slot, flat, z = seen[2:]
         else:
-            sel, (flat, z, _, keep) = self._in_view(c2w)
-        slots = sel[keep[z < depth_flat[flat] * (1.0 - self.carve_tol)]]
+            slot, flat, z, _ = self._in_view(c2w)
+        slots = slot[z < depth_flat[flat] * (1.0 - self.carve_tol)]
         if not observed:
             slots = slots[~self.observed[slots]]
         self._release(slots)
@@ -213,28 +215,38 @@ class LatentMemory:
             z = torch.zeros(1, self.cells, self.cells, device=self.device)
             return torch.zeros(self.channels, self.cells, self.cells, device=self.device), z, z.clone()
         c2w = c2w.to(self.device, torch.float32)
-        sel, (flat, z, off, keep) = self._in_view(c2w)
+        slot, flat, z, off = self._in_view(c2w)
         # A step writes at the pose it just read: the write's carving reuses this projection.
-        self._seen = (c2w, self._writes, sel, flat, z, keep)
-        cell, win, zmin = projection.depth_test(flat, z, off, self.cells * self.cells)
-        slots = sel[keep[win]]
+        self._seen = (c2w, self._writes, slot, flat, z)
+        if self._kernel:
+            cell, win, zmin = (torch.from_numpy(a) for a in memory_kernels.depth_test(
+                flat.numpy(), z.numpy(), off.numpy(), self.cells * self.cells, projection.SURFACE_TOL))
+        else:
+            cell, win, zmin = projection.depth_test(flat, z, off, self.cells * self.cells)
+        slots = slot[win]
         # Features of the (at most S*S) winners only: gathering every visible point's vector
         # was most of the cost of reading a full memory.
         canvas, mask, depth = projection.fill_canvas(cell, self.feat[slots].float(), zmin, 1, self.cells)
         return canvas[0], mask[0], depth[0]
 
-    def _in_view(self, c2w: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Slots of chunks in the frustum (K,), and of those the points landing in the view:
-        (cell, depth, centre offset, index into the K slots)."""
+    def _in_view(self, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stored points landing in the view of c2w: slot (K,), flat cell, depth, squared offset
+        from the cell centre. Only points of chunks that pass the frustum test are projected."""
         hw = self._hw  # live points sit below the high-water mark of slots ever used
-        sel = (self.chunks.in_frustum(c2w, self.fov)[self.chunk[:hw].long()] & (self.frame[:hw] >= 0))
-        sel = sel.nonzero().squeeze(1)
-        return sel, projection.project_visible(self.positions(sel)[None],
-                                               torch.ones(1, len(sel), dtype=torch.bool, device=self.device),
-                                               c2w[None], self.cells, self.fov)
+        chunk_ok = self.chunks.in_frustum(c2w, self.fov)
+        if self._kernel:
+            out = memory_kernels.visible_points(
+                hw, self.frame.numpy(), self.chunk.numpy(), chunk_ok.numpy(), self.off.numpy(), OFF_SCALE,
+                self.chunks.centres.numpy(), c2w.double().numpy(), float(self.fov), self.cells, projection.NEAR)
+            return tuple(torch.from_numpy(a) for a in out)
+        sel = (chunk_ok[self.chunk[:hw].long()] & (self.frame[:hw] >= 0)).nonzero().squeeze(1)
+        flat, z, off, keep = projection.project_visible(
+            self.positions(sel)[None], torch.ones(1, len(sel), dtype=torch.bool, device=self.device),
+            c2w[None], self.cells, self.fov)
+        return sel[keep], flat, z, off
 
     def stats(self) -> MemoryStats:
-        # float16 offset, feature, frame (-1 marks a free slot), time, observed, chunk id: every
+        # int16 offsets, feature, frame (-1 marks a free slot), time, observed, chunk id: every
         # byte a point holds (the chunk table is per chunk, a few hundred entries, not per point)
         per_point = 3 * self.off.element_size() + self.channels * self.feat.element_size() + 4 + 4 + 1 + 4
         return MemoryStats(self._count, self.capacity, self.capacity * per_point, self._writes,

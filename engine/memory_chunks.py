@@ -5,9 +5,11 @@ the camera cannot see. The test is conservative (a chunk is skipped only when it
 cube's bounding sphere lies outside the view frustum), so a read stays exactly equal
 to projecting every point.
 
-Positions are stored as float16 offsets from their chunk's centre (6 bytes instead of
-12; a 1 m cube keeps them to a quarter of a millimetre), so the chunk table is also
-what turns a stored point back into a world position.
+Positions are stored as 16-bit fixed-point offsets from their chunk's centre (6 bytes
+instead of 12; steps of 2^-16 m, 15 micrometres, across the 1 m cube), so the chunk table
+is also what turns a stored point back into a world position. Fixed point rather than
+float16: the same size, uniform precision, and the CPU read kernel (numba, which has no
+float16) reads it directly.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import torch
 from engine import projection
 
 CHUNK = 1.0   # metres: edge of the cubes points are filed by
+OFF_SCALE = CHUNK / 65536.0   # metres per step of a stored int16 offset (+-0.5 m fits exactly)
+_BIAS = 1 << 20               # chunk coordinates are packed into one int64 key, 21 bits each
 
 
 class ChunkIndex:
@@ -26,7 +30,7 @@ class ChunkIndex:
         self.reset()
 
     def reset(self) -> None:
-        self._id: dict[tuple[int, int, int], int] = {}
+        self._id: dict[int, int] = {}                 # packed cube key -> dense chunk id
         self.centres = torch.zeros(64, 3, device=self.device)
 
     def __len__(self) -> int:
@@ -43,23 +47,27 @@ class ChunkIndex:
         self.centres = grown
 
     def assign(self, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Chunk ids (N,) int32 and float16 offsets (N, 3) for world points (N, 3)."""
-        # A frame's points fall in a handful of chunks: look those up, not every point.
-        cubes, inverse = torch.unique(torch.floor(pts / CHUNK).long(), dim=0, return_inverse=True)
+        """Chunk ids (N,) int32 and int16 offsets (N, 3) (times OFF_SCALE metres) for world points (N, 3)."""
+        # A frame's points fall in a handful of chunks: look those up, not every point. One
+        # int64 key per point: unique over a 1-D tensor is far cheaper than over rows.
+        q = torch.floor(pts / CHUNK).long() + _BIAS
+        keys, inverse = torch.unique((q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2], return_inverse=True)
         ids = []
-        for key in map(tuple, cubes.tolist()):
+        for key in keys.tolist():
             cid = self._id.get(key)
             if cid is None:
                 cid = self._id[key] = len(self._id)
                 self._grow(cid + 1)
-                self.centres[cid] = (torch.tensor(key, dtype=torch.float32) + 0.5) * CHUNK
+                cube = ((key >> 42) - _BIAS, ((key >> 21) & 0x1FFFFF) - _BIAS, (key & 0x1FFFFF) - _BIAS)
+                self.centres[cid] = (torch.tensor(cube, dtype=torch.float32) + 0.5) * CHUNK
             ids.append(cid)
         cid = torch.tensor(ids, dtype=torch.long, device=self.device)[inverse]
-        return cid.to(torch.int32), (pts - self.centres[cid]).to(torch.float16)
+        off = torch.round((pts - self.centres[cid]) / OFF_SCALE).clamp_(-32768, 32767)
+        return cid.to(torch.int32), off.to(torch.int16)
 
     def positions(self, chunk: torch.Tensor, off: torch.Tensor) -> torch.Tensor:
         """World positions (N, 3) float32 of points stored as chunk ids (N,) and offsets (N, 3)."""
-        return self.centres[chunk.long()] + off.float()
+        return self.centres[chunk.long()] + off.float() * OFF_SCALE
 
     def in_frustum(self, c2w: torch.Tensor, fov_deg: float) -> torch.Tensor:
         """Bool per chunk id: may its cube be inside the camera's frustum (bounding-sphere test)?"""
