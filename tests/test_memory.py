@@ -224,3 +224,23 @@ def test_carving_after_a_read_at_the_same_pose_matches_carving_from_scratch():
     assert torch.equal(a.frame, b.frame) and torch.equal(a.off, b.off)
     assert a.stats().evicted_total == b.stats().evicted_total
     assert len(a) < 30 * 200    # random depths from nearby poses: much of it was seen through
+
+
+def test_cpu_kernels_and_torch_path_keep_the_same_memory():
+    # Writes with carving, merging, generated frames and eviction, from nearby poses: the CPU
+    # path (fused numba read) must hold exactly the points the torch path (CUDA's) holds, and
+    # read the same canvases.
+    g = np.random.default_rng(11)
+    a = LatentMemory(8, capacity=3000, voxel_size=0.05, feat_dtype=torch.float32)
+    b = LatentMemory(8, capacity=3000, voxel_size=0.05, feat_dtype=torch.float32, use_kernel=False)
+    assert a._kernel and not b._kernel
+    for i in range(60):
+        z, d = _frame(300 + i)
+        pose = Pose((g.uniform(-2, 2), 1.6, g.uniform(-2, 2)), yaw=g.uniform(0, 360), pitch=g.uniform(-15, 15))
+        for x, y in zip(a.read(_c2w(pose)), b.read(_c2w(pose))):
+            assert torch.allclose(x, y, atol=1e-5)
+        for m in (a, b):
+            m.write(z, d, _c2w(pose), i, float(i), observed=i % 4 == 0)
+        assert a.carved_last == b.carved_last
+        assert torch.equal(a.frame, b.frame) and torch.equal(a.chunk, b.chunk) and torch.equal(a.off, b.off)
+    assert a.stats().evicted_total > 0 and a.stats().evicted_total == b.stats().evicted_total
