@@ -134,16 +134,13 @@ class LatentMemory:
         for i, k in enumerate(keys):
             first.setdefault(k, i)                        # rows are nearest first: that one stays
         rows_all = list(first.values())
-        held = [self._slot_of.get(k, -1) for k in first]
-        slots, rows, new_rows = [], [], []
+        held = [self._slot_of.get(k, -1) for k in first]  # the slot already holding each voxel, or -1
         hits = [j for j, slot in enumerate(held) if slot >= 0]
-        if hits:
-            hit_slots = [held[j] for j in hits]
-            if not observed:                              # keep real observations: skip their voxels
-                keep = (~self.observed[torch.tensor(hit_slots, device=self.device)]).tolist()
-                hits = [j for j, ok in zip(hits, keep) if ok]
-                hit_slots = [held[j] for j in hits]
-            slots, rows = hit_slots, [rows_all[j] for j in hits]
+        if hits and not observed:
+            # Keep real observations: a generated frame skips their voxels (one lookup for all).
+            keep = (~self.observed[torch.tensor([held[j] for j in hits], device=self.device)]).tolist()
+            hits = [j for j, ok in zip(hits, keep) if ok]
+        slots, rows = [held[j] for j in hits], [rows_all[j] for j in hits]
         merged = len(slots)
         new_rows = [rows_all[j] for j, slot in enumerate(held) if slot < 0]
         need = len(new_rows) - len(self._free)
