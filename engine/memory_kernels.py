@@ -112,15 +112,5 @@ def depth_test(flat, z, off, n_cells, surface_tol):
             if score < best[c]:
                 best[c] = score
                 win[c] = j
-    m = 0
-    for c in range(n_cells):
-        m += win[c] >= 0
-    cells = np.empty(m, np.int64)
-    index = np.empty(m, np.int64)
-    m = 0
-    for c in range(n_cells):
-        if win[c] >= 0:
-            cells[m] = c
-            index[m] = win[c]
-            m += 1
-    return cells, index, zmin
+    cells = np.nonzero(win >= 0)[0].astype(np.int64)
+    return cells, win[cells], zmin

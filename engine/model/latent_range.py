@@ -44,13 +44,18 @@ def measure_latent_range(model, seeds: list[int], frames: int = 200, every: int 
     from engine.world.levels import generate_level
     from engine.world.renderer import Renderer
 
-    size, zs = model.image_size, []
-    for seed in seeds:
-        traj = make_trajectory(seed, "explore", frames=frames, resolution=(size, size))
-        r = Renderer(generate_level(seed), size, size, traj.fov_deg)
-        try:
+    size, zs, r = model.image_size, [], None
+    try:
+        for seed in seeds:
+            traj = make_trajectory(seed, "explore", frames=frames, resolution=(size, size))
+            level = generate_level(seed)
+            if r is None:
+                r = Renderer(level, size, size, traj.fov_deg)
+            else:
+                r.set_level(level)                        # one GL context for every world
             rgb, _ = r.render(traj.frames[::every])
-        finally:
+            zs.append(model.encode(to_model_image(torch.from_numpy(rgb)).to(device)).cpu())
+    finally:
+        if r is not None:
             r.close()
-        zs.append(model.encode(to_model_image(torch.from_numpy(rgb)).to(device)).cpu())
     return channel_mean_range(torch.cat(zs))
