@@ -16,8 +16,9 @@ Reading projects every stored point into the target camera at latent resolution
 with a depth test (engine/projection.splat): a warped latent canvas, a coverage
 mask and projected depth. No RGB point cloud, no rendering to pixels, no re-encoding.
 
-So that a full memory costs about what an empty one does, points are also filed by
-1 m chunk (engine/memory_chunks.py): a read first tests the chunks' bounding spheres
+So that a full memory costs about what an empty one does, the voxel hash and the free
+slots are flat arrays worked by numba loops (engine/memory_slots.py), and points are filed
+by 0.5 m chunk (engine/memory_chunks.py): a read first tests the chunks' bounding spheres
 against the view frustum (a few hundred spheres) and projects only the points of
 chunks that can be in view. The canvas is exactly the one projecting every stored
 point gives, only cheaper. On the CPU the projection and depth test run as fused numba
@@ -27,10 +28,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from engine import memory_kernels, projection
-from engine.memory_chunks import OFF_SCALE, ChunkIndex
+from engine.memory_chunks import CHUNK_RADIUS, OFF_SCALE, ChunkIndex
+from engine.memory_slots import VoxelSlots
 
 # A stored point more than this fraction nearer than a new frame's surface in the same cell
 # is one the new frame sees through: stale, or depth noise, so it is freed. Chosen on
@@ -78,14 +81,13 @@ class LatentMemory:
         self.time = torch.full((capacity,), float("-inf"), device=self.device)
         self.observed = torch.zeros(capacity, dtype=torch.bool, device=self.device)
         self.chunk = torch.zeros(capacity, dtype=torch.int32, device=self.device)  # dense chunk id per slot
+        self.slots = VoxelSlots(capacity)
         self.reset()
 
     def reset(self) -> None:
         self.frame.fill_(-1)
         self.observed.zero_()
-        self._slot_of: dict[int, int] = {}               # voxel key -> slot
-        self._key_of = [None] * self.capacity            # slot -> voxel key
-        self._free = list(range(self.capacity - 1, -1, -1))
+        self.slots.reset()                               # voxel key <-> slot, free slots
         self._count = 0
         self._hw = 0                                     # slots at or above this were never used
         self._writes = 0
@@ -109,9 +111,9 @@ class LatentMemory:
             return self.chunks.positions(self.chunk, self.off)
         return self.chunks.positions(self.chunk[slots], self.off[slots])
 
-    def _keys(self, pts: torch.Tensor) -> list[int]:
+    def _keys(self, pts: torch.Tensor) -> np.ndarray:
         q = torch.floor(pts / self.voxel).long() + (1 << 20)
-        return ((q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]).tolist()
+        return ((q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]).cpu().numpy()
 
     def write(self, latent: torch.Tensor, depth_cells: torch.Tensor, c2w: torch.Tensor, frame: int, t: float,
               observed: bool) -> int:
@@ -130,50 +132,45 @@ class LatentMemory:
         pts, feats = pts[order], feats[order]
         self.carved_last = self._carve(d, c2w, observed)
         keys = self._keys(pts)
-        first: dict[int, int] = {}
-        for i, k in enumerate(keys):
-            first.setdefault(k, i)                        # rows are nearest first: that one stays
-        rows_all = list(first.values())
-        held = [self._slot_of.get(k, -1) for k in first]  # the slot already holding each voxel, or -1
-        hits = [j for j, slot in enumerate(held) if slot >= 0]
-        if hits and not observed:
+        # One point per voxel (rows are nearest first: the first of each voxel stays), and the
+        # slot already holding each voxel, or -1.
+        rows_all, held = self.slots.lookup_first(keys)
+        hit = held >= 0
+        if not observed and hit.any():
             # Keep real observations: a generated frame skips their voxels (one lookup for all).
-            keep = (~self.observed[torch.tensor([held[j] for j in hits], device=self.device)]).tolist()
-            hits = [j for j, ok in zip(hits, keep) if ok]
-        slots, rows = [held[j] for j in hits], [rows_all[j] for j in hits]
+            obs = self.observed[torch.from_numpy(held[hit]).to(self.device)].cpu().numpy()
+            hit[np.flatnonzero(hit)[obs]] = False
+        slots, rows = held[hit], rows_all[hit]
         merged = len(slots)
-        new_rows = [rows_all[j] for j, slot in enumerate(held) if slot < 0]
-        need = len(new_rows) - len(self._free)
+        new_rows = rows_all[held < 0]
+        need = len(new_rows) - self.slots.free
         if need > 0:
             # Evict a batch (1/64 of capacity) at a time: choosing the oldest is O(capacity), so
             # doing it every frame once full would make a full memory slower than an empty one.
             self._evict(max(need, self.capacity // 64), protect=slots)
-        for i in new_rows:
-            slot = self._free.pop()
-            self._slot_of[keys[i]] = slot
-            self._key_of[slot] = keys[i]
-            slots.append(slot)
-            rows.append(i)
+        if len(new_rows):
+            slots = np.concatenate([slots, self.slots.take(keys[new_rows])])
+            rows = np.concatenate([rows, new_rows])
         self._count += len(new_rows)
-        if slots:
-            st = torch.tensor(slots, device=self.device)
-            rt = torch.tensor(rows, device=self.device)
+        if len(slots):
+            st = torch.from_numpy(slots).to(self.device)
+            rt = torch.from_numpy(rows).to(self.device)
             self.chunk[st], self.off[st] = self.chunks.assign(pts[rt])
             self.feat[st] = feats[rt]
             self.frame[st] = frame
             self.time[st] = t
             self.observed[st] = observed
-            self._hw = max(self._hw, max(slots) + 1)
+            self._hw = max(self._hw, int(slots.max()) + 1)
         self._writes += 1
         self._merged_last = merged
         return len(slots)
 
-    def _evict(self, n: int, protect: list[int]) -> None:
+    def _evict(self, n: int, protect: np.ndarray) -> None:
         """Free the n oldest slots (not those being merged into right now)."""
         age = self.time.clone()
         age[~self.valid] = float("inf")
-        if protect:
-            age[torch.tensor(protect, device=self.device)] = float("inf")
+        if len(protect):
+            age[torch.from_numpy(protect).to(self.device)] = float("inf")
         n = min(n, int(torch.isfinite(age).sum()))
         if n <= 0:
             return
@@ -181,13 +178,10 @@ class LatentMemory:
         self._evicted += n
 
     def _release(self, slots: torch.Tensor) -> None:
+        if len(slots) == 0:
+            return
         self.frame[slots] = -1                           # the one mark of a free slot
-        for slot in slots.tolist():
-            k = self._key_of[slot]
-            if k is not None and self._slot_of.get(k) == slot:
-                del self._slot_of[k]
-            self._key_of[slot] = None
-            self._free.append(slot)
+        self.slots.release(slots.cpu().numpy())
         self._count -= len(slots)
 
     def _carve(self, depth_flat: torch.Tensor, c2w: torch.Tensor, observed: bool) -> int:
@@ -200,9 +194,14 @@ class LatentMemory:
             slot, flat, z = seen[2:]
         else:
             slot, flat, z, _ = self._in_view(c2w)
-        slots = slot[z < depth_flat[flat] * (1.0 - self.carve_tol)]
-        if not observed:
-            slots = slots[~self.observed[slots]]
+        if self._kernel:
+            slots = torch.from_numpy(memory_kernels.carve_select(
+                slot.numpy(), flat.numpy(), z.numpy(), depth_flat.numpy(), np.float32(1.0 - self.carve_tol),
+                self.observed.numpy(), observed))
+        else:
+            slots = slot[z < depth_flat[flat] * (1.0 - self.carve_tol)]
+            if not observed:
+                slots = slots[~self.observed[slots]]
         self._release(slots)
         return len(slots)
 
@@ -230,12 +229,13 @@ class LatentMemory:
         """The stored points landing in the view of c2w: slot (K,), flat cell, depth, squared offset
         from the cell centre. Only points of chunks that pass the frustum test are projected."""
         hw = self._hw  # live points sit below the high-water mark of slots ever used
-        chunk_ok = self.chunks.in_frustum(c2w, self.fov)
         if self._kernel:
             out = memory_kernels.visible_points(
-                hw, self.frame.numpy(), self.chunk.numpy(), chunk_ok.numpy(), self.off.numpy(), OFF_SCALE,
-                self.chunks.centres.numpy(), c2w.double().numpy(), float(self.fov), self.cells, projection.NEAR)
+                hw, self.frame.numpy(), self.chunk.numpy(), len(self.chunks), CHUNK_RADIUS, self.off.numpy(),
+                OFF_SCALE, self.chunks.centres.numpy(), c2w.double().numpy(), float(self.fov), self.cells,
+                projection.NEAR)
             return tuple(torch.from_numpy(a) for a in out)
+        chunk_ok = self.chunks.in_frustum(c2w, self.fov)
         sel = (chunk_ok[self.chunk[:hw].long()] & (self.frame[:hw] >= 0)).nonzero().squeeze(1)
         flat, z, off, keep = projection.project_visible(
             self.positions(sel)[None], torch.ones(1, len(sel), dtype=torch.bool, device=self.device),

@@ -1,4 +1,4 @@
-"""The 1 m chunks the latent memory files its points by, and the frustum test on them.
+"""The 0.5 m chunks the latent memory files its points by, and the frustum test on them.
 
 A read of a full memory would otherwise project every stored point, most of which
 the camera cannot see. The test is conservative (a chunk is skipped only when its
@@ -6,7 +6,7 @@ cube's bounding sphere lies outside the view frustum), so a read stays exactly e
 to projecting every point.
 
 Positions are stored as 16-bit fixed-point offsets from their chunk's centre (6 bytes
-instead of 12; steps of 2^-16 m, 15 micrometres, across the 1 m cube), so the chunk table
+instead of 12; steps of CHUNK / 2^16, under 8 micrometres, across the cube), so the chunk table
 is also what turns a stored point back into a world position. Fixed point rather than
 float16: the same size, uniform precision, and the CPU read kernel (numba, which has no
 float16) reads it directly.
@@ -19,8 +19,10 @@ import torch
 
 from engine import projection
 
-CHUNK = 1.0   # metres: edge of the cubes points are filed by
-OFF_SCALE = CHUNK / 65536.0   # metres per step of a stored int16 offset (+-0.5 m fits exactly)
+CHUNK = 0.5   # metres: edge of the cubes points are filed by (0.5 m: tighter spheres than 1 m,
+              # so a read projects fewer points the camera cannot see; measured in docs/BENCHMARKS.md)
+OFF_SCALE = CHUNK / 65536.0   # metres per step of a stored int16 offset (half a chunk either way fits)
+CHUNK_RADIUS = CHUNK * math.sqrt(3) / 2   # a cube's bounding sphere, for the frustum test
 _BIAS = 1 << 20               # chunk coordinates are packed into one int64 key, 21 bits each
 
 
@@ -73,7 +75,7 @@ class ChunkIndex:
         """Bool per chunk id: may its cube be inside the camera's frustum (bounding-sphere test)?"""
         n = len(self._id)
         cam = (self.centres[:n] - c2w[:3, 3]) @ c2w[:3, :3]                 # world -> camera
-        r = CHUNK * math.sqrt(3) / 2
+        r = CHUNK_RADIUS
         tan = math.tan(math.radians(fov_deg) / 2)                           # square image: same both ways
         depth = -cam[:, 2]
         k = 1.0 / math.sqrt(1 + tan * tan)                                  # side planes' normal scale

@@ -35,15 +35,35 @@ def _njit(fn):
 
 
 @_njit
-def visible_points(hw, frame, chunk, chunk_ok, off, off_scale, centres, c2w, fov_deg, cells, near):
+def chunks_in_frustum(centres, n, c2w, fov_deg, radius, near):
+    """Bool per chunk (the first n rows of centres): may the sphere of this radius around its
+    centre reach into the camera's view frustum? The test of memory_chunks.ChunkIndex.in_frustum,
+    in float64 and inside the kernel, so a read makes no torch call for it."""
+    tan = math.tan(math.radians(fov_deg) / 2.0)       # square image: the same both ways
+    k = 1.0 / math.sqrt(1.0 + tan * tan)               # side planes' normal scale
+    tx, ty, tz = c2w[0, 3], c2w[1, 3], c2w[2, 3]
+    ok = np.empty(n, np.bool_)
+    for c in range(n):
+        dx, dy, dz = centres[c, 0] - tx, centres[c, 1] - ty, centres[c, 2] - tz
+        x = dx * c2w[0, 0] + dy * c2w[1, 0] + dz * c2w[2, 0]
+        y = dx * c2w[0, 1] + dy * c2w[1, 1] + dz * c2w[2, 1]
+        depth = -(dx * c2w[0, 2] + dy * c2w[1, 2] + dz * c2w[2, 2])
+        ok[c] = depth > near - radius and (max(abs(x), abs(y)) - tan * depth) * k < radius
+    return ok
+
+
+@_njit
+def visible_points(hw, frame, chunk, n_chunks, chunk_radius, off, off_scale, centres, c2w, fov_deg, cells, near):
     """Stored points that land inside the camera's image at latent resolution.
 
     hw: slots below it may be in use; frame (N,) int32, -1 marks a free slot; chunk (N,)
-    int32 and chunk_ok (chunks,) bool (the frustum test per chunk); off (N, 3) int16
-    fixed-point offsets from the chunk centre, times off_scale metres; centres (chunks, 3);
-    c2w (4, 4) float64. Returns slot (K,) int64, flat cell (K,) int64, depth (K,) float32 and
-    squared distance from the cell centre in cells (K,) float32.
+    int32 ids of the first n_chunks rows of centres (chunks, 3), whose spheres of
+    chunk_radius are tested against the frustum first; off (N, 3) int16 fixed-point offsets
+    from the chunk centre, times off_scale metres; c2w (4, 4) float64. Returns slot (K,)
+    int64, flat cell (K,) int64, depth (K,) float32 and squared distance from the cell
+    centre in cells (K,) float32.
     """
+    chunk_ok = chunks_in_frustum(centres, n_chunks, c2w, fov_deg, chunk_radius, near)
     f = 0.5 * cells / math.tan(math.radians(fov_deg) / 2.0)
     half = 0.5 * cells
     lim = (half + 0.01) / f          # a loose |x| / z bound that skips the divisions for most misses
@@ -114,3 +134,18 @@ def depth_test(flat, z, off, n_cells, surface_tol):
                 win[c] = j
     cells = np.nonzero(win >= 0)[0].astype(np.int64)
     return cells, win[cells], zmin
+
+
+@_njit
+def carve_select(slot, flat, z, depth_flat, keep_frac, observed, by_observation):
+    """Slots a new frame sees through: in view (slot, flat cell, depth from `visible_points`)
+    and nearer than keep_frac (float32) times the frame's depth in that cell. A generated
+    frame (by_observation False) never frees an observed point. As the torch path of
+    LatentMemory._carve, in float32, in the same order."""
+    out = np.empty(slot.shape[0], np.int64)
+    k = 0
+    for j in range(slot.shape[0]):
+        if z[j] < depth_flat[flat[j]] * keep_frac and (by_observation or not observed[slot[j]]):
+            out[k] = slot[j]
+            k += 1
+    return out[:k]
