@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow
 from engine.camera import Pose
 from explorer import keymap
 from explorer.controller import Action, Controller
+from explorer.gui_gc import GuiThreadGC
 from explorer.minimap import Minimap
 from explorer.plots import LivePlots
 from explorer.recorder import Recorder
@@ -104,6 +105,7 @@ class MainWindow(QMainWindow):
 
         self.recorder = Recorder()
         self.recorder.finished.connect(self.show_message)
+        GuiThreadGC.acquire()   # before any of this window's threads start (explorer/gui_gc.py)
         self.worker = Worker(self._run_config(opts.start), session_factory)
         self.worker.compare, self.worker.show_gt, self.worker.memory_on = self.compare, self.show_gt, self.memory_on
         self.worker.frame_ready.connect(self._on_frame_ready)
@@ -373,6 +375,7 @@ class MainWindow(QMainWindow):
             self.recorder.stop(wait=True)
         self.recorder.wait_closed()
         self.worker.stop()
+        GuiThreadGC.release()
 
     def emergency_stop(self) -> None:
         """After an unexpected exception: make sure the recording is a playable file."""
