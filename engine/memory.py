@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from engine import memory_kernels, projection
-from engine.memory_chunks import CHUNK_RADIUS, OFF_SCALE, ChunkIndex
+from engine.memory_chunks import CHUNK_RADIUS, OFF_SCALE, ChunkIndex, pack_cells
 from engine.memory_slots import VoxelSlots
 
 # A stored point more than this fraction nearer than a new frame's surface in the same cell
@@ -88,7 +88,6 @@ class LatentMemory:
         self.frame.fill_(-1)
         self.observed.zero_()
         self.slots.reset()                               # voxel key <-> slot, free slots
-        self._count = 0
         self._hw = 0                                     # slots at or above this were never used
         self._writes = 0
         self._merged_last = 0
@@ -98,7 +97,7 @@ class LatentMemory:
         self.carved_last = 0
 
     def __len__(self) -> int:
-        return self._count
+        return len(self.slots)                          # slots taken = points held
 
     @property
     def valid(self) -> torch.Tensor:
@@ -112,8 +111,7 @@ class LatentMemory:
         return self.chunks.positions(self.chunk[slots], self.off[slots])
 
     def _keys(self, pts: torch.Tensor) -> np.ndarray:
-        q = torch.floor(pts / self.voxel).long() + (1 << 20)
-        return ((q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]).cpu().numpy()
+        return pack_cells(torch.floor(pts / self.voxel)).cpu().numpy()
 
     def write(self, latent: torch.Tensor, depth_cells: torch.Tensor, c2w: torch.Tensor, frame: int, t: float,
               observed: bool) -> int:
@@ -151,7 +149,6 @@ class LatentMemory:
         if len(new_rows):
             slots = np.concatenate([slots, self.slots.take(keys[new_rows])])
             rows = np.concatenate([rows, new_rows])
-        self._count += len(new_rows)
         if len(slots):
             st = torch.from_numpy(slots).to(self.device)
             rt = torch.from_numpy(rows).to(self.device)
@@ -182,12 +179,11 @@ class LatentMemory:
             return
         self.frame[slots] = -1                           # the one mark of a free slot
         self.slots.release(slots.cpu().numpy())
-        self._count -= len(slots)
 
     def _carve(self, depth_flat: torch.Tensor, c2w: torch.Tensor, observed: bool) -> int:
         """Free the stored points a new frame (cell depths (S*S,), c2w on the memory's device) sees
         through: clearly in front of its surface."""
-        if self._count == 0 or self.carve_tol is None:
+        if len(self.slots) == 0 or self.carve_tol is None:
             return 0
         seen = self._seen
         if seen is not None and seen[1] == self._writes and torch.equal(seen[0], c2w):
@@ -207,7 +203,7 @@ class LatentMemory:
 
     def read(self, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Warped latent canvas (C, S, S), mask (1, S, S) and depth (1, S, S) for a camera c2w (4, 4)."""
-        if self._count == 0:
+        if len(self.slots) == 0:
             z = torch.zeros(1, self.cells, self.cells, device=self.device)
             return torch.zeros(self.channels, self.cells, self.cells, device=self.device), z, z.clone()
         c2w = c2w.to(self.device, torch.float32)
@@ -246,7 +242,7 @@ class LatentMemory:
         # int16 offsets, feature, frame (-1 marks a free slot), time, observed, chunk id: every
         # byte a point holds (the chunk table is per chunk, a few hundred entries, not per point)
         per_point = 3 * self.off.element_size() + self.channels * self.feat.element_size() + 4 + 4 + 1 + 4
-        return MemoryStats(self._count, self.capacity, self.capacity * per_point, self._writes,
+        return MemoryStats(len(self.slots), self.capacity, self.capacity * per_point, self._writes,
                            self._merged_last, self._evicted)
 
     def points(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

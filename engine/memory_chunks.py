@@ -23,7 +23,19 @@ CHUNK = 0.5   # metres: edge of the cubes points are filed by (0.5 m: tighter sp
               # so a read projects fewer points the camera cannot see; measured in docs/BENCHMARKS.md)
 OFF_SCALE = CHUNK / 65536.0   # metres per step of a stored int16 offset (half a chunk either way fits)
 CHUNK_RADIUS = CHUNK * math.sqrt(3) / 2   # a cube's bounding sphere, for the frustum test
-_BIAS = 1 << 20               # chunk coordinates are packed into one int64 key, 21 bits each
+_BIAS = 1 << 20               # grid coordinates are packed into one int64 key, 21 bits each
+
+
+def pack_cells(q: torch.Tensor) -> torch.Tensor:
+    """One non-negative int64 key (N,) per integer grid cell (N, 3): the memory's voxel keys and
+    the chunk keys. A 1-D key is far cheaper to unique or hash than rows of three."""
+    q = q.long() + _BIAS
+    return (q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]
+
+
+def unpack_cell(key: int) -> tuple[int, int, int]:
+    """The grid cell (x, y, z) of a key made by pack_cells."""
+    return (key >> 42) - _BIAS, ((key >> 21) & 0x1FFFFF) - _BIAS, (key & 0x1FFFFF) - _BIAS
 
 
 class ChunkIndex:
@@ -50,18 +62,15 @@ class ChunkIndex:
 
     def assign(self, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Chunk ids (N,) int32 and int16 offsets (N, 3) (times OFF_SCALE metres) for world points (N, 3)."""
-        # A frame's points fall in a handful of chunks: look those up, not every point. One
-        # int64 key per point: unique over a 1-D tensor is far cheaper than over rows.
-        q = torch.floor(pts / CHUNK).long() + _BIAS
-        keys, inverse = torch.unique((q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2], return_inverse=True)
+        # A frame's points fall in a handful of chunks: look those up, not every point.
+        keys, inverse = torch.unique(pack_cells(torch.floor(pts / CHUNK)), return_inverse=True)
         ids = []
         for key in keys.tolist():
             cid = self._id.get(key)
             if cid is None:
                 cid = self._id[key] = len(self._id)
                 self._grow(cid + 1)
-                cube = ((key >> 42) - _BIAS, ((key >> 21) & 0x1FFFFF) - _BIAS, (key & 0x1FFFFF) - _BIAS)
-                self.centres[cid] = (torch.tensor(cube, dtype=torch.float32) + 0.5) * CHUNK
+                self.centres[cid] = (torch.tensor(unpack_cell(key), dtype=torch.float32) + 0.5) * CHUNK
             ids.append(cid)
         cid = torch.tensor(ids, dtype=torch.long, device=self.device)[inverse]
         off = torch.round((pts - self.centres[cid]) / OFF_SCALE).clamp_(-32768, 32767)

@@ -27,14 +27,14 @@ except ImportError:                                   # pragma: no cover - numba
     HAVE_NUMBA = False
 
 
-def _njit(fn):
+def cpu_kernel(fn):
     if not HAVE_NUMBA:
         return fn
     # nogil: the explorer's GUI thread keeps running while a worker thread reads memory.
     return numba.njit(cache=True, nogil=True)(fn)
 
 
-@_njit
+@cpu_kernel
 def chunks_in_frustum(centres, n, c2w, fov_deg, radius, near):
     """Bool per chunk (the first n rows of centres): may the sphere of this radius around its
     centre reach into the camera's view frustum? The test of memory_chunks.ChunkIndex.in_frustum,
@@ -52,7 +52,7 @@ def chunks_in_frustum(centres, n, c2w, fov_deg, radius, near):
     return ok
 
 
-@_njit
+@cpu_kernel
 def visible_points(hw, frame, chunk, n_chunks, chunk_radius, off, off_scale, centres, c2w, fov_deg, cells, near):
     """Stored points that land inside the camera's image at latent resolution.
 
@@ -110,7 +110,7 @@ def visible_points(hw, frame, chunk, n_chunks, chunk_radius, off, off_scale, cen
     return slot[:k], flat[:k], depth[:k], offset[:k]
 
 
-@_njit
+@cpu_kernel
 def depth_test(flat, z, off, n_cells, surface_tol):
     """Winner per cell among projected points, as engine/projection.depth_test: the front
     surface of each cell is every point within surface_tol of its nearest depth, and among
@@ -136,7 +136,7 @@ def depth_test(flat, z, off, n_cells, surface_tol):
     return cells, win[cells], zmin
 
 
-@_njit
+@cpu_kernel
 def carve_select(slot, flat, z, depth_flat, keep_frac, observed, by_observation):
     """Slots a new frame sees through: in view (slot, flat cell, depth from `visible_points`)
     and nearer than keep_frac (float32) times the frame's depth in that cell. A generated

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.memory_kernels import _njit
+from engine.memory_kernels import cpu_kernel
 
-EMPTY = -1   # voxel keys are packed non-negative coordinates (LatentMemory._keys)
+EMPTY = -1   # voxel keys are non-negative (memory_chunks.pack_cells)
 
 
-@_njit
+@cpu_kernel
 def _home(key, mask):
     # A spatial hash of the three 21-bit coordinates in the key; each product stays below 2^48,
     # so it is the same in numba's int64 and in Python.
@@ -29,7 +29,7 @@ def _home(key, mask):
             ^ ((key >> 42) * 83492791)) & mask
 
 
-@_njit
+@cpu_kernel
 def _find(tkeys, key, mask):
     i = _home(key, mask)
     while tkeys[i] != EMPTY and tkeys[i] != key:
@@ -37,7 +37,7 @@ def _find(tkeys, key, mask):
     return i
 
 
-@_njit
+@cpu_kernel
 def _lookup_first(keys, tkeys, tvals):
     """Rows of each key's first occurrence (ascending) and the slot holding that key (-1: none)."""
     n = keys.shape[0]
@@ -55,7 +55,7 @@ def _lookup_first(keys, tkeys, tvals):
     return rows, held
 
 
-@_njit
+@cpu_kernel
 def _take(tkeys, tvals, key_of, free, nfree, keys):
     """Pop one free slot per key (top of the stack first), file key -> slot. Returns the slots."""
     mask = tkeys.shape[0] - 1
@@ -70,7 +70,7 @@ def _take(tkeys, tvals, key_of, free, nfree, keys):
     return out
 
 
-@_njit
+@cpu_kernel
 def _release(tkeys, tvals, key_of, free, nfree, slots):
     """Unfile the slots' keys and push the slots on the free stack, in order. Returns nfree."""
     mask = tkeys.shape[0] - 1

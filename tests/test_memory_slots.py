@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from engine.memory_chunks import pack_cells
 from engine.memory_slots import VoxelSlots, _home
 
 
 def _pack(q: np.ndarray) -> np.ndarray:
-    q = q.astype(np.int64) + (1 << 20)
-    return (q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]
+    return pack_cells(torch.from_numpy(q)).numpy()
 
 
 def test_voxel_slots_match_dict_and_list_under_churn():
