@@ -173,6 +173,48 @@ def test_fine_tuning_on_own_rollouts(tiny_model_dir, tmp_path):
     assert torch.allclose(links[0][0], cond[:, :c], atol=1e-5)  # frame t-1 is the next link's context
 
 
+def test_blurred_context_teaches_on_softened_frames(tiny_model_dir, tmp_path):
+    """--context-blur: the sampler softens the context (never the target), the share is stored in the
+    model's config, and soften itself leaves flat latents alone and damps detail."""
+    import shutil
+
+    from engine.train.world import WorldTrainArgs, _load_walks, train_world
+    from engine.train.world_data import WalkSampler, soften
+
+    flat = torch.full((1, 2, 6, 6), 0.7)
+    assert torch.allclose(soften(flat, 1.0, 2), flat)
+    checker = (torch.arange(36).reshape(6, 6) % 2 * 2 - 1).float()[None, None]
+    tv = lambda z: float((z[..., 1:, :] - z[..., :-1, :]).abs().mean() + (z[..., 1:] - z[..., :-1]).abs().mean())  # noqa: E731
+    assert torch.equal(soften(checker, 0.0), checker)
+    assert tv(soften(checker, 1.0, 2)) < tv(soften(checker, 0.5)) < tv(checker)
+
+    world = tiny_model_dir.parent
+    model = WorldModel.load(tiny_model_dir)
+    cfg, c = model.cfg, model.latent_channels
+    walks = _load_walks(world / "walks.safetensors")
+    picks = [(0, 3), (1, 5), (0, 8)]
+    outs = []
+    for share in (0.0, 1.0):
+        sampler = WalkSampler(walks, model.cells, cfg.fov_deg, cfg.latent_shift, cfg.latent_scale,
+                              np.random.default_rng(0), context_noise=0.0, context_blur=share)
+        outs.append(sampler.batch_at(picks, "cpu")[:2])
+    (x_clean, cond_clean), (x_blur, cond_blur) = outs
+    assert torch.equal(x_clean, x_blur)                           # the target stays sharp
+    assert tv(cond_blur[:, :c]) < 0.9 * tv(cond_clean[:, :c])     # the previous frame came softened
+
+    out = tmp_path / "blur"
+    out.mkdir()
+    for name in ("walks.safetensors", "config.json"):
+        shutil.copyfile(world / name, out / name)
+    model_dir = train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=3, batch=4,
+                                           seeds=(5, 6), save_every=100, init=str(tiny_model_dir),
+                                           context_blur=0.5), progress=False)
+    assert WorldModel.load(model_dir).cfg.generator.context_blur == 0.5
+    with pytest.raises(ValueError, match="context_blur"):
+        train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(tmp_path / "bad"), steps=1,
+                                   batch=2, seeds=(5, 6), context_blur=1.5), progress=False)
+
+
 def test_eval_reports_every_required_key(tiny_model_dir, egl, eval_seed):
     from engine.eval import run_eval
 

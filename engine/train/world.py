@@ -41,6 +41,7 @@ class WorldTrainArgs:
     self_rollout: int = 0           # up to this many of the model's own frames as context (0: ground truth only)
     self_steps: int = 2             # sampling steps for those frames
     init: str = ""                  # start from this model dir's generator (fine-tuning), not from scratch
+    context_blur: float | None = None  # override the config's share of blurred contexts (kept in the config)
 
 
 def _save_walks(path: Path, walks: list[Walk]) -> None:
@@ -91,6 +92,8 @@ def _batch(model: WorldModel, sampler: WalkSampler, args: WorldTrainArgs, device
 def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     from tqdm import tqdm
 
+    if args.context_blur is not None and not 0.0 <= args.context_blur <= 1.0:
+        raise ValueError(f"context_blur is a share of examples in [0, 1], got {args.context_blur}")
     info = dist.setup(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,11 +117,15 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         if info.main:
             _save_walks(cache, walks)
             cfg.save(out / "config.json")
+    if args.context_blur is not None:
+        cfg.generator.context_blur = float(args.context_blur)
+        if info.main:
+            cfg.save(out / "config.json")
     model.cfg = cfg
     torch.manual_seed(args.seed + info.rank)
     rng = np.random.default_rng(args.seed + 1000 * info.rank)
     sampler = WalkSampler(walks, model.cells, cfg.fov_deg, cfg.latent_shift, cfg.latent_scale, rng,
-                          context_noise=cfg.generator.context_noise)
+                          context_noise=cfg.generator.context_noise, context_blur=cfg.generator.context_blur)
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     start, elapsed0 = 0, 0.0

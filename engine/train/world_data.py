@@ -88,10 +88,10 @@ class WalkSampler:
 
     def __init__(self, walks: list[Walk], cells: int, fov_deg: float, shift: float, scale: float,
                  rng: np.random.Generator, mem_frames: int = 12, p_drop_memory: float = 0.2,
-                 context_noise: float = 0.1) -> None:
+                 context_noise: float = 0.1, context_blur: float = 0.0) -> None:
         self.walks, self.cells, self.fov = walks, cells, fov_deg
         self.shift, self.scale, self.rng = shift, scale, rng
-        self.m, self.p_drop, self.noise = mem_frames, p_drop_memory, context_noise
+        self.m, self.p_drop, self.noise, self.p_blur = mem_frames, p_drop_memory, context_noise, context_blur
         lens = np.array([len(w.z) - 1 for w in walks], dtype=np.float64)
         self.p = lens / lens.sum()
 
@@ -109,6 +109,16 @@ class WalkSampler:
             picks.update(self.rng.choice(rel, size=min(len(rel), self.m - 4), replace=False).tolist())
         picks.update(self.rng.choice(earlier, size=min(t, 3), replace=False).tolist())
         return sorted(picks)[-self.m:]
+
+    def _context(self, z: torch.Tensor) -> torch.Tensor:
+        """The previous latent (1, C, S, S) as context: as it is, or (with probability context_blur)
+        softened like the model's own frames, so that it learns to restore detail instead of passing
+        blur on. Memory frames are not softened: doing so (2026-11-21, docs/MODEL.md) taught the model
+        to rework the memory canvas, and revisits lost 1-2 dB."""
+        z = z.float()
+        if self.p_blur <= 0 or self.rng.random() >= self.p_blur:
+            return z
+        return soften(z, float(self.rng.random()), int(self.rng.integers(1, 3)))
 
     def batch(self, b: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(target x0 (B, C, S, S), cond (B, K, S, S)), all normalised."""
@@ -144,7 +154,7 @@ class WalkSampler:
         for i, (wi, t) in enumerate(picks):
             w = self.walks[wi]
             tgt.append(w.z[t])
-            prev.append(w.z[t - 1])
+            prev.append(self._context(w.z[t - 1][None])[0])
             jitter = 1.0 + 0.04 * self.rng.standard_normal()  # generated frames carry predicted, imperfect depth
             prev_d.append(w.depth[t - 1] * jitter)
             prev_c2w.append(w.c2w[t - 1])
@@ -171,6 +181,22 @@ class WalkSampler:
         rays = projection.plucker(tc, pc, s, self.fov)
         cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
         return x0.to(device), cond.to(device), geo
+
+
+def soften(z: torch.Tensor, amount: float, passes: int = 1) -> torch.Tensor:
+    """Blend latents (N, C, S, S) towards their 3x3 box blur, `passes` times.
+
+    Why: with clean (only noised) context the generator is good one frame ahead (teacher-forced
+    sharpness 0.29 of ground truth on training world 500, the autoencoder's own 0.36), but fed its
+    own slightly smoother frames it smooths them further, and a walk into unseen space lost all
+    detail within about 7 frames (0.33 -> 0.07). Noise alone, as GameNGen and DIAMOND use, does not
+    teach it to undo blur.
+    """
+    for _ in range(passes):
+        blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(z, (1, 1, 1, 1), mode="replicate"), 3,
+                                                 stride=1)
+        z = z + amount * (blurred - z)
+    return z
 
 
 @dataclass
