@@ -179,7 +179,8 @@ def test_blurred_context_teaches_on_softened_frames(tiny_model_dir, tmp_path):
     import shutil
 
     from engine.train.world import WorldTrainArgs, _load_walks, train_world
-    from engine.train.world_data import WalkSampler, soften
+    from engine.train.decoder import soften
+    from engine.train.world_data import WalkSampler
 
     flat = torch.full((1, 2, 6, 6), 0.7)
     assert torch.allclose(soften(flat, 1.0, 2), flat)

@@ -32,8 +32,8 @@ class GeneratorConfig:
     mid_blocks: int = 2            # residual blocks at half the latent grid
     time_dim: int = 64
     context_noise: float = 0.1     # std of noise added to the previous latent while training
-    # Share of training examples whose context (previous latent, memory frames) is blurred like the
-    # model's own outputs (engine/train/world_data.py: soften); 0 in models trained before it existed.
+    # Share of training examples whose previous latent is blurred like the model's own outputs
+    # (engine/train/world_data.py, WalkSampler._context); 0 in models trained before it existed.
     context_blur: float = 0.0
 
 

@@ -71,12 +71,22 @@ def degrade_latents(z: torch.Tensor, strength: float) -> torch.Tensor:
     with only clean latents it stayed as blurry on generated frames as before."""
     b = z.shape[0]
     sigma = 0.03 + strength * 0.07 * torch.rand(b, 1, 1, 1, device=z.device)
-    out = z + sigma * torch.randn_like(z)
+    noise = sigma * torch.randn_like(z)
     if strength > 0:
-        blurred = F.avg_pool2d(F.pad(z, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         a = strength * 0.6 * torch.rand(b, 1, 1, 1, device=z.device) * (torch.rand(b, 1, 1, 1, device=z.device) < 0.5)
-        out = out + a * (blurred - z)
-    return out
+        z = soften(z, a)
+    return z + noise
+
+
+def soften(z: torch.Tensor, amount: float | torch.Tensor, passes: int = 1) -> torch.Tensor:
+    """Blend latents (N, C, S, S) towards their 3x3 box blur (replicate padding), `passes` times;
+    amount is a number or a tensor that broadcasts (e.g. (N, 1, 1, 1), one per latent). How the
+    generator's outputs differ from encoder latents: smoother. Used here on the decoder's inputs
+    and by the generator's trainer on its contexts (engine/train/world_data.py)."""
+    for _ in range(passes):
+        blurred = F.avg_pool2d(F.pad(z, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        z = z + amount * (blurred - z)
+    return z
 
 
 def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:

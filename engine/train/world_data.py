@@ -25,6 +25,7 @@ from engine import projection
 from engine.model.autoencoder import cell_depth, to_model_image
 from engine.model.generator import build_cond
 from engine.model.world_model import WorldModel
+from engine.train.decoder import soften
 from engine.trajectory import make_trajectory
 from engine.world.geometry import TRAIN_SEED_LIMIT
 from engine.world.levels import generate_level
@@ -113,8 +114,13 @@ class WalkSampler:
     def _context(self, z: torch.Tensor) -> torch.Tensor:
         """The previous latent (1, C, S, S) as context: as it is, or (with probability context_blur)
         softened like the model's own frames, so that it learns to restore detail instead of passing
-        blur on. Memory frames are not softened: doing so (2026-11-21, docs/MODEL.md) taught the model
-        to rework the memory canvas, and revisits lost 1-2 dB."""
+        blur on. Why: with clean (only noised) context the generator is good one frame ahead
+        (teacher-forced sharpness 0.29 of ground truth on training world 500, the autoencoder's own
+        0.36), but fed its own slightly smoother frames it smooths them further, and a walk into
+        unseen space lost all detail within about 7 frames (0.33 -> 0.07). Noise alone, as GameNGen
+        and DIAMOND use, does not teach it to undo blur. Memory frames are not softened: doing so
+        (2026-11-21, docs/MODEL.md) taught the model to rework the memory canvas, and revisits lost
+        1-2 dB."""
         z = z.float()
         if self.p_blur <= 0 or self.rng.random() >= self.p_blur:
             return z
@@ -181,22 +187,6 @@ class WalkSampler:
         rays = projection.plucker(tc, pc, s, self.fov)
         cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
         return x0.to(device), cond.to(device), geo
-
-
-def soften(z: torch.Tensor, amount: float, passes: int = 1) -> torch.Tensor:
-    """Blend latents (N, C, S, S) towards their 3x3 box blur, `passes` times.
-
-    Why: with clean (only noised) context the generator is good one frame ahead (teacher-forced
-    sharpness 0.29 of ground truth on training world 500, the autoencoder's own 0.36), but fed its
-    own slightly smoother frames it smooths them further, and a walk into unseen space lost all
-    detail within about 7 frames (0.33 -> 0.07). Noise alone, as GameNGen and DIAMOND use, does not
-    teach it to undo blur.
-    """
-    for _ in range(passes):
-        blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(z, (1, 1, 1, 1), mode="replicate"), 3,
-                                                 stride=1)
-        z = z + amount * (blurred - z)
-    return z
 
 
 @dataclass
