@@ -59,6 +59,9 @@ def register_train(sub) -> None:
     w.add_argument("--context-blur", type=float, default=None, metavar="P",
                    help="share of examples whose context is blurred like generated frames, so the model "
                         "learns to restore detail on long walks (stored in the config; default: the config's)")
+    w.add_argument("--history-canvas", type=float, default=None, metavar="P",
+                   help="share of examples with memory whose canvas is read from a real memory holding the "
+                        "walk so far, as at inference (stored in the config; default: the config's)")
     _common(w)
     w.set_defaults(handler=_cmd_train_world)
     d = tsub.add_parser("decoder", help="sharpen the decoder (gradient + adversarial loss), latent space frozen")
@@ -118,7 +121,8 @@ def _cmd_train_world(args) -> int:
                                            batch=args.batch, lr=args.lr, seeds=args.seeds, device=args.device,
                                            seed=args.seed, time_limit_s=60 * args.time_limit,
                                            init=str(args.init or ""), self_rollout=args.self_rollout,
-                                           self_steps=args.self_steps, context_blur=args.context_blur),
+                                           self_steps=args.self_steps, context_blur=args.context_blur,
+                                           history_canvas=args.history_canvas),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"world model written to {model_dir}; loss curve {args.out / 'world_loss.png'}")

@@ -35,6 +35,10 @@ class GeneratorConfig:
     # Share of training examples whose previous latent is blurred like the model's own outputs
     # (engine/train/world_data.py, WalkSampler._context); 0 in models trained before it existed.
     context_blur: float = 0.0
+    # Share of training examples with memory whose canvas is read from a real LatentMemory holding
+    # the walk so far (engine/train/history.py) instead of splatted from a few earlier frames; 0 in
+    # models trained before it existed.
+    history_canvas: float = 0.0
 
 
 @dataclass

@@ -23,7 +23,8 @@ from engine.model.sampler import noisy, sample, sample_train_t
 from engine.model.world_model import WorldModel
 from engine.train import dist
 from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint
-from engine.train.world_data import Walk, WalkSampler, build_walks, latent_stats, replace_prev
+from engine.train.history import build_history
+from engine.train.world_data import Walk, WalkSampler, build_walks, latent_stats, replace_prev, walk_observe_counts
 
 
 @dataclass
@@ -42,6 +43,7 @@ class WorldTrainArgs:
     self_steps: int = 2             # sampling steps for those frames
     init: str = ""                  # start from this model dir's generator (fine-tuning), not from scratch
     context_blur: float | None = None  # override the config's share of blurred contexts (kept in the config)
+    history_canvas: float | None = None  # override the config's share of memory-read canvases (kept too)
 
 
 def _save_walks(path: Path, walks: list[Walk]) -> None:
@@ -49,6 +51,8 @@ def _save_walks(path: Path, walks: list[Walk]) -> None:
     for i, w in enumerate(walks):
         t[f"{i}.z"], t[f"{i}.depth"], t[f"{i}.c2w"] = w.z, w.depth, w.c2w
         t[f"{i}.fwd"], t[f"{i}.pos"] = torch.from_numpy(w.fwd).float(), torch.from_numpy(w.pos).float()
+        if w.observe is not None:
+            t[f"{i}.observe"] = torch.tensor([w.observe])
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.contiguous() for k, v in t.items()}, str(tmp))
     tmp.replace(path)
@@ -58,7 +62,8 @@ def _load_walks(path: Path) -> list[Walk]:
     t = load_file(str(path))
     n = len({k.split(".")[0] for k in t})
     return [Walk(t[f"{i}.z"], t[f"{i}.depth"], t[f"{i}.c2w"], t[f"{i}.fwd"].double().numpy(),
-                 t[f"{i}.pos"].double().numpy()) for i in range(n)]
+                 t[f"{i}.pos"].double().numpy(), int(t[f"{i}.observe"]) if f"{i}.observe" in t else None)
+            for i in range(n)]
 
 
 def load_autoencoder_into(model: WorldModel, src: Path) -> None:
@@ -94,6 +99,8 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
 
     if args.context_blur is not None and not 0.0 <= args.context_blur <= 1.0:
         raise ValueError(f"context_blur is a share of examples in [0, 1], got {args.context_blur}")
+    if args.history_canvas is not None and not 0.0 <= args.history_canvas <= 1.0:
+        raise ValueError(f"history_canvas is a share of examples in [0, 1], got {args.history_canvas}")
     info = dist.setup(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,15 +124,31 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         if info.main:
             _save_walks(cache, walks)
             cfg.save(out / "config.json")
-    if args.context_blur is not None:
-        cfg.generator.context_blur = float(args.context_blur)
+    if args.context_blur is not None or args.history_canvas is not None:
+        if args.context_blur is not None:
+            cfg.generator.context_blur = float(args.context_blur)
+        if args.history_canvas is not None:
+            cfg.generator.history_canvas = float(args.history_canvas)
         if info.main:
             cfg.save(out / "config.json")
+    history = None
+    if cfg.generator.history_canvas > 0:
+        if any(w.observe is None for w in walks):   # a cache from before Walk.observe was stored
+            counts = walk_observe_counts(list(range(*args.seeds)), cfg.fov_deg, model.image_size)
+            if len(counts) != len(walks):
+                raise ValueError(f"{cache}: {len(walks)} walks, but --seeds {args.seeds[0]}:{args.seeds[1]} "
+                                 f"make {len(counts)}; pass the seeds the cache was built from")
+            for w, n_obs in zip(walks, counts):
+                w.observe = n_obs
+        # Cheap (milliseconds a frame) and derived from the walks, so rebuilt rather than cached.
+        history = build_history(walks, cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.voxel_size,
+                                cfg.memory_capacity, progress and info.main)
     model.cfg = cfg
     torch.manual_seed(args.seed + info.rank)
     rng = np.random.default_rng(args.seed + 1000 * info.rank)
     sampler = WalkSampler(walks, model.cells, cfg.fov_deg, cfg.latent_shift, cfg.latent_scale, rng,
-                          context_noise=cfg.generator.context_noise, context_blur=cfg.generator.context_blur)
+                          context_noise=cfg.generator.context_noise, context_blur=cfg.generator.context_blur,
+                          history=history, history_share=cfg.generator.history_canvas)
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     start, elapsed0 = 0, 0.0

@@ -11,7 +11,8 @@ A batch element is a target frame T of one walk with:
     rollouts don't drift on their own errors),
   - a memory canvas splatted from a subset of earlier frames chosen mostly among
     those looking at the same place (dropped entirely 20% of the time, so
-    memory off is a mode of the same model).
+    memory off is a mode of the same model), or, for a share of examples, the
+    canvas a real LatentMemory holding the walk so far reads (engine/train/history.py).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from engine.model.autoencoder import cell_depth, to_model_image
 from engine.model.generator import build_cond
 from engine.model.world_model import WorldModel
 from engine.train.decoder import soften
+from engine.train.history import HistoryCanvas
 from engine.trajectory import make_trajectory
 from engine.world.geometry import TRAIN_SEED_LIMIT
 from engine.world.levels import generate_level
@@ -40,6 +42,9 @@ class Walk:
     c2w: torch.Tensor     # (L, 4, 4) float32
     fwd: np.ndarray       # (L, 3) forward vectors, for choosing relevant memory frames
     pos: np.ndarray       # (L, 3)
+    # Leading frames a session observes (the trajectory's `observe`); the rest are generated at
+    # inference. None for walks cached before it was stored (walk_observe_counts rebuilds it).
+    observe: int | None = None
 
 
 @torch.no_grad()
@@ -62,9 +67,7 @@ def build_walks(model: WorldModel, seeds: list[int], fov_deg: float, device, pro
             renderer = Renderer(level, size, size, fov_deg)
         else:
             renderer.set_level(level)
-        for k, (kind, frames) in enumerate(KINDS_FRAMES):
-            traj = make_trajectory(level, kind, frames=frames, fov_deg=fov_deg, resolution=(size, size),
-                                   rng_seed=seed * 7 + k)
+        for traj in _walk_trajectories(level, seed, fov_deg, size):
             poses = traj.frames
             rgb, depth = renderer.render(poses)
             zs = []
@@ -74,8 +77,20 @@ def build_walks(model: WorldModel, seeds: list[int], fov_deg: float, device, pro
             d = cell_depth(torch.from_numpy(depth)[:, None], cells)[:, 0]
             c2w = torch.from_numpy(np.stack([p.c2w() for p in poses]).astype(np.float32))
             walks.append(Walk(torch.cat(zs), d, c2w, np.stack([p.forward() for p in poses]),
-                              np.stack([p.xyz for p in poses])))
+                              np.stack([p.xyz for p in poses]), traj.observe))
     return walks
+
+
+def _walk_trajectories(level, seed: int, fov_deg: float, size: int) -> list:
+    """The trajectories a training world's walks follow, one per kind (KINDS_FRAMES order)."""
+    return [make_trajectory(level, kind, frames=frames, fov_deg=fov_deg, resolution=(size, size),
+                            rng_seed=seed * 7 + k) for k, (kind, frames) in enumerate(KINDS_FRAMES)]
+
+
+def walk_observe_counts(seeds: list[int], fov_deg: float, size: int) -> list[int]:
+    """Observed-frame counts of the walks build_walks makes for these seeds, without rendering
+    (trajectories are cheap to rebuild): for walk caches written before Walk.observe existed."""
+    return [t.observe for seed in seeds for t in _walk_trajectories(generate_level(seed), seed, fov_deg, size)]
 
 
 def latent_stats(walks: list[Walk]) -> tuple[float, float]:
@@ -89,8 +104,14 @@ class WalkSampler:
 
     def __init__(self, walks: list[Walk], cells: int, fov_deg: float, shift: float, scale: float,
                  rng: np.random.Generator, mem_frames: int = 12, p_drop_memory: float = 0.2,
-                 context_noise: float = 0.1, context_blur: float = 0.0) -> None:
+                 context_noise: float = 0.1, context_blur: float = 0.0,
+                 history: list[HistoryCanvas] | None = None, history_share: float = 0.0) -> None:
+        if history_share > 0 and (history is None or len(history) != len(walks)):
+            raise ValueError("history_share > 0 needs one history canvas set per walk (engine/train/history.py)")
         self.walks, self.cells, self.fov = walks, cells, fov_deg
+        # Share of examples with memory whose canvas is read from a real LatentMemory holding the
+        # whole walk so far (engine/train/history.py) rather than splatted from a few frames.
+        self.history, self.p_hist = history, history_share
         self.shift, self.scale, self.rng = shift, scale, rng
         self.m, self.p_drop, self.noise, self.p_blur = mem_frames, p_drop_memory, context_noise, context_blur
         lens = np.array([len(w.z) - 1 for w in walks], dtype=np.float64)
@@ -157,6 +178,7 @@ class WalkSampler:
         mem_pts = torch.zeros(b, self.m * n_cell, 3)
         mem_feat = torch.zeros(b, self.m * n_cell, c)
         mem_valid = torch.zeros(b, self.m * n_cell, dtype=torch.bool)
+        from_history = []
         for i, (wi, t) in enumerate(picks):
             w = self.walks[wi]
             tgt.append(w.z[t])
@@ -166,6 +188,9 @@ class WalkSampler:
             prev_c2w.append(w.c2w[t - 1])
             tgt_c2w.append(w.c2w[t])
             frames = self._memory_frames(w, t)
+            if frames and self.p_hist > 0 and self.rng.random() < self.p_hist:
+                from_history.append(i)
+                frames = []
             if frames:
                 f = torch.tensor(frames)
                 dj = torch.from_numpy(1.0 + 0.04 * self.rng.standard_normal((len(frames), 1, 1)).astype(np.float32))
@@ -181,6 +206,13 @@ class WalkSampler:
         mem_feat = mem_feat + torch.rand(b, 1, 1) * 0.15 * torch.randn_like(mem_feat)
         tc, pc = torch.stack(tgt_c2w), torch.stack(prev_c2w)
         canvas, mask, mdepth = projection.splat(mem_pts, mem_feat, mem_valid, tc, s, self.fov)
+        for i in from_history:
+            wi, t = picks[i]
+            h = self.history[wi]
+            m = h.mask[t][None].float()
+            level = float(torch.rand(())) * 0.15          # the same noise the splatted features get
+            canvas[i] = (h.canvas[t].float() + level * torch.randn(c, s, s)) * m
+            mask[i], mdepth[i] = m, h.depth[t][None].float()
         geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise)
         prev_z = geo.noised(prev_z)
         warp, wmask = geo.warp(prev_z)

@@ -1,0 +1,70 @@
+"""Memory canvases as inference reads them, precomputed for every frame of every training walk.
+
+The sampler's usual memory canvas (engine/train/world_data.py) is splatted from a dozen earlier
+frames of the walk with one depth test. At inference the canvas comes from the session's
+LatentMemory instead, holding the whole walk so far: points of many frames merged per 4 cm voxel
+(newest wins), free space carved, and a depth test that prefers the point nearest each cell's
+centre. On a revisit a third of the cells are then won by points written from nearby poses, whose
+latents describe a slightly shifted patch (latents are not view-invariant), and decoding that canvas
+as it is stays about 4 dB under the autoencoder's ceiling (MODEL_CARD.md, "What limits the misses").
+A generator that only ever saw the training splat has no reason to repair those cells; one trained
+on canvases read from a real memory sees exactly the errors it must undo.
+
+So each walk is written frame by frame into a LatentMemory (the real class, the model's voxel size
+and capacity, normalised latents, the renderer's cell depth) and read at every
+frame's pose before that frame is written: the canvas frame t gets holds frames 0 .. t-1. The
+frames a session would generate are written as generated, so, as at inference, they fill gaps but
+never overwrite observed points (on a retrace the return reads the outbound frame taken at the
+same pose, not the return's own previous frame). Stored in
+fp16 beside the walks; about 9 KB a frame, 0.4 GB for the default 48 training worlds, and a
+couple of milliseconds a frame to build.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.memory import LatentMemory
+
+
+@dataclass
+class HistoryCanvas:
+    canvas: torch.Tensor  # (L, C, S, S) float16, normalised latents; zeros where empty
+    mask: torch.Tensor    # (L, S, S) bool, the cells memory covered
+    depth: torch.Tensor   # (L, S, S) float16 metres; 0 where empty
+
+
+@torch.no_grad()
+def history_canvases(z: torch.Tensor, depth: torch.Tensor, c2w: torch.Tensor, observe: int, shift: float,
+                     scale: float, fov_deg: float, voxel_size: float, capacity: int) -> HistoryCanvas:
+    """Canvases of one walk: z (L, C, S, S) raw latents, depth (L, S, S) metres, c2w (L, 4, 4); the
+    first `observe` frames are written as observations, the rest as generated frames.
+
+    Entry t is what a session's memory holding frames 0 .. t-1 reads at pose t (entry 0 is empty).
+    """
+    n, c, s, _ = z.shape
+    if depth.shape != (n, s, s) or c2w.shape != (n, 4, 4):
+        raise ValueError(f"walk arrays disagree: latents {tuple(z.shape)}, depth {tuple(depth.shape)}, "
+                         f"poses {tuple(c2w.shape)}")
+    mem = LatentMemory(c, capacity, voxel_size, s, fov_deg)
+    canvas = torch.zeros(n, c, s, s, dtype=torch.float16)
+    mask = torch.zeros(n, s, s, dtype=torch.bool)
+    mdepth = torch.zeros(n, s, s, dtype=torch.float16)
+    for t in range(n):
+        pose = c2w[t].float()
+        if t > 0:
+            cv, m, d = mem.read(pose)
+            canvas[t], mask[t], mdepth[t] = cv.half(), m[0] > 0, d[0].half()
+        latent = (z[t].float() - shift) / scale
+        mem.write(latent, depth[t].float(), pose, t, float(t), observed=t < observe)
+    return HistoryCanvas(canvas, mask, mdepth)
+
+
+def build_history(walks: list, shift: float, scale: float, fov_deg: float, voxel_size: float, capacity: int,
+                  progress: bool = True) -> list[HistoryCanvas]:
+    """One HistoryCanvas per walk (engine/train/world_data.Walk)."""
+    from tqdm import tqdm
+
+    return [history_canvases(w.z, w.depth, w.c2w, w.observe, shift, scale, fov_deg, voxel_size, capacity)
+            for w in tqdm(walks, desc="memory canvases", disable=not progress)]
