@@ -22,10 +22,14 @@ couple of milliseconds a frame to build.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from engine.memory import LatentMemory
+
+if TYPE_CHECKING:  # world_data imports this module for HistoryCanvas
+    from engine.train.world_data import Walk
 
 
 @dataclass
@@ -61,9 +65,9 @@ def history_canvases(z: torch.Tensor, depth: torch.Tensor, c2w: torch.Tensor, ob
     return HistoryCanvas(canvas, mask, mdepth)
 
 
-def build_history(walks: list, shift: float, scale: float, fov_deg: float, voxel_size: float, capacity: int,
+def build_history(walks: list[Walk], shift: float, scale: float, fov_deg: float, voxel_size: float, capacity: int,
                   progress: bool = True) -> list[HistoryCanvas]:
-    """One HistoryCanvas per walk (engine/train/world_data.Walk)."""
+    """One HistoryCanvas per walk (each walk's `observe` must be known)."""
     from tqdm import tqdm
 
     return [history_canvases(w.z, w.depth, w.c2w, w.observe, shift, scale, fov_deg, voxel_size, capacity)
