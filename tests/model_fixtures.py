@@ -26,6 +26,32 @@ def tiny_model_dir(tmp_path_factory) -> Path:
                                       seeds=(5, 6), save_every=4), progress=False)
 
 
+def fine_tune_tiny(tiny_model_dir: Path, out: Path, **options) -> Path:
+    """Three steps of `mirage train world` from the tiny model's generator, on a copy of its walks
+    cache and config (no re-rendering), with extra WorldTrainArgs options. Returns the model dir."""
+    import shutil
+
+    from engine.train.world import WorldTrainArgs, train_world
+
+    world = tiny_model_dir.parent
+    out.mkdir(parents=True)
+    for name in ("walks.safetensors", "config.json"):
+        shutil.copyfile(world / name, out / name)
+    return train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=3, batch=4,
+                                      seeds=(5, 6), save_every=100, init=str(tiny_model_dir), **options),
+                       progress=False)
+
+
+def refuses_share(tiny_model_dir: Path, out: Path, **options) -> None:
+    """`mirage train world` refuses an out-of-range share before any work, naming it."""
+    from engine.train.world import WorldTrainArgs, train_world
+
+    (name,) = options
+    with pytest.raises(ValueError, match=name):
+        train_world(WorldTrainArgs(autoencoder=str(tiny_model_dir.parent.parent / "ae"), out=str(out), steps=1,
+                                   batch=2, seeds=(5, 6), **options), progress=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
     from engine.model.world_model import WorldModel

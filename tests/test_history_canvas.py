@@ -1,17 +1,15 @@
 """--history-canvas: training canvases read from a real LatentMemory holding the walk so far."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
 
-from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
+from model_fixtures import fine_tune_tiny, refuses_share, tiny_model_dir  # noqa: F401  (pytest fixture)
 
 from engine.model.world_model import WorldModel
 from engine.train.history import build_history, history_canvases
-from engine.train.world import WorldTrainArgs, _load_walks, train_world
+from engine.train.world import _load_walks
 from engine.train.world_data import KINDS_FRAMES, WalkSampler, walk_observe_counts
 
 
@@ -74,15 +72,6 @@ def test_sampler_uses_history_canvases_and_training_stores_the_share(trained, tm
     # Caches written before walks stored their observed count get it rebuilt from the trajectories alone.
     assert walk_observe_counts([5], cfg.fov_deg, model.image_size) == [w.observe for w in walks]
 
-    world = model_dir.parent
-    out = tmp_path / "hist"
-    out.mkdir()
-    for name in ("walks.safetensors", "config.json"):
-        shutil.copyfile(world / name, out / name)
-    trained_dir = train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=3, batch=4,
-                                             seeds=(5, 6), save_every=100, init=str(model_dir),
-                                             history_canvas=0.5), progress=False)
+    trained_dir = fine_tune_tiny(model_dir, tmp_path / "hist", history_canvas=0.5)
     assert WorldModel.load(trained_dir).cfg.generator.history_canvas == 0.5
-    with pytest.raises(ValueError, match="history_canvas"):
-        train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(tmp_path / "bad"), steps=1,
-                                   batch=2, seeds=(5, 6), history_canvas=-0.1), progress=False)
+    refuses_share(model_dir, tmp_path / "bad", history_canvas=-0.1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
+from model_fixtures import fine_tune_tiny, refuses_share, tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
 
 from engine.model.world_model import ModelFileError, WorldModel
 from engine.session import WorldSession
@@ -176,9 +176,7 @@ def test_fine_tuning_on_own_rollouts(tiny_model_dir, tmp_path):
 def test_blurred_context_teaches_on_softened_frames(tiny_model_dir, tmp_path):
     """--context-blur: the sampler softens the context (never the target), the share is stored in the
     model's config, and soften itself leaves flat latents alone and damps detail."""
-    import shutil
-
-    from engine.train.world import WorldTrainArgs, _load_walks, train_world
+    from engine.train.world import _load_walks
     from engine.train.decoder import soften
     from engine.train.world_data import WalkSampler
 
@@ -203,17 +201,9 @@ def test_blurred_context_teaches_on_softened_frames(tiny_model_dir, tmp_path):
     assert torch.equal(x_clean, x_blur)                           # the target stays sharp
     assert tv(cond_blur[:, :c]) < 0.9 * tv(cond_clean[:, :c])     # the previous frame came softened
 
-    out = tmp_path / "blur"
-    out.mkdir()
-    for name in ("walks.safetensors", "config.json"):
-        shutil.copyfile(world / name, out / name)
-    model_dir = train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=3, batch=4,
-                                           seeds=(5, 6), save_every=100, init=str(tiny_model_dir),
-                                           context_blur=0.5), progress=False)
+    model_dir = fine_tune_tiny(tiny_model_dir, tmp_path / "blur", context_blur=0.5)
     assert WorldModel.load(model_dir).cfg.generator.context_blur == 0.5
-    with pytest.raises(ValueError, match="context_blur"):
-        train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(tmp_path / "bad"), steps=1,
-                                   batch=2, seeds=(5, 6), context_blur=1.5), progress=False)
+    refuses_share(tiny_model_dir, tmp_path / "bad", context_blur=1.5)
 
 
 def test_eval_reports_every_required_key(tiny_model_dir, egl, eval_seed):

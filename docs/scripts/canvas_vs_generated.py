@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import torch
 
-from engine.session import WorldSession, _c2w
+from engine.session import WorldSession
 from engine.model.world_model import WorldModel
 from engine.model.autoencoder import to_uint8_image
 from engine.metrics import psnr
@@ -27,7 +27,7 @@ for path in ["assets/eval/retrace-1000000.json", "assets/eval/retrace-1000001.js
         s.observe(gt[i], traj.frames[i], depth[i])
     pg, pc, cov = [], [], []
     for i in range(traj.observe, len(traj.frames)):
-        canvas, mask, _ = s.memory.read(_c2w(traj.frames[i], s.device))
+        canvas, mask, _ = s.memory.read(torch.as_tensor(traj.frames[i].c2w(), dtype=torch.float32))
         with torch.no_grad():
             rgb, _ = model.decode(canvas[None])[:2]
         res = s.step(traj.frames[i])

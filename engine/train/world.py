@@ -46,6 +46,10 @@ class WorldTrainArgs:
     history_canvas: float | None = None  # override the config's share of memory-read canvases (kept too)
 
 
+# Training shares given on the command line override the config's and are stored in it (same names).
+_SHARES = ("context_blur", "history_canvas")
+
+
 def _save_walks(path: Path, walks: list[Walk]) -> None:
     t = {}
     for i, w in enumerate(walks):
@@ -97,10 +101,10 @@ def _batch(model: WorldModel, sampler: WalkSampler, args: WorldTrainArgs, device
 def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     from tqdm import tqdm
 
-    if args.context_blur is not None and not 0.0 <= args.context_blur <= 1.0:
-        raise ValueError(f"context_blur is a share of examples in [0, 1], got {args.context_blur}")
-    if args.history_canvas is not None and not 0.0 <= args.history_canvas <= 1.0:
-        raise ValueError(f"history_canvas is a share of examples in [0, 1], got {args.history_canvas}")
+    shares = {k: getattr(args, k) for k in _SHARES if getattr(args, k) is not None}
+    for k, v in shares.items():
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{k} is a share of examples in [0, 1], got {v}")
     info = dist.setup(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,11 +128,9 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         if info.main:
             _save_walks(cache, walks)
             cfg.save(out / "config.json")
-    if args.context_blur is not None or args.history_canvas is not None:
-        if args.context_blur is not None:
-            cfg.generator.context_blur = float(args.context_blur)
-        if args.history_canvas is not None:
-            cfg.generator.history_canvas = float(args.history_canvas)
+    if shares:
+        for k, v in shares.items():
+            setattr(cfg.generator, k, float(v))
         if info.main:
             cfg.save(out / "config.json")
     history = None

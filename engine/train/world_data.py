@@ -133,7 +133,7 @@ class WalkSampler:
         return sorted(picks)[-self.m:]
 
     def _context(self, z: torch.Tensor) -> torch.Tensor:
-        """The previous latent (1, C, S, S) as context: as it is, or (with probability context_blur)
+        """The previous latent (C, S, S) as context: as it is, or (with probability context_blur)
         softened like the model's own frames, so that it learns to restore detail instead of passing
         blur on. Why: with clean (only noised) context the generator is good one frame ahead
         (teacher-forced sharpness 0.29 of ground truth on training world 500, the autoencoder's own
@@ -182,7 +182,7 @@ class WalkSampler:
         for i, (wi, t) in enumerate(picks):
             w = self.walks[wi]
             tgt.append(w.z[t])
-            prev.append(self._context(w.z[t - 1][None])[0])
+            prev.append(self._context(w.z[t - 1]))
             jitter = 1.0 + 0.04 * self.rng.standard_normal()  # generated frames carry predicted, imperfect depth
             prev_d.append(w.depth[t - 1] * jitter)
             prev_c2w.append(w.c2w[t - 1])
@@ -202,17 +202,15 @@ class WalkSampler:
         norm = lambda z: (torch.stack(z).float() - self.shift) / self.scale  # noqa: E731
         x0, prev_z = norm(tgt), norm(prev)
         mem_feat = (mem_feat - self.shift) / self.scale
-        # Memory may hold the model's own (imperfect) frames at inference: noise it a little too.
-        mem_feat = mem_feat + torch.rand(b, 1, 1) * 0.15 * torch.randn_like(mem_feat)
         tc, pc = torch.stack(tgt_c2w), torch.stack(prev_c2w)
         canvas, mask, mdepth = projection.splat(mem_pts, mem_feat, mem_valid, tc, s, self.fov)
         for i in from_history:
-            wi, t = picks[i]
-            h = self.history[wi]
-            m = h.mask[t][None].float()
-            level = float(torch.rand(())) * 0.15          # the same noise the splatted features get
-            canvas[i] = (h.canvas[t].float() + level * torch.randn(c, s, s)) * m
-            mask[i], mdepth[i] = m, h.depth[t][None].float()
+            h = self.history[picks[i][0]]
+            t = picks[i][1]
+            canvas[i], mask[i], mdepth[i] = h.canvas[t].float(), h.mask[t][None].float(), h.depth[t][None].float()
+        # Memory may hold the model's own (imperfect) frames at inference: noise it a little too, a
+        # random level per example, on the covered cells of whichever canvas it got.
+        canvas = canvas + torch.rand(b, 1, 1, 1) * 0.15 * torch.randn_like(canvas) * mask
         geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise)
         prev_z = geo.noised(prev_z)
         warp, wmask = geo.warp(prev_z)
