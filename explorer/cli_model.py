@@ -45,7 +45,9 @@ def register_train(sub) -> None:
     w = tsub.add_parser("world", help="pose-conditioned generator on a trained autoencoder")
     w.add_argument("--autoencoder", type=Path, required=True, help="autoencoder run directory")
     w.add_argument("--out", type=Path, required=True, help="run directory; the model lands in OUT/model")
-    w.add_argument("--steps", type=int, default=6000)
+    w.add_argument("--steps", type=int, default=6000,
+                   help="training steps; 0 renders and encodes the walks into OUT (walks.safetensors, "
+                        "config.json) and stops, for a later run to train from")
     w.add_argument("--batch", type=int, default=32)
     w.add_argument("--lr", type=float, default=5e-4)
     w.add_argument("--seeds", type=_seed_range, default=(100_000, 100_064), metavar="A:B",
@@ -63,6 +65,13 @@ def register_train(sub) -> None:
                    help="share of examples with memory whose canvas is read from a real memory holding the "
                         "walk so far, as at inference (stored in the config; default: the config's)")
     _common(w)
+    w.add_argument("--save-every", type=int, default=200, metavar="N",
+                   help="checkpoint and write OUT/model every N steps (and at the end)")
+    w.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes building batches and memory canvases (default: none on a CPU; on CUDA the "
+                        "cores less two, at most 12)")
+    w.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 on a CPU")
     w.set_defaults(handler=_cmd_train_world)
     d = tsub.add_parser("decoder", help="sharpen the decoder (gradient + adversarial loss), latent space frozen")
     d.add_argument("--model", type=Path, required=True,
@@ -122,10 +131,14 @@ def _cmd_train_world(args) -> int:
                                            seed=args.seed, time_limit_s=60 * args.time_limit,
                                            init=str(args.init or ""), self_rollout=args.self_rollout,
                                            self_steps=args.self_steps, context_blur=args.context_blur,
-                                           history_canvas=args.history_canvas),
+                                           history_canvas=args.history_canvas, workers=args.workers, save_every=args.save_every,
+                                           precision=args.precision),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"world model written to {model_dir}; loss curve {args.out / 'world_loss.png'}")
+        if args.steps == 0:
+            print(f"walks and config written to {args.out}; train with the same --out to use them")
+        else:
+            print(f"world model written to {model_dir}; loss curve {args.out / 'world_loss.png'}")
     return 0
 
 

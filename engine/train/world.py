@@ -25,6 +25,7 @@ from engine.train import dist
 from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint
 from engine.train.history import build_history
 from engine.train.world_data import Walk, WalkSampler, build_walks, latent_stats, replace_prev, walk_observe_counts
+from engine.train.world_loader import WorkerBatches, default_workers
 
 
 @dataclass
@@ -44,6 +45,8 @@ class WorldTrainArgs:
     init: str = ""                  # start from this model dir's generator (fine-tuning), not from scratch
     context_blur: float | None = None  # override the config's share of blurred contexts (kept in the config)
     history_canvas: float | None = None  # override the config's share of memory-read canvases (kept too)
+    workers: int | None = None      # batch-building processes (None: engine/train/world_loader.default_workers)
+    precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16
 
 
 # Training shares given on the command line override the config's and are stored in it (same names).
@@ -105,7 +108,25 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     for k, v in shares.items():
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"{k} is a share of examples in [0, 1], got {v}")
+    if args.precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"--precision must be auto, fp32 or bf16, got {args.precision!r}")
+    if args.save_every < 1:
+        raise ValueError(f"--save-every must be at least 1, got {args.save_every}")
+    if args.steps < 0:
+        raise ValueError(f"--steps must be 0 (prepare the walks only) or more, got {args.steps}")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be 0 or more, got {args.workers}")
     info = dist.setup(args.device)
+    workers = default_workers(info.device) if args.workers is None else args.workers
+    if workers and args.self_rollout:
+        print("--self-rollout generates contexts with the model in the training process: batches are built "
+              "there too (--workers ignored)")
+        workers = 0
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and info.device.type == "cuda")
+    if info.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True   # fixed shapes every step
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     src = Path(args.autoencoder)
@@ -120,14 +141,26 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     else:
         seeds = list(range(*args.seeds))
         walks = build_walks(model, seeds, cfg.fov_deg, info.device, progress and info.main)
-        cfg.latent_shift, cfg.latent_scale = latent_stats(walks)
-        # Normalising is affine, so each frame's normalised channel means come from its raw ones:
-        # no normalised copy of every latent of every walk.
-        cfg.latent_mean_range = channel_mean_range(torch.cat(
-            [((w.z.float().mean(dim=(2, 3)) - cfg.latent_shift) / cfg.latent_scale)[..., None] for w in walks]))
+        if args.init:
+            # Fine-tuning: the generator was trained in its init's latent normalisation, and memory,
+            # the latent range guard and every cached canvas use it too; new walks must not move it.
+            init_cfg = ModelConfig.load(Path(args.init) / "config.json")
+            cfg.latent_shift, cfg.latent_scale = init_cfg.latent_shift, init_cfg.latent_scale
+            cfg.latent_mean_range = init_cfg.latent_mean_range
+        else:
+            cfg.latent_shift, cfg.latent_scale = latent_stats(walks)
+            # Normalising is affine, so each frame's normalised channel means come from its raw ones:
+            # no normalised copy of every latent of every walk.
+            cfg.latent_mean_range = channel_mean_range(torch.cat(
+                [((w.z.float().mean(dim=(2, 3)) - cfg.latent_shift) / cfg.latent_scale)[..., None] for w in walks]))
         if info.main:
             _save_walks(cache, walks)
             cfg.save(out / "config.json")
+    if args.steps == 0:
+        # Data only: the encoded walks and the config are in the run directory, and a later run
+        # trains from them (e.g. with the time budget known once rendering is done).
+        dist.cleanup(info)
+        return out
     if shares:
         for k, v in shares.items():
             setattr(cfg.generator, k, float(v))
@@ -144,13 +177,16 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
                 w.observe = n_obs
         # Cheap (milliseconds a frame) and derived from the walks, so rebuilt rather than cached.
         history = build_history(walks, cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.voxel_size,
-                                cfg.memory_capacity, progress and info.main)
+                                cfg.memory_capacity, progress and info.main, workers=workers)
     model.cfg = cfg
     torch.manual_seed(args.seed + info.rank)
     rng = np.random.default_rng(args.seed + 1000 * info.rank)
-    sampler = WalkSampler(walks, model.cells, cfg.fov_deg, cfg.latent_shift, cfg.latent_scale, rng,
+    sampler_kwargs = dict(cells=model.cells, fov_deg=cfg.fov_deg, shift=cfg.latent_shift, scale=cfg.latent_scale,
                           context_noise=cfg.generator.context_noise, context_blur=cfg.generator.context_blur,
-                          history=history, history_share=cfg.generator.history_canvas)
+                          history_share=cfg.generator.history_canvas)
+    sampler = WalkSampler(walks, rng=rng, history=history, **sampler_kwargs)
+    feed = (WorkerBatches(walks, history, args.batch, args.seed + 1000 * info.rank, workers, info.device,
+                          **sampler_kwargs) if workers else None)
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     start, elapsed0 = 0, 0.0
@@ -173,11 +209,13 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         lr = args.lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         for g in opt.param_groups:
             g["lr"] = lr
-        x0, cond = _batch(model, sampler, args, info.device, rng)
+        x0, cond = feed.next() if feed is not None else _batch(model, sampler, args, info.device, rng)
         t = sample_train_t(len(x0), info.device)
         noise = torch.randn_like(x0)
-        pred = gen(noisy(x0, t, noise), t, cond)
-        err = (pred - x0).pow(2).mean(dim=1, keepdim=True)
+        # bf16 autocast on CUDA: the weights, the optimizer and the loss stay fp32.
+        with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=bf16):
+            pred = gen(noisy(x0, t, noise), t, cond)
+        err = (pred.float() - x0).pow(2).mean(dim=1, keepdim=True)
         loss = err.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -197,6 +235,13 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
             log.plot()
         if done:
             break
+    if feed is not None:
+        feed.close()
+    if info.main:
+        n = step + 1 - start
+        print(f"world model: {n} steps of batch {args.batch} in {time.time() - t0:.0f} s "
+              f"({n * args.batch / max(time.time() - t0, 1e-9):.0f} examples/s on {info.device}, "
+              f"{workers} batch workers, {'bf16' if bf16 else 'fp32'})")
     dist.barrier(info)
     dist.cleanup(info)
     return out / "model"
