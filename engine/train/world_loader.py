@@ -46,7 +46,11 @@ class _SamplerStream(torch.utils.data.IterableDataset):
         # One thread per worker: N workers already fill N cores, and torch's intra-op pool in
         # every worker would oversubscribe the machine.
         torch.set_num_threads(1)
-        rng = np.random.default_rng([self.seed, wid])
+        seq = np.random.SeedSequence([self.seed, wid])
+        rng = np.random.default_rng(seq)
+        # The sampler's noise (context, memory features) comes from torch's generator, which the
+        # DataLoader seeds from the parent's state: seed it from the run's seed instead.
+        torch.manual_seed(int(seq.generate_state(1)[0]))
         sampler = WalkSampler(self.walks, rng=rng, history=self.history, **self.kwargs)
         while True:
             yield sampler.batch(self.batch, "cpu")
