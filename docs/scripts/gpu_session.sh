@@ -8,7 +8,9 @@
 # Usage: docs/scripts/gpu_session.sh RESULTS_DIR [PHASES]
 #   PHASES: "walks train bench" (default all three); "walks" alone makes a short first call that
 #   shows whether rendering works before the long one is spent, "train bench" a second call on the
-#   same (still warm) machine. Environment: BUDGET_S, SEEDS, BATCH, LR, INIT, RUN_DIR.
+#   same (still warm) machine. Environment: BUDGET_S, SEEDS, BATCH, LR, RUN_DIR; AE (the frozen
+#   autoencoder's model dir), INIT (the generator to fine-tune; empty: train one from scratch),
+#   EXTRA (more `mirage train world` options, e.g. "--context-blur 0.5").
 # The run directory (RUN_DIR, default /tmp/gpu_world) holds the encoded walks (~2 GB for 192 worlds)
 # and is never copied back.
 set -uo pipefail
@@ -19,7 +21,11 @@ BUDGET=${BUDGET_S:-540}          # seconds from now by which everything, copies 
 SEEDS=${SEEDS:-100000:100192}
 BATCH=${BATCH:-256}
 LR=${LR:-3e-4}
-INIT=${INIT:-assets/models/default}
+AE=${AE:-assets/models/default}
+INIT=${INIT-assets/models/default}
+EXTRA=${EXTRA:-}
+INIT_ARGS=()
+[ -n "$INIT" ] && INIT_ARGS=(--init "$INIT")
 RUN=${RUN_DIR:-/tmp/gpu_world}
 BENCH_S=${BENCH_S:-70}           # reserved for step 4
 PY=${PYTHON:-python3}
@@ -41,7 +47,7 @@ fi
 # 2. Walks (seconds per world; rendered and encoded on this machine).
 if [[ $PHASES == *" walks "* ]]; then
     log "walks $SEEDS"
-    mirage train world --autoencoder "$INIT" --init "$INIT" --out "$RUN" --seeds "$SEEDS" --steps 0 --no-progress \
+    mirage train world --autoencoder "$AE" "${INIT_ARGS[@]}" --out "$RUN" --seeds "$SEEDS" --steps 0 --no-progress \
         || { log "walk preparation failed"; exit 4; }
     log "walks done: $(du -sh "$RUN/walks.safetensors" | cut -f1)"
 fi
@@ -56,9 +62,10 @@ elif [ "$left" -lt 60 ]; then
 else
     minutes=$("$PY" -c "print(round($left / 60, 2))")
     log "training for $minutes min (batch $BATCH, lr $LR)"
-    timeout -k 10 $(( left + 70 )) "$PY" -m explorer.cli train world --autoencoder "$INIT" --init "$INIT" \
+    # shellcheck disable=SC2086  # EXTRA is a list of options
+    timeout -k 10 $(( left + 70 )) "$PY" -m explorer.cli train world --autoencoder "$AE" "${INIT_ARGS[@]}" \
         --out "$RUN" --seeds "$SEEDS" --steps 1000000 --batch "$BATCH" --lr "$LR" --time-limit "$minutes" \
-        --save-every 2000 --no-progress
+        --save-every 2000 --no-progress $EXTRA
     log "training exited with $?"
 fi
 for f in model/generator.safetensors model/config.json world_loss.csv world_loss.png state.json; do
