@@ -131,8 +131,8 @@ def _cmd_train_world(args) -> int:
                                            seed=args.seed, time_limit_s=60 * args.time_limit,
                                            init=str(args.init or ""), self_rollout=args.self_rollout,
                                            self_steps=args.self_steps, context_blur=args.context_blur,
-                                           history_canvas=args.history_canvas, workers=args.workers, save_every=args.save_every,
-                                           precision=args.precision),
+                                           history_canvas=args.history_canvas, workers=args.workers,
+                                           save_every=args.save_every, precision=args.precision),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.steps == 0:

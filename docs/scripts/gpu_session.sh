@@ -2,9 +2,9 @@
 # One GPU session's work inside a fixed wall-clock budget, for a machine lent for minutes:
 #   1. check that a headless GL context exists (the walks are rendered on this machine);
 #   2. render and encode the training walks (`mirage train world --steps 0`);
-#   3. fine-tune the generator with whatever time is left (`--time-limit` computed here);
-#   4. time the shipped model on CUDA (`mirage bench --device cuda --cuda-graphs`);
-#   5. copy the small results (generator, config, loss curve, bench JSON, log) to RESULTS.
+#   3. train the generator with whatever time is left (`--time-limit` computed here) and copy the
+#      small results (generator, config, loss curve) to RESULTS;
+#   4. time the shipped model on CUDA (`mirage bench --device cuda --cuda-graphs`) into RESULTS.
 # Usage: docs/scripts/gpu_session.sh RESULTS_DIR [PHASES]
 #   PHASES: "walks train bench" (default all three); "walks" alone makes a short first call that
 #   shows whether rendering works before the long one is spent, "train bench" a second call on the
@@ -68,7 +68,7 @@ else
         --save-every 2000 --no-progress $EXTRA
     log "training exited with $?"
 fi
-for f in model/generator.safetensors model/config.json world_loss.csv world_loss.png state.json; do
+for f in model/generator.safetensors model/config.json world_loss.csv world_loss.png; do
     [ -f "$RUN/$f" ] && cp "$RUN/$f" "$RESULTS/"
 done
 

@@ -180,13 +180,15 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
                                 cfg.memory_capacity, progress and info.main, workers=workers)
     model.cfg = cfg
     torch.manual_seed(args.seed + info.rank)
-    rng = np.random.default_rng(args.seed + 1000 * info.rank)
+    data_seed = args.seed + 1000 * info.rank
+    rng = np.random.default_rng(data_seed)
     sampler_kwargs = dict(cells=model.cells, fov_deg=cfg.fov_deg, shift=cfg.latent_shift, scale=cfg.latent_scale,
                           context_noise=cfg.generator.context_noise, context_blur=cfg.generator.context_blur,
                           history_share=cfg.generator.history_canvas)
-    sampler = WalkSampler(walks, rng=rng, history=history, **sampler_kwargs)
-    feed = (WorkerBatches(walks, history, args.batch, args.seed + 1000 * info.rank, workers, info.device,
-                          **sampler_kwargs) if workers else None)
+    # Batches come from worker processes or from a sampler in this process, never both.
+    feed = (WorkerBatches(walks, history, args.batch, data_seed, workers, info.device, **sampler_kwargs)
+            if workers else None)
+    sampler = None if feed else WalkSampler(walks, rng=rng, history=history, **sampler_kwargs)
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     start, elapsed0 = 0, 0.0
@@ -197,6 +199,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))
     log = LossLog(out / "world_loss.csv", ["step", "loss", "loss_covered", "loss_uncovered", "sec"]) if info.main else None
     t0 = time.time()
+    step = start - 1   # a resumed run that has no steps left runs none
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=not (progress and info.main),
                desc="world model")
     c = model.latent_channels
@@ -238,10 +241,9 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     if feed is not None:
         feed.close()
     if info.main:
-        n = step + 1 - start
-        print(f"world model: {n} steps of batch {args.batch} in {time.time() - t0:.0f} s "
-              f"({n * args.batch / max(time.time() - t0, 1e-9):.0f} examples/s on {info.device}, "
-              f"{workers} batch workers, {'bf16' if bf16 else 'fp32'})")
+        n, sec = step + 1 - start, time.time() - t0
+        print(f"world model: {n} steps of batch {args.batch} in {sec:.0f} s ({n * args.batch / max(sec, 1e-9):.0f} "
+              f"examples/s on {info.device}, {workers} batch workers, {'bf16' if bf16 else 'fp32'})")
     dist.barrier(info)
     dist.cleanup(info)
     return out / "model"
