@@ -64,12 +64,14 @@ class LatentMemory:
     def __init__(self, channels: int, capacity: int = 65536, voxel_size: float = 0.08, cells: int = 16,
                  fov_deg: float = 70.0, device: str | torch.device = "cpu",
                  feat_dtype: torch.dtype = torch.float16, carve_tol: float | None = CARVE_TOL,
-                 use_kernel: bool = True) -> None:
+                 use_kernel: bool = True, keep_observed_view: bool = True) -> None:
         if capacity < 1:
             raise ValueError(f"memory capacity must be at least 1, got {capacity}")
         if voxel_size <= 0:
             raise ValueError(f"memory voxel_size must be positive, got {voxel_size}")
         self.carve_tol = carve_tol
+        self.keep_observed_view = keep_observed_view
+        self.centre_r2 = float("inf")
         self.channels, self.capacity, self.voxel, self.cells, self.fov = channels, capacity, voxel_size, cells, fov_deg
         self.device = torch.device(device)
         self.chunks = ChunkIndex(self.device)
@@ -94,6 +96,7 @@ class LatentMemory:
         self._evicted = 0
         self.chunks.reset()
         self._seen = None                                # the last read's projection, for carving
+        self._obs_cells = None                           # (c2w, writes, cells its read showed observed)
         self.carved_last = 0
 
     def __len__(self) -> int:
@@ -123,7 +126,10 @@ class LatentMemory:
         pts = projection.lift(d[None], c2w[None], self.fov)[0]
         feats = latent.reshape(c, -1).t().to(self.device, self.feat.dtype)
         d = d.reshape(-1)
-        idx = (torch.isfinite(pts).all(dim=1) & (d > projection.NEAR)).nonzero().flatten()
+        ok = torch.isfinite(pts).all(dim=1) & (d > projection.NEAR)
+        if not observed and self.keep_observed_view and len(self.slots):
+            ok &= ~self._observed_cells(c2w)
+        idx = ok.nonzero().flatten()
         pts, feats = pts[idx], feats[idx]
         # One point per voxel within the frame: the nearest cell's (it is the best-resolved).
         order = torch.argsort(d[idx])
@@ -210,16 +216,37 @@ class LatentMemory:
         slot, flat, z, off = self._in_view(c2w)
         # A step writes at the pose it just read: the write's carving reuses this projection.
         self._seen = (c2w, self._writes, slot, flat, z)
-        if self._kernel:
-            cell, win, zmin = (torch.from_numpy(a) for a in memory_kernels.depth_test(
-                flat.numpy(), z.numpy(), off.numpy(), self.cells * self.cells, projection.SURFACE_TOL))
-        else:
-            cell, win, zmin = projection.depth_test(flat, z, off, self.cells * self.cells)
+        cell, win, zmin = self._depth_test(flat, z, off)
         slots = slot[win]
+        obs = torch.zeros(self.cells * self.cells, dtype=torch.bool, device=self.device)
+        obs[cell] = self.observed[slots]
+        self._obs_cells = (c2w, self._writes, obs)
         # Features of the (at most S*S) winners only: gathering every visible point's vector
         # was most of the cost of reading a full memory.
         canvas, mask, depth = projection.fill_canvas(cell, self.feat[slots].float(), zmin, 1, self.cells)
         return canvas[0], mask[0], depth[0]
+
+    def _depth_test(self, flat: torch.Tensor, z: torch.Tensor, off: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._kernel:
+            return tuple(torch.from_numpy(a) for a in memory_kernels.depth_test(
+                flat.numpy(), z.numpy(), off.numpy(), self.cells * self.cells, projection.SURFACE_TOL,
+                np.float32(self.centre_r2)))
+        return projection.depth_test(flat, z, off, self.cells * self.cells, self.centre_r2)
+
+    def _observed_cells(self, c2w: torch.Tensor) -> torch.Tensor:
+        """Bool (S*S,): the cells a read at c2w shows from an observed point. A generated frame does
+        not write these: there it only re-renders what was observed, with the model's noisy depth,
+        and its points would stand in front of the observed surface and win its cells on the next
+        visit (measured on the eval retraces: a third of the return's cells lost to them)."""
+        seen = self._obs_cells
+        if seen is not None and seen[1] == self._writes and torch.equal(seen[0], c2w):
+            return seen[2]
+        slot, flat, z, off = self._in_view(c2w)
+        cell, win, _ = self._depth_test(flat, z, off)
+        obs = torch.zeros(self.cells * self.cells, dtype=torch.bool, device=self.device)
+        obs[cell] = self.observed[slot[win]]
+        return obs
 
     def _in_view(self, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The stored points landing in the view of c2w: slot (K,), flat cell, depth, squared offset

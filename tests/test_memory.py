@@ -183,7 +183,8 @@ def test_a_frame_frees_the_points_it_sees_through():
 
 def test_generated_frames_do_not_carve_observations_and_carving_can_be_off():
     pose = Pose((0.0, 1.6, 0.0))
-    mem = LatentMemory(8, capacity=10_000, voxel_size=0.05)
+    # keep_observed_view off: the generated walls behind the observed one must be stored to be carved
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.05, keep_observed_view=False)
     mem.write(*_wall(2.0), _c2w(pose), 0, 0.0, observed=True)
     mem.write(*_wall(4.0), _c2w(pose), 1, 1.0, observed=False)
     assert mem.carved_last == 0
@@ -195,6 +196,34 @@ def test_generated_frames_do_not_carve_observations_and_carving_can_be_off():
     off.write(*_wall(2.0), _c2w(pose), 0, 0.0, observed=True)
     off.write(*_wall(4.0), _c2w(pose), 1, 1.0, observed=True)
     assert off.carved_last == 0 and len(off) == 2 * 256
+
+
+def test_generated_frames_leave_the_cells_observations_show():
+    # An observed wall fills the left half of the view at 3 m. A generated frame from the same
+    # pose puts its (noisy) surface at 2 m everywhere: where the observation is shown it must
+    # not be stored (it would stand in front of the observed wall and win its cells on a
+    # revisit), where nothing observed is shown it fills the gap.
+    pose = Pose((0.0, 1.6, 0.0))
+    z_obs, d_obs = _wall(3.0)
+    d_obs[:, 8:] = float("nan")                      # right half: no observation
+    z_gen, d_gen = _wall(2.0)
+    for read_first in (True, False):                 # the step's read is reused, or recomputed
+        mem = LatentMemory(8, capacity=10_000, voxel_size=0.02, feat_dtype=torch.float32)
+        mem.write(z_obs, d_obs, _c2w(pose), 0, 0.0, observed=True)
+        assert len(mem) == 128
+        if read_first:
+            mem.read(_c2w(pose))
+        mem.write(z_gen, d_gen, _c2w(pose), 1, 1.0, observed=False)
+        assert len(mem) == 256                       # only the uncovered half was added
+        canvas, mask, depth = mem.read(_c2w(pose))
+        assert bool((mask[0] > 0).all())
+        assert torch.allclose(depth[0, :, :8], torch.tensor(3.0), atol=1e-3)
+        assert torch.allclose(canvas[:, :, :8], torch.tensor(3.0)) and torch.allclose(canvas[:, :, 8:], torch.tensor(2.0))
+    # The rule off: the generated surface covers the whole view, in front of the observation.
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.02, feat_dtype=torch.float32, keep_observed_view=False)
+    mem.write(z_obs, d_obs, _c2w(pose), 0, 0.0, observed=True)
+    mem.write(z_gen, d_gen, _c2w(pose), 1, 1.0, observed=False)
+    assert torch.allclose(mem.read(_c2w(pose))[2], torch.tensor(2.0), atol=1e-3)
 
 
 def test_stored_positions_keep_a_fiftieth_of_a_millimetre():
