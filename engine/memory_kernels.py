@@ -111,31 +111,23 @@ def visible_points(hw, frame, chunk, n_chunks, chunk_radius, off, off_scale, cen
 
 
 @cpu_kernel
-def depth_test(flat, z, off, n_cells, surface_tol, centre_r2):
+def depth_test(flat, z, off, n_cells, surface_tol):
     """Winner per cell among projected points, as engine/projection.depth_test: the front
-    surface of each cell is every point within surface_tol of its reference depth (the nearest
-    point within sqrt(centre_r2) cells of the centre, or the nearest of all where none is that
-    close), and among those the one projecting closest to the cell centre wins.
+    surface of each cell is every point within surface_tol of its nearest depth, and among
+    those the one projecting closest to the cell centre wins.
 
     Returns cell (M,) int64, index (M,) int64 into the points, nearest depth per cell
     (n_cells,) float32 (inf where empty).
     """
     zmin = np.full(n_cells, np.inf, np.float32)
-    zref = np.full(n_cells, np.inf, np.float32)
     for j in range(flat.shape[0]):
-        c = flat[j]
-        if z[j] < zmin[c]:
-            zmin[c] = z[j]
-        if off[j] <= centre_r2 and z[j] < zref[c]:
-            zref[c] = z[j]
-    for c in range(n_cells):
-        if zref[c] == np.inf:
-            zref[c] = zmin[c]
+        if z[j] < zmin[flat[j]]:
+            zmin[flat[j]] = z[j]
     best = np.full(n_cells, np.inf, np.float32)
     win = np.full(n_cells, -1, np.int64)
     for j in range(flat.shape[0]):
         c = flat[j]
-        if z[j] <= zref[c] * (1.0 + surface_tol):
+        if z[j] <= zmin[c] * (1.0 + surface_tol):
             score = off[j] + z[j] * np.float32(1e-4)
             if score < best[c]:
                 best[c] = score

@@ -78,23 +78,16 @@ def project_visible(points: torch.Tensor, valid: torch.Tensor, c2w: torch.Tensor
     return flat, z.reshape(-1)[keep], off.reshape(-1)[keep], keep
 
 
-def depth_test(flat: torch.Tensor, z: torch.Tensor, off: torch.Tensor, n_cells: int,
-               centre_r2: float = float("inf")) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def depth_test(flat: torch.Tensor, z: torch.Tensor, off: torch.Tensor, n_cells: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Winners among projected points (cell (K,), depth, squared centre offset): (cell (M,), index (M,)
-    into the K points, nearest depth per cell (n_cells,)). The front surface is measured from the
-    nearest point within sqrt(centre_r2) cells of the centre (the nearest of all where none is)."""
+    into the K points, nearest depth per cell (n_cells,))."""
     zmin = torch.full((n_cells,), float("inf"), device=z.device, dtype=z.dtype)
     zmin.scatter_reduce_(0, flat, z, reduce="amin", include_self=True)
-    zref = zmin
-    if centre_r2 != float("inf"):
-        zref = torch.full((n_cells,), float("inf"), device=z.device, dtype=z.dtype)
-        zref.scatter_reduce_(0, flat, torch.where(off <= centre_r2, z, torch.full_like(z, float("inf"))),
-                             reduce="amin", include_self=True)
-        zref = torch.where(torch.isinf(zref), zmin, zref)
     # Depth test with a tolerance: every point on the front surface of a cell is a candidate,
     # and among them the one projecting closest to the cell centre wins. A view seen before
     # from the same pose then reads back its own cells exactly, not a neighbour's shifted ones.
-    front = z <= zref[flat] * (1.0 + SURFACE_TOL)
+    front = z <= zmin[flat] * (1.0 + SURFACE_TOL)
     score = torch.where(front, off + z * 1e-4, torch.full_like(z, float("inf")))
     best = torch.full((n_cells,), float("inf"), device=z.device, dtype=z.dtype)
     best.scatter_reduce_(0, flat, score, reduce="amin", include_self=True)

@@ -186,10 +186,12 @@ def test_compare_turnaround_memory_keeps_the_start_view(qtbot, make_window):
 
     What memory guarantees, and is asserted: back at the start view the memory-on pane's
     canvas covers it (its observation was stored and projects back), the memory-off pane
-    has no canvas, so the two panes differ. That the memory-on pane is also closer to its
-    start frame is asserted too, but with this tiny, barely trained model the frames are
-    nearly flat and the margin is a few dB on near-identical images; the real evidence
-    for fidelity is `mirage eval` on the shipped model.
+    has no canvas, so the two panes differ, and every point of the observation is still
+    stored: the frames generated on the way round neither replaced nor carved any of them.
+    Whether the generated frame is then closer to the start view is not asserted: with this
+    tiny, barely trained model the frames are nearly flat (both panes about 55 dB from their
+    start frame, with the order flipping on tenths of a dB); the evidence for fidelity is
+    `mirage eval` on the shipped model.
     """
     from engine.metrics import psnr
     from engine.trajectory import make_trajectory
@@ -199,6 +201,9 @@ def test_compare_turnaround_memory_keeps_the_start_view(qtbot, make_window):
     w = make_window(compare=True, start=traj.frames[0])        # both sessions observe frames[0], one seed
     start = w.last_bundle
     assert start.pose == traj.frames[0] and all(p.observed for p in start.panes)
+    memory = dict(w.worker.sessions)["memory on"].memory      # read only while the worker is idle
+    observed0 = int(((memory.frame == 0) & memory.observed).sum())
+    assert observed0 > 0
     end = drive(qtbot, w, traj.frames[1:back + 1])[-1]
     assert end.pose == start.pose
     on0, off0 = start.panes[0], start.panes[1]
@@ -206,9 +211,10 @@ def test_compare_turnaround_memory_keeps_the_start_view(qtbot, make_window):
     assert (on.label, off.label) == ("memory on", "memory off")
     assert on.coverage >= 0.9 and off.coverage == 0.0
     assert not np.array_equal(on.frame, off.frame)
-    p_on, p_off = psnr(on.frame, on0.frame), psnr(off.frame, off0.frame)
-    print(f"turnaround: PSNR to the start view, memory on {p_on:.2f} dB, off {p_off:.2f} dB")
-    assert p_on >= p_off
+    assert len(memory) > observed0                            # the turn's generated frames were stored
+    assert int(((memory.frame == 0) & memory.observed).sum()) == observed0
+    print(f"turnaround: PSNR to the start view, memory on {psnr(on.frame, on0.frame):.2f} dB, "
+          f"off {psnr(off.frame, off0.frame):.2f} dB")
 
 
 def drive(qtbot, w: MainWindow, poses) -> list:
