@@ -46,6 +46,22 @@ CARVE_TOL = 0.25
 
 
 @dataclass
+class _View:
+    """The memory projected into one camera, kept until the next write changes the memory: a step
+    writes at the pose it has just read, so the write's carving and its observed-cells test reuse
+    the read's projection and depth test instead of running them again."""
+    writes: int                          # the memory's write count when it was projected
+    c2w: torch.Tensor
+    slot: torch.Tensor                   # in-view points (K,): slot, flat cell, depth, squared centre offset
+    flat: torch.Tensor
+    z: torch.Tensor
+    off: torch.Tensor
+    cell: torch.Tensor | None = None     # the depth test's cells (M,), their winning slots, nearest depth
+    winners: torch.Tensor | None = None
+    zmin: torch.Tensor | None = None
+
+
+@dataclass
 class MemoryStats:
     points: int
     capacity: int
@@ -97,8 +113,7 @@ class LatentMemory:
         self._merged_last = 0
         self._evicted = 0
         self.chunks.reset()
-        self._seen = None                                # the last read's projection, for carving
-        self._obs_cells = None                           # (c2w, writes, cells its read showed observed)
+        self._seen: _View | None = None                  # the last projection, for a write at its pose
         self.carved_last = 0
 
     def __len__(self) -> int:
@@ -193,11 +208,8 @@ class LatentMemory:
         through: clearly in front of its surface."""
         if len(self.slots) == 0 or self.carve_tol is None:
             return 0
-        seen = self._seen
-        if seen is not None and seen[1] == self._writes and torch.equal(seen[0], c2w):
-            slot, flat, z = seen[2:]
-        else:
-            slot, flat, z, _ = self._in_view(c2w)
+        v = self._view(c2w)
+        slot, flat, z = v.slot, v.flat, v.z
         if self._kernel:
             slots = torch.from_numpy(memory_kernels.carve_select(
                 slot.numpy(), flat.numpy(), z.numpy(), depth_flat.numpy(), np.float32(1.0 - self.carve_tol),
@@ -214,43 +226,38 @@ class LatentMemory:
         if len(self.slots) == 0:
             z = torch.zeros(1, self.cells, self.cells, device=self.device)
             return torch.zeros(self.channels, self.cells, self.cells, device=self.device), z, z.clone()
-        c2w = c2w.to(self.device, torch.float32)
-        slot, flat, z, off = self._in_view(c2w)
-        # A step writes at the pose it just read: the write's carving reuses this projection.
-        self._seen = (c2w, self._writes, slot, flat, z)
-        cell, win, zmin = self._depth_test(flat, z, off)
-        slots = slot[win]
-        self._obs_cells = (c2w, self._writes, self._observed_in(cell, slots))
+        v = self._view(c2w.to(self.device, torch.float32), depth_test=True)
         # Features of the (at most S*S) winners only: gathering every visible point's vector
         # was most of the cost of reading a full memory.
-        canvas, mask, depth = projection.fill_canvas(cell, self.feat[slots].float(), zmin, 1, self.cells)
+        canvas, mask, depth = projection.fill_canvas(v.cell, self.feat[v.winners].float(), v.zmin, 1, self.cells)
         return canvas[0], mask[0], depth[0]
 
-    def _depth_test(self, flat: torch.Tensor, z: torch.Tensor, off: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self._kernel:
-            return tuple(torch.from_numpy(a) for a in memory_kernels.depth_test(
-                flat.numpy(), z.numpy(), off.numpy(), self.cells * self.cells, projection.SURFACE_TOL))
-        return projection.depth_test(flat, z, off, self.cells * self.cells)
+    def _view(self, c2w: torch.Tensor, depth_test: bool = False) -> _View:
+        """The memory projected into c2w (on the memory's device): the last projection while the
+        memory and the pose are unchanged, else a new one; with the depth test run if asked."""
+        v = self._seen
+        if v is None or v.writes != self._writes or not torch.equal(v.c2w, c2w):
+            v = self._seen = _View(self._writes, c2w, *self._in_view(c2w))
+        if depth_test and v.cell is None:
+            if self._kernel:
+                cell, win, v.zmin = (torch.from_numpy(a) for a in memory_kernels.depth_test(
+                    v.flat.numpy(), v.z.numpy(), v.off.numpy(), self.cells * self.cells, projection.SURFACE_TOL))
+            else:
+                cell, win, v.zmin = projection.depth_test(v.flat, v.z, v.off, self.cells * self.cells)
+            v.cell, v.winners = cell, v.slot[win]
+        return v
 
     def _observed_cells(self, c2w: torch.Tensor) -> torch.Tensor:
         """Bool (S*S,): the cells a read at c2w shows from an observed point. A generated frame does
         not write these: there it only re-renders what was observed, with the model's noisy depth,
         and its points would stand in front of the observed surface and win its cells on the next
-        visit (measured on the eval retraces: a third of the return's cells lost to them)."""
-        seen = self._obs_cells
-        if seen is not None and seen[1] == self._writes and torch.equal(seen[0], c2w):
-            return seen[2]
-        slot, flat, z, off = self._in_view(c2w)
-        cell, win, _ = self._depth_test(flat, z, off)
-        return self._observed_in(cell, slot[win])
-
-    def _observed_in(self, cell: torch.Tensor, winners: torch.Tensor) -> torch.Tensor:
-        # Where the read *showed* an observed point: a cell with an observed point hidden behind
-        # a nearer one is not counted (tried on training worlds 500-503: no better overall,
-        # retrace the same, out-and-back -0.1 dB, turnaround +0.1).
+        visit (measured on the eval retraces: a third of the return's cells lost to them). Only
+        cells the read *showed* count: one with an observed point hidden behind a nearer one does
+        not (counting those was tried on training worlds 500-503: no better overall, retrace the
+        same, out-and-back -0.1 dB, turnaround +0.1)."""
+        v = self._view(c2w, depth_test=True)
         obs = torch.zeros(self.cells * self.cells, dtype=torch.bool, device=self.device)
-        obs[cell] = self.observed[winners]
+        obs[v.cell] = self.observed[v.winners]
         return obs
 
     def _in_view(self, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-from engine import memory_kernels, projection
+from engine import projection
 from engine.metrics import psnr
 from engine.model.autoencoder import to_uint8_image
 from engine.model.world_model import WorldModel
@@ -28,7 +28,6 @@ from engine.world.renderer import Renderer
 torch.set_num_threads(2)
 args = [a for a in sys.argv[1:] if a != "--rule-off"]
 model = WorldModel.load(args[0] if args and args[0] != "default" else None)
-cells = model.cells * model.cells
 for seed in (1_000_000, 1_000_001):
     traj = read_trajectory(f"assets/eval/retrace-{seed}.json")
     r = Renderer(generate_level(traj.scene_seed), model.image_size, model.image_size, traj.fov_deg)
@@ -47,19 +46,17 @@ for seed in (1_000_000, 1_000_001):
         j = min(range(traj.observe), key=lambda k: np.abs(traj.frames[k].c2w() - c2w_np).max())
         c2w = torch.as_tensor(c2w_np, dtype=torch.float32)
         canvas, _, _ = mem.read(c2w)
-        slot, flat, z, off = mem._in_view(c2w)
-        cell, win, zmin = memory_kernels.depth_test(flat.numpy(), z.numpy(), off.numpy(), cells,
-                                                    projection.SURFACE_TOL)
-        src, obs, flat_np, z_np = mem.frame.numpy()[slot.numpy()], mem.observed.numpy()[slot.numpy()], flat.numpy(), z.numpy()
-        for c, w in zip(cell, win):
-            if src[w] == j:
+        v = mem._view(c2w, depth_test=True)     # the projection and depth test the read just ran
+        src, flat, z = mem.frame.numpy()[v.slot.numpy()], v.flat.numpy(), v.z.numpy()
+        for c, w in zip(v.cell.numpy(), v.winners.numpy()):
+            if mem.frame[w] == j:
                 count["same_pose"] += 1
                 continue
-            mine = np.flatnonzero((flat_np == c) & (src == j))
+            mine = np.flatnonzero((flat == c) & (src == j))
             if len(mine) == 0:
                 count["no_point"] += 1
-            elif z_np[mine[0]] > zmin[c] * (1 + projection.SURFACE_TOL):
-                count["observed_in_front" if obs[w] else "generated_in_front"] += 1
+            elif z[mine[0]] > float(v.zmin[c]) * (1 + projection.SURFACE_TOL):
+                count["observed_in_front" if mem.observed[w] else "generated_in_front"] += 1
             else:
                 count["other"] += 1
         with torch.no_grad():
