@@ -60,15 +60,35 @@ def load_checkpoint(ckpt_dir: str | Path, modules: dict[str, torch.nn.Module],
     for name, m in modules.items():
         unwrap(m).load_state_dict(load_file(str(d / f"{name}.safetensors")))
     if opt is not None and (d / "optim.safetensors").exists():
-        flat = load_file(str(d / "optim.safetensors"))
-        osd = {"param_groups": state["optim"]["param_groups"], "state": {}}
-        for key, v in flat.items():
-            pid, k = key.split(".", 1)
-            osd["state"].setdefault(int(pid), {})[k] = v
-        for pid, st in state["optim"]["state"].items():
-            osd["state"].setdefault(int(pid), {}).update(st)
-        opt.load_state_dict(osd)
+        opt.load_state_dict(_optim_unflat(load_file(str(d / "optim.safetensors")), state["optim"]))
     return state
+
+
+def _optim_unflat(flat: dict[str, torch.Tensor], scalars: dict) -> dict:
+    """The inverse of _optim_flat: an optimizer state dict from its tensors and scalars."""
+    osd = {"param_groups": scalars["param_groups"], "state": {}}
+    for key, v in flat.items():
+        pid, k = key.split(".", 1)
+        osd["state"].setdefault(int(pid), {})[k] = v
+    for pid, st in scalars["state"].items():
+        osd["state"].setdefault(int(pid), {}).update(st)
+    return osd
+
+
+def save_optimizer(path: Path, opt: torch.optim.Optimizer) -> None:
+    """A second optimizer beside a checkpoint's main one: PATH (tensors) and PATH.json (the rest)."""
+    tensors, scalars = _optim_flat(opt)
+    save_tensors(path, tensors)
+    atomic_write_text(path.with_name(path.name + ".json"), json.dumps(scalars))
+
+
+def load_optimizer(path: Path, opt: torch.optim.Optimizer) -> bool:
+    """Restore what save_optimizer wrote; False (optimizer untouched) when it is not there."""
+    meta = path.with_name(path.name + ".json")
+    if not (path.exists() and meta.exists()):
+        return False
+    opt.load_state_dict(_optim_unflat(load_file(str(path)), json.loads(meta.read_text())))
+    return True
 
 
 def unwrap(m: torch.nn.Module) -> torch.nn.Module:

@@ -18,12 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.model.config import ModelConfig
+from engine.model.generator import cond_channels
 from engine.model.latent_range import channel_mean_range
 from engine.model.sampler import noisy, sample, sample_train_t
 from engine.model.world_model import WorldModel
 from engine.train import dist
 from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint
 from engine.train.history import build_history
+from engine.train.latent_adv import LatentAdversary
 from engine.train.world_data import Walk, WalkSampler, build_walks, latent_stats, replace_prev, walk_observe_counts
 from engine.train.world_loader import WorkerBatches, default_workers
 
@@ -47,6 +49,8 @@ class WorldTrainArgs:
     history_canvas: float | None = None  # override the config's share of memory-read canvases (kept too)
     workers: int | None = None      # batch-building processes (None: engine/train/world_loader.default_workers)
     precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16
+    adv_weight: float = 0.0         # latent discriminator's share of the gradient (engine/train/latent_adv.py); 0: none
+    adv_start: int = 300            # step from which the generator gets the adversarial term (its discriminator 200 before)
 
 
 # Training shares given on the command line override the config's and are stored in it (same names).
@@ -114,6 +118,8 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         raise ValueError(f"--save-every must be at least 1, got {args.save_every}")
     if args.steps < 0:
         raise ValueError(f"--steps must be 0 (prepare the walks only) or more, got {args.steps}")
+    if args.adv_weight < 0 or args.adv_start < 0:
+        raise ValueError(f"--adv-weight and --adv-start must be 0 or more, got {args.adv_weight} and {args.adv_start}")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}")
     info = dist.setup(args.device)
@@ -191,18 +197,23 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     sampler = None if feed else WalkSampler(walks, rng=rng, history=history, **sampler_kwargs)
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
+    c = model.latent_channels
+    adv = (LatentAdversary(c, cond_channels(c), args.adv_weight, args.adv_start, args.lr, info.device, info)
+           if args.adv_weight > 0 else None)
     start, elapsed0 = 0, 0.0
     if args.init and not (out / "state.json").exists():
         model.gen.load_state_dict(load_file(str(Path(args.init) / "generator.safetensors")))
     if (out / "state.json").exists():
         state = load_checkpoint(out, {"generator": model.gen}, opt)
         start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))
-    log = LossLog(out / "world_loss.csv", ["step", "loss", "loss_covered", "loss_uncovered", "sec"]) if info.main else None
+        if adv is not None:
+            adv.load(out)
+    fields = ["step", "loss", "loss_covered", "loss_uncovered"] + (["g_adv", "d_loss", "adv_w"] if adv else []) + ["sec"]
+    log = LossLog(out / "world_loss.csv", fields) if info.main else None
     t0 = time.time()
     step = start - 1   # a resumed run that has no steps left runs none
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=not (progress and info.main),
                desc="world model")
-    c = model.latent_channels
     for step in bar:
         # Cosine decay over whichever runs out first, steps or the wall-clock budget, so a
         # time-limited run still ends at a low learning rate instead of being cut mid-schedule.
@@ -220,20 +231,30 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
             pred = gen(noisy(x0, t, noise), t, cond)
         err = (pred.float() - x0).pow(2).mean(dim=1, keepdim=True)
         loss = err.mean()
+        total, g_adv, adv_w = loss, 0.0, 0.0
+        if adv is not None:
+            term, g_adv, adv_w = adv.generator_term(loss, pred, cond, model.gen.out.weight, step)
+            total = loss + term
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.gen.parameters(), 1.0)
         opt.step()
+        d_loss = adv.discriminator_step(x0, pred, cond, step) if adv is not None else 0.0
         if info.main and step % 20 == 0:
             mask = cond[:, 3 * c + 1:3 * c + 2]
             cov = (err * mask).sum() / mask.sum().clamp(min=1)
             unc = (err * (1 - mask)).sum() / (1 - mask).sum().clamp(min=1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-            log.append({"step": step, "loss": loss.item(), "loss_covered": cov.item(), "loss_uncovered": unc.item(),
-                        "sec": time.time() - t0})
+            row = {"step": step, "loss": loss.item(), "loss_covered": cov.item(), "loss_uncovered": unc.item(),
+                   "sec": time.time() - t0}
+            if adv is not None:
+                row.update(g_adv=g_adv, d_loss=d_loss, adv_w=adv_w)
+            log.append(row)
         done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)
         if info.main and ((step + 1) % args.save_every == 0 or done):
             save_checkpoint(out, {"generator": model.gen}, opt, step + 1, {"wall_s": time.time() - t0 + elapsed0})
+            if adv is not None:
+                adv.save(out)
             model.save(out / "model", {"step": step + 1})
             log.plot()
         if done:

@@ -1,0 +1,116 @@
+"""Adversarial loss on the generator's latents (`mirage train world --adv-weight W`).
+
+Why: the generator is trained to predict x0 with an MSE, so at every flow time its
+prediction is the mean of the frames that fit the conditioning. Where the context
+pins the frame down (memory, the warped previous frame) that mean is sharp; where
+the view is new it is a smooth average, and a 2.5 M-parameter flow model trained
+for hours, not weeks, does not sample the detail back in. Fed back as the next
+frame's context, that smoothness compounds until long walks are flat colour
+(docs/MODEL.md). A discriminator that tells the generator's x0 predictions from
+encoder latents of real frames pushes the prediction towards latents that look
+like real ones instead of their average, as adversarial diffusion distillation
+does for few-step samplers and as our decoder stage (engine/train/decoder.py)
+does for pixels. The MSE stays, so the prediction stays tied to the ground truth.
+
+The discriminator is conditional: it sees the latent with the generator's
+conditioning (context, warped context, memory canvas, rays), so it judges
+"a plausible next frame here", not only "some frame". It works on the 16x16
+latent grid, so it costs little beside the generator (no decoding in the loop).
+Its weight is set from gradient norms at the generator's last layer, as VQGAN
+does, so `--adv-weight` is a ratio to the reconstruction gradient, not a number
+tied to the loss scale. Training-only: the shipped model never holds it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from engine.train import dist
+from engine.train.checkpoint import load_optimizer, save_optimizer, save_tensors
+
+
+class LatentDiscriminator(nn.Module):
+    """Convs on the latent grid with the conditioning stacked on, down to (S/2)^2 patch logits."""
+
+    def __init__(self, latent_channels: int, cond_channels: int, width: int = 96) -> None:
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(latent_channels + cond_channels, w, 3, 1, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(w, w, 3, 1, 1), nn.GroupNorm(8, w), nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.GroupNorm(8, 2 * w), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 2 * w, 3, 1, 1), nn.GroupNorm(8, 2 * w), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 1, 3, 1, 1),
+        )
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, cond], dim=1))
+
+
+class LatentAdversary:
+    """Owns the discriminator and its optimizer; the generator's trainer asks it for the
+    generator's adversarial term and hands it each batch for one discriminator step."""
+
+    def __init__(self, latent_channels: int, cond_channels: int, weight: float, start: int, lr: float,
+                 device: torch.device, info: dist.DistInfo) -> None:
+        if weight < 0:
+            raise ValueError(f"--adv-weight must be 0 or more, got {weight}")
+        if start < 0:
+            raise ValueError(f"--adv-start must be 0 or more, got {start}")
+        self.weight, self.start = float(weight), int(start)
+        self.disc = LatentDiscriminator(latent_channels, cond_channels).to(device)
+        self.disc_train = dist.wrap(self.disc, info)   # DDP averages its gradients across processes
+        self.opt = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.9))
+
+    # The discriminator learns alone for a while first: an untrained one gives the
+    # generator noise for gradients, and its adaptive weight would be meaningless.
+    def generator_active(self, step: int) -> bool:
+        return step >= self.start
+
+    def discriminator_active(self, step: int) -> bool:
+        return step >= max(0, self.start - 200)
+
+    def generator_term(self, rec: torch.Tensor, pred: torch.Tensor, cond: torch.Tensor,
+                       last_weight: torch.Tensor, step: int) -> tuple[torch.Tensor, float, float]:
+        """(term to add to the generator's loss, the adversarial loss, its weight); zero before `start`."""
+        if not self.generator_active(step):
+            return torch.zeros((), device=pred.device), 0.0, 0.0
+        # The plain module, frozen: the generator's backward must not fill the discriminator's grads,
+        # and a second forward through its DDP wrapper before its own backward would confuse DDP.
+        self.disc.requires_grad_(False)
+        g_adv = -self.disc(pred.float(), cond.float()).mean()
+        self.disc.requires_grad_(True)
+        g_rec = torch.autograd.grad(rec, last_weight, retain_graph=True)[0]
+        g_gan = torch.autograd.grad(g_adv, last_weight, retain_graph=True)[0]
+        w = float((g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0, 1e4)) * self.weight
+        return w * g_adv, float(g_adv.detach()), w
+
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, step: int) -> float:
+        """One hinge-loss step on encoder latents (real) against the generator's x0 predictions (fake)."""
+        if not self.discriminator_active(step):
+            return 0.0
+        cond = cond.float()
+        both = self.disc_train(torch.cat([real.float(), fake.detach().float()]), torch.cat([cond, cond]))
+        d_real, d_fake = both.chunk(2)
+        loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    def save(self, run_dir: Path) -> None:
+        save_tensors(run_dir / "discriminator.safetensors", self.disc.state_dict())
+        save_optimizer(run_dir / "discriminator_optim.safetensors", self.opt)
+
+    def load(self, run_dir: Path) -> bool:
+        """Restore a resumed run's discriminator; False when the run had none yet (--adv-weight added on resume)."""
+        path = run_dir / "discriminator.safetensors"
+        if not path.exists():
+            return False
+        self.disc.load_state_dict(load_file(str(path)))
+        load_optimizer(run_dir / "discriminator_optim.safetensors", self.opt)
+        return True

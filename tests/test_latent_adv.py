@@ -1,0 +1,111 @@
+"""The generator's adversarial loss (engine/train/latent_adv.py), on the tiny model's real encoded walks."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.model_fixtures import fine_tune_tiny, tiny_model_dir  # noqa: F401  (session fixture)
+
+
+def _walk_latents(tiny_model_dir) -> torch.Tensor:
+    from engine.train.world import _load_walks
+
+    walks = _load_walks(tiny_model_dir.parent / "walks.safetensors")
+    return torch.cat([w.z.float() for w in walks])
+
+
+def test_discriminator_learns_real_latents_from_smoothed_ones_and_steers_the_generator(tiny_model_dir):
+    """Real encoder latents against their 3x3-smoothed copies (what the generator's averages look like):
+    the discriminator learns to score the real ones higher, and the generator's term then moves a
+    smoothed latent towards a higher score."""
+    from engine.train import dist
+    from engine.train.decoder import soften
+    from engine.train.latent_adv import LatentAdversary
+
+    torch.manual_seed(0)
+    z = _walk_latents(tiny_model_dir)
+    z = (z - z.mean()) / z.std()
+    c = z.shape[1]
+    cond = torch.zeros(len(z), 5, z.shape[2], z.shape[3])
+    info = dist.setup("cpu")
+    adv = LatentAdversary(c, 5, weight=1.0, start=0, lr=1e-3, device=torch.device("cpu"), info=info)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for step in range(60):
+        idx = torch.randint(0, len(z), (16,), generator=g)
+        real = z[idx]
+        losses.append(adv.discriminator_step(real, soften(real, 1.0, passes=2), cond[idx], step))
+    assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10
+    real = z[:32]
+    fake = soften(real, 1.0, passes=2)
+    with torch.no_grad():
+        assert adv.disc(real, cond[:32]).mean() > adv.disc(fake, cond[:32]).mean() + 0.5
+
+    # The generator's term: a stand-in "last layer" w scales the smoothed latent; the reconstruction
+    # loss ties it to the real one. Gradient steps on the sum raise the discriminator's score.
+    d_grads = [p.grad.clone() for p in adv.disc.parameters()]   # left by its last own step
+    w = torch.ones(1, requires_grad=True)
+    before = None
+    for step in range(5):
+        pred = fake * w
+        rec = (pred - real).pow(2).mean()
+        term, g_adv, weight = adv.generator_term(rec, pred, cond[:32], w, step)
+        assert weight > 0 and term.requires_grad
+        before = g_adv if before is None else before
+        (rec + term).backward()
+        with torch.no_grad():
+            w -= 0.5 * w.grad
+            w.grad = None
+    assert g_adv < before          # -D(pred) fell: the prediction scores as more real
+    # The generator's backward leaves the discriminator's gradients as its own step left them.
+    assert all(torch.equal(p.grad, g0) for p, g0 in zip(adv.disc.parameters(), d_grads))
+
+
+def test_world_training_with_adversarial_loss_logs_saves_and_resumes(tiny_model_dir, tmp_path):
+    from engine.train.world import WorldTrainArgs, train_world
+
+    out = tmp_path / "adv"
+    model_dir = fine_tune_tiny(tiny_model_dir, out, adv_weight=0.5, adv_start=1)
+    with open(out / "world_loss.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"g_adv", "d_loss", "adv_w"} <= set(rows[0])
+    assert float(rows[0]["d_loss"]) > 0            # the discriminator trains from the first step
+    # The shipped model holds the generator only; the discriminator stays in the run directory.
+    assert set(load_file(str(model_dir / "generator.safetensors"))) == set(load_file(str(tiny_model_dir / "generator.safetensors")))
+    assert not (model_dir / "discriminator.safetensors").exists()
+    saved = load_file(str(out / "discriminator.safetensors"))
+    assert (out / "discriminator_optim.safetensors").exists()
+
+    # Resume: the discriminator comes back from the run directory, not from scratch.
+    from engine.train import latent_adv
+
+    loaded = {}
+    orig = latent_adv.LatentAdversary.load
+
+    def spy(self, run_dir):
+        ok = orig(self, run_dir)
+        loaded.update({k: v.clone() for k, v in self.disc.state_dict().items()}, ok=ok)
+        return ok
+
+    latent_adv.LatentAdversary.load = spy
+    try:
+        world = tiny_model_dir.parent
+        train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=5, batch=4, seeds=(5, 6),
+                                   save_every=100, init=str(tiny_model_dir), adv_weight=0.5, adv_start=1),
+                    progress=False)
+    finally:
+        latent_adv.LatentAdversary.load = orig
+    assert loaded.pop("ok") is True
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    assert not torch.equal(load_file(str(out / "discriminator.safetensors"))["net.0.weight"], saved["net.0.weight"])
+
+
+def test_negative_adversarial_weight_is_refused(tiny_model_dir, tmp_path):
+    from engine.train.world import WorldTrainArgs, train_world
+
+    with pytest.raises(ValueError, match="adv-weight"):
+        train_world(WorldTrainArgs(autoencoder=str(tiny_model_dir.parent.parent / "ae"), out=str(tmp_path / "x"),
+                                   steps=1, batch=2, seeds=(5, 6), adv_weight=-1.0), progress=False)
