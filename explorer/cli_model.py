@@ -66,9 +66,12 @@ def register_train(sub) -> None:
                         "walk so far, as at inference (stored in the config; default: the config's)")
     w.add_argument("--adv-weight", type=float, default=0.0, metavar="W",
                    help="add a latent discriminator's loss at W times the reconstruction gradient (VQGAN-style "
-                        "adaptive weight), so x0 predictions look like real latents, not their average; 0: none")
+                        "adaptive weight), so x0 predictions look like real latents, not their average; use with "
+                        "--context-blur, where the predictions fall short of real ones; 0: none")
     w.add_argument("--adv-start", type=int, default=300, metavar="STEP",
                    help="step from which the generator gets that loss (its discriminator trains from 200 before)")
+    w.add_argument("--adv-lr", type=float, default=5e-4,
+                   help="the discriminator's learning rate (constant)")
     _common(w)
     w.add_argument("--save-every", type=int, default=200, metavar="N",
                    help="checkpoint and write OUT/model every N steps (and at the end)")
@@ -138,7 +141,8 @@ def _cmd_train_world(args) -> int:
                                            self_steps=args.self_steps, context_blur=args.context_blur,
                                            history_canvas=args.history_canvas, workers=args.workers,
                                            save_every=args.save_every, precision=args.precision,
-                                           adv_weight=args.adv_weight, adv_start=args.adv_start),
+                                           adv_weight=args.adv_weight, adv_start=args.adv_start,
+                                           adv_lr=args.adv_lr),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.steps == 0:

@@ -19,6 +19,15 @@ latent grid, so it costs little beside the generator (no decoding in the loop).
 Its weight is set from gradient norms at the generator's last layer, as VQGAN
 does, so `--adv-weight` is a ratio to the reconstruction gradient, not a number
 tied to the loss scale. Training-only: the shipped model never holds it.
+
+Where it has something to judge: with clean (only noised) contexts the shipped
+generator's one-step predictions are nearly as detailed as real latents (spatial
+std 0.81 against 0.87, 64 examples of the training walks) and a discriminator
+stayed at chance for 150 steps at learning rates 5e-4 and 2e-3. With the previous
+latent blurred as the model's own frames are (`--context-blur`) they fall to 0.62
+against 0.85 and it separates them within 150 steps (hinge loss 2.0 -> 1.0). So
+the term is meant for that regime: it teaches the generator to put detail back
+where its context has lost it, the step that compounds into flat frames.
 """
 from __future__ import annotations
 

@@ -51,6 +51,7 @@ class WorldTrainArgs:
     precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16
     adv_weight: float = 0.0         # latent discriminator's share of the gradient (engine/train/latent_adv.py); 0: none
     adv_start: int = 300            # step from which the generator gets the adversarial term (its discriminator 200 before)
+    adv_lr: float = 5e-4            # the discriminator's learning rate (constant)
 
 
 # Training shares given on the command line override the config's and are stored in it (same names).
@@ -185,6 +186,9 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         history = build_history(walks, cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.voxel_size,
                                 cfg.memory_capacity, progress and info.main, workers=workers)
     model.cfg = cfg
+    if args.adv_weight > 0 and cfg.generator.context_blur <= 0 and info.main:
+        print("--adv-weight without --context-blur: with clean contexts the generator's predictions are close "
+              "to real latents and the discriminator has little to judge (engine/train/latent_adv.py)")
     torch.manual_seed(args.seed + info.rank)
     data_seed = args.seed + 1000 * info.rank
     rng = np.random.default_rng(data_seed)
@@ -198,7 +202,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     c = model.latent_channels
-    adv = (LatentAdversary(c, cond_channels(c), args.adv_weight, args.adv_start, args.lr, info.device, info)
+    adv = (LatentAdversary(c, cond_channels(c), args.adv_weight, args.adv_start, args.adv_lr, info.device, info)
            if args.adv_weight > 0 else None)
     start, elapsed0 = 0, 0.0
     if args.init and not (out / "state.json").exists():
