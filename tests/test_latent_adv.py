@@ -109,3 +109,25 @@ def test_negative_adversarial_weight_is_refused(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="adv-weight"):
         train_world(WorldTrainArgs(autoencoder=str(tiny_model_dir.parent.parent / "ae"), out=str(tmp_path / "x"),
                                    steps=1, batch=2, seeds=(5, 6), adv_weight=-1.0), progress=False)
+
+
+def test_two_process_ddp_training_with_adversarial_loss(tiny_model_dir, tmp_path):
+    """torchrun, 2 CPU processes (gloo): the discriminator trains under DDP and the generator's
+    adaptive weight (autograd.grad through the DDP-wrapped generator) does not upset its reducer."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp_adv"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "explorer.cli", "train", "world", "--autoencoder", str(tiny_model_dir.parent.parent / "ae"),
+           "--out", str(out), "--steps", "3", "--batch", "2", "--seeds", "5:6", "--device", "cpu", "--no-progress",
+           "--adv-weight", "0.5", "--adv-start", "1", "--context-blur", "0.5"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "state.json").read_text())["step"] == 3
+    with open(out / "world_loss.csv") as f:
+        assert float(list(csv.DictReader(f))[0]["d_loss"]) > 0
+    assert (out / "discriminator.safetensors").exists()
