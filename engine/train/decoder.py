@@ -25,6 +25,7 @@ from engine.model.autoencoder import Autoencoder, to_model_image
 from engine.model.config import ModelConfig
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint, save_tensors
+from engine.train.latent_adv import adaptive_weight, hinge_d_loss
 
 
 class PatchDiscriminator(nn.Module):
@@ -135,9 +136,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         w = 0.0
         if use_gan:
             g_adv = -disc(y).mean()
-            g_rec = torch.autograd.grad(rec, last, retain_graph=True)[0]
-            g_gan = torch.autograd.grad(g_adv, last, retain_graph=True)[0]
-            w = float((g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0, 1e4)) * args.adv_weight
+            w = adaptive_weight(rec, g_adv, last, args.adv_weight)
         loss = rec + w * g_adv
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -145,7 +144,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         opt_g.step()
         d_loss = torch.zeros(())
         if use_gan or step >= args.gan_start - 20:  # warm the discriminator up a little first
-            d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(y.detach())).mean()
+            d_loss = hinge_d_loss(disc(x), disc(y.detach()))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()

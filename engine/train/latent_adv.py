@@ -42,6 +42,20 @@ from engine.train import dist
 from engine.train.checkpoint import load_optimizer, save_optimizer, save_tensors
 
 
+def adaptive_weight(rec: torch.Tensor, adv: torch.Tensor, last_weight: torch.Tensor, scale: float) -> float:
+    """VQGAN's balance: scale x |d rec / d last_weight| / |d adv / d last_weight|, so the adversarial
+    gradient reaching the last layer is `scale` times the reconstruction's whatever the losses' scales.
+    Also the decoder stage's (engine/train/decoder.py)."""
+    g_rec = torch.autograd.grad(rec, last_weight, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adv, last_weight, retain_graph=True)[0]
+    return float((g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, 1e4)) * scale
+
+
+def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The discriminator's hinge loss (also the decoder stage's)."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
 class LatentDiscriminator(nn.Module):
     """Convs on the latent grid with the conditioning stacked on, down to (S/2)^2 patch logits."""
 
@@ -66,10 +80,6 @@ class LatentAdversary:
 
     def __init__(self, latent_channels: int, cond_channels: int, weight: float, start: int, lr: float,
                  device: torch.device, info: dist.DistInfo) -> None:
-        if weight < 0:
-            raise ValueError(f"--adv-weight must be 0 or more, got {weight}")
-        if start < 0:
-            raise ValueError(f"--adv-start must be 0 or more, got {start}")
         self.weight, self.start = float(weight), int(start)
         self.disc = LatentDiscriminator(latent_channels, cond_channels).to(device)
         self.disc_train = dist.wrap(self.disc, info)   # DDP averages its gradients across processes
@@ -93,9 +103,7 @@ class LatentAdversary:
         self.disc.requires_grad_(False)
         g_adv = -self.disc(pred.float(), cond.float()).mean()
         self.disc.requires_grad_(True)
-        g_rec = torch.autograd.grad(rec, last_weight, retain_graph=True)[0]
-        g_gan = torch.autograd.grad(g_adv, last_weight, retain_graph=True)[0]
-        w = float((g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0, 1e4)) * self.weight
+        w = adaptive_weight(rec, g_adv, last_weight, self.weight)
         return w * g_adv, float(g_adv.detach()), w
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, step: int) -> float:
@@ -104,8 +112,7 @@ class LatentAdversary:
             return 0.0
         cond = cond.float()
         both = self.disc_train(torch.cat([real.float(), fake.detach().float()]), torch.cat([cond, cond]))
-        d_real, d_fake = both.chunk(2)
-        loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        loss = hinge_d_loss(*both.chunk(2))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
