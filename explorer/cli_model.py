@@ -72,6 +72,10 @@ def register_train(sub) -> None:
                    help="step from which the generator gets that loss (its discriminator trains from 200 before)")
     w.add_argument("--adv-lr", type=float, default=5e-4,
                    help="the discriminator's learning rate (constant)")
+    w.add_argument("--adv-covered", type=float, default=1.0, metavar="F",
+                   help="that loss's weight where the memory canvas covers the view, relative to uncovered cells "
+                        "(0: only where memory shows nothing; generated frames go back into memory, and "
+                        "sharpening what memory shows compounds on long walks)")
     _common(w)
     w.add_argument("--save-every", type=int, default=200, metavar="N",
                    help="checkpoint and write OUT/model every N steps (and at the end)")
@@ -142,7 +146,7 @@ def _cmd_train_world(args) -> int:
                                            history_canvas=args.history_canvas, workers=args.workers,
                                            save_every=args.save_every, precision=args.precision,
                                            adv_weight=args.adv_weight, adv_start=args.adv_start,
-                                           adv_lr=args.adv_lr),
+                                           adv_lr=args.adv_lr, adv_covered=args.adv_covered),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.steps == 0:

@@ -64,6 +64,49 @@ def test_discriminator_learns_real_latents_from_smoothed_ones_and_steers_the_gen
     assert all(torch.equal(p.grad, g0) for p, g0 in zip(adv.disc.parameters(), d_grads))
 
 
+def test_covered_factor_takes_the_push_off_cells_memory_shows(tiny_model_dir):
+    """--adv-covered 0: where the memory mask covers the view the generator gets no adversarial push,
+    where it covers nothing the push is the unmasked one, and a half-covered view is pushed on its
+    uncovered half only (a discriminator trained a few steps on real latents against smoothed ones)."""
+    from engine.model.generator import cond_channels
+    from engine.train import dist
+    from engine.train.decoder import soften
+    from engine.train.latent_adv import LatentAdversary
+
+    torch.manual_seed(0)
+    z = _walk_latents(tiny_model_dir)[:16]
+    z = (z - z.mean()) / z.std()
+    c, s = z.shape[1], z.shape[2]
+    k = cond_channels(c)
+    info = dist.setup("cpu")
+    make = lambda covered: LatentAdversary(c, k, weight=1.0, start=0, lr=1e-3, device=torch.device("cpu"),  # noqa: E731
+                                           info=info, covered=covered)
+    even, masked = make(1.0), make(0.0)
+    masked.disc.load_state_dict(even.disc.state_dict())
+    fake = soften(z, 1.0, passes=2)
+    for step in range(5):
+        even.discriminator_step(z, fake, torch.zeros(len(z), k, s, s), step)
+    masked.disc.load_state_dict(even.disc.state_dict())
+
+    def push(adv, coverage: torch.Tensor) -> torch.Tensor:
+        cond = torch.zeros(len(z), k, s, s)
+        cond[:, 3 * c + 1] = coverage                     # build_cond's memory-mask channel
+        pred = fake.clone().requires_grad_(True)
+        rec = (pred - z).pow(2).mean()
+        term, _, w = adv.generator_term(rec, pred, cond, pred, 0)
+        assert w > 0
+        (grad,) = torch.autograd.grad(term, pred)
+        return grad
+
+    none, full = torch.zeros(s, s), torch.ones(s, s)
+    assert push(masked, full).abs().max() == 0
+    assert torch.allclose(push(masked, none), push(even, none))
+    half = torch.zeros(s, s)
+    half[:, : s // 2] = 1
+    g = push(masked, half).abs()
+    assert g[..., : s // 2].abs().max() == 0 and g[..., s // 2:].abs().sum() > 0
+
+
 def test_world_training_with_adversarial_loss_logs_saves_and_resumes(tiny_model_dir, tmp_path):
     from engine.train.world import WorldTrainArgs, train_world
 

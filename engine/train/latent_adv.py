@@ -79,8 +79,9 @@ class LatentAdversary:
     generator's adversarial term and hands it each batch for one discriminator step."""
 
     def __init__(self, latent_channels: int, cond_channels: int, weight: float, start: int, lr: float,
-                 device: torch.device, info: dist.DistInfo) -> None:
-        self.weight, self.start = float(weight), int(start)
+                 device: torch.device, info: dist.DistInfo, covered: float = 1.0) -> None:
+        self.weight, self.start, self.covered = float(weight), int(start), float(covered)
+        self.mask_channel = 3 * latent_channels + 1       # the memory mask's place in build_cond's stack
         self.disc = LatentDiscriminator(latent_channels, cond_channels).to(device)
         self.disc_train = dist.wrap(self.disc, info)   # DDP averages its gradients across processes
         self.opt = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.9))
@@ -102,8 +103,21 @@ class LatentAdversary:
         # and a second forward through its DDP wrapper before its own backward would confuse DDP.
         self.disc.requires_grad_(False)
         g_adv = -self.disc(pred.float(), cond.float()).mean()
-        self.disc.requires_grad_(True)
         w = adaptive_weight(rec, g_adv, last_weight, self.weight)
+        if self.covered != 1.0:
+            # Where memory shows the place, the frame should repeat it, not be sharpened again:
+            # generated frames go back into memory, and a push on every pass compounds into colour
+            # drift on long walks (docs/MODEL.md, "Adversarial loss on blurred contexts"). The
+            # discriminator still judges the whole latent, but its gradient reaches a covered cell
+            # `covered` times (its receptive field spans the grid, so masking its patch logits
+            # instead would not keep the push off covered cells). The weight stays balanced on the
+            # even term: an uncovered cell gets the same push as without the mask.
+            keep = 1.0 - (1.0 - self.covered) * cond[:, self.mask_channel:self.mask_channel + 1].float()
+            p = pred.float()
+            masked = -self.disc(p * keep + p.detach() * (1.0 - keep), cond.float()).mean()
+            self.disc.requires_grad_(True)
+            return w * masked, float(g_adv.detach()), w
+        self.disc.requires_grad_(True)
         return w * g_adv, float(g_adv.detach()), w
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, step: int) -> float:

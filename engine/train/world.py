@@ -52,6 +52,7 @@ class WorldTrainArgs:
     adv_weight: float = 0.0         # latent discriminator's share of the gradient (engine/train/latent_adv.py); 0: none
     adv_start: int = 300            # step from which the generator gets the adversarial term (its discriminator 200 before)
     adv_lr: float = 5e-4            # the discriminator's learning rate (constant)
+    adv_covered: float = 1.0        # that term's weight on memory-covered cells, relative to uncovered ones
 
 
 # Training shares given on the command line override the config's and are stored in it (same names).
@@ -121,6 +122,8 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         raise ValueError(f"--steps must be 0 (prepare the walks only) or more, got {args.steps}")
     if args.adv_weight < 0 or args.adv_start < 0:
         raise ValueError(f"--adv-weight and --adv-start must be 0 or more, got {args.adv_weight} and {args.adv_start}")
+    if not 0.0 <= args.adv_covered <= 1.0:
+        raise ValueError(f"--adv-covered is a factor in [0, 1], got {args.adv_covered}")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}")
     info = dist.setup(args.device)
@@ -202,8 +205,8 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     c = model.latent_channels
-    adv = (LatentAdversary(c, cond_channels(c), args.adv_weight, args.adv_start, args.adv_lr, info.device, info)
-           if args.adv_weight > 0 else None)
+    adv = (LatentAdversary(c, cond_channels(c), args.adv_weight, args.adv_start, args.adv_lr, info.device, info,
+                           covered=args.adv_covered) if args.adv_weight > 0 else None)
     start, elapsed0 = 0, 0.0
     if args.init and not (out / "state.json").exists():
         model.gen.load_state_dict(load_file(str(Path(args.init) / "generator.safetensors")))
