@@ -102,22 +102,23 @@ class LatentAdversary:
         # The plain module, frozen: the generator's backward must not fill the discriminator's grads,
         # and a second forward through its DDP wrapper before its own backward would confuse DDP.
         self.disc.requires_grad_(False)
-        g_adv = -self.disc(pred.float(), cond.float()).mean()
-        w = adaptive_weight(rec, g_adv, last_weight, self.weight)
         if self.covered != 1.0:
             # Where memory shows the place, the frame should repeat it, not be sharpened again:
             # generated frames go back into memory, and a push on every pass compounds into colour
             # drift on long walks (docs/MODEL.md, "Adversarial loss on blurred contexts"). The
             # discriminator still judges the whole latent, but its gradient reaches a covered cell
             # `covered` times (its receptive field spans the grid, so masking its patch logits
-            # instead would not keep the push off covered cells). The weight stays balanced on the
-            # even term: an uncovered cell gets the same push as without the mask.
+            # instead would not keep the push off covered cells).
             keep = 1.0 - (1.0 - self.covered) * cond[:, self.mask_channel:self.mask_channel + 1].float()
             p = pred.float()
-            masked = -self.disc(p * keep + p.detach() * (1.0 - keep), cond.float()).mean()
-            self.disc.requires_grad_(True)
-            return w * masked, float(g_adv.detach()), w
+            pred = p * keep + p.detach() * (1.0 - keep)
+        g_adv = -self.disc(pred.float(), cond.float()).mean()
         self.disc.requires_grad_(True)
+        # Balanced on the term as masked: the adversarial gradient at the last layer is `weight` times
+        # the reconstruction's, all of it through the cells it may reach. (Balancing on the unmasked
+        # term was tried first: the discriminator, unopposed on covered cells, grew confident, its
+        # gradients large, and the weight fell to a 15-30th of the unmasked run's.)
+        w = adaptive_weight(rec, g_adv, last_weight, self.weight)
         return w * g_adv, float(g_adv.detach()), w
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor, step: int) -> float:
