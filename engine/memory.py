@@ -59,6 +59,7 @@ class _View:
     cell: torch.Tensor | None = None     # the depth test's cells (M,), their winning slots, nearest depth
     winners: torch.Tensor | None = None
     zmin: torch.Tensor | None = None
+    recent: int | None = None            # the depth test's age filter (see read)
 
 
 @dataclass
@@ -83,13 +84,18 @@ class LatentMemory:
     def __init__(self, channels: int, capacity: int = 65536, voxel_size: float = 0.08, cells: int = 16,
                  fov_deg: float = 70.0, device: str | torch.device = "cpu",
                  feat_dtype: torch.dtype = torch.float16, carve_tol: float | None = CARVE_TOL,
-                 use_kernel: bool = True, keep_observed_view: bool = True) -> None:
+                 use_kernel: bool = True, keep_observed_view: bool = True, skip_recent_generated: int = 0) -> None:
         if capacity < 1:
             raise ValueError(f"memory capacity must be at least 1, got {capacity}")
         if voxel_size <= 0:
             raise ValueError(f"memory voxel_size must be positive, got {voxel_size}")
         self.carve_tol = carve_tol
         self.keep_observed_view = keep_observed_view
+        # A read at frame f skips generated points written after frame f - N (N = this; 0: none).
+        # Those frames are already the context (the previous latent and its warp); read back as the
+        # canvas too, which the generator copies, each frame repeats the last ones' loss of detail
+        # (or, trained adversarially, their gain in contrast), and a long walk compounds it.
+        self.skip_recent_generated = int(skip_recent_generated)
         self.channels, self.capacity, self.voxel, self.cells, self.fov = channels, capacity, voxel_size, cells, fov_deg
         self.device = torch.device(device)
         self.chunks = ChunkIndex(self.device)
@@ -221,30 +227,37 @@ class LatentMemory:
         self._release(slots)
         return len(slots)
 
-    def read(self, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Warped latent canvas (C, S, S), mask (1, S, S) and depth (1, S, S) for a camera c2w (4, 4)."""
+    def read(self, c2w: torch.Tensor, frame: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Warped latent canvas (C, S, S), mask (1, S, S) and depth (1, S, S) for a camera c2w (4, 4);
+        `frame`, the index of the frame being made, lets the read skip recent generated points."""
         if len(self.slots) == 0:
             z = torch.zeros(1, self.cells, self.cells, device=self.device)
             return torch.zeros(self.channels, self.cells, self.cells, device=self.device), z, z.clone()
-        v = self._view(c2w.to(self.device, torch.float32), depth_test=True)
+        recent = None if frame is None or self.skip_recent_generated <= 0 else frame - self.skip_recent_generated
+        v = self._view(c2w.to(self.device, torch.float32), depth_test=True, recent=recent)
         # Features of the (at most S*S) winners only: gathering every visible point's vector
         # was most of the cost of reading a full memory.
         canvas, mask, depth = projection.fill_canvas(v.cell, self.feat[v.winners].float(), v.zmin, 1, self.cells)
         return canvas[0], mask[0], depth[0]
 
-    def _view(self, c2w: torch.Tensor, depth_test: bool = False) -> _View:
+    def _view(self, c2w: torch.Tensor, depth_test: bool = False, recent: int | None = None) -> _View:
         """The memory projected into c2w (on the memory's device): the last projection while the
-        memory and the pose are unchanged, else a new one; with the depth test run if asked."""
+        memory and the pose are unchanged, else a new one; with the depth test run if asked, over
+        the points not generated after frame `recent` (None: all). Carving never filters."""
         v = self._seen
         if v is None or v.writes != self._writes or not torch.equal(v.c2w, c2w):
             v = self._seen = _View(self._writes, c2w, *self._in_view(c2w))
-        if depth_test and v.cell is None:
+        if depth_test and (v.cell is None or v.recent != recent):
+            slot, flat, z, off = v.slot, v.flat, v.z, v.off
+            if recent is not None:
+                keep = self.observed[slot] | (self.frame[slot] <= recent)
+                slot, flat, z, off = slot[keep], flat[keep], z[keep], off[keep]
             if self._kernel:
                 cell, win, v.zmin = (torch.from_numpy(a) for a in memory_kernels.depth_test(
-                    v.flat.numpy(), v.z.numpy(), v.off.numpy(), self.cells * self.cells, projection.SURFACE_TOL))
+                    flat.numpy(), z.numpy(), off.numpy(), self.cells * self.cells, projection.SURFACE_TOL))
             else:
-                cell, win, v.zmin = projection.depth_test(v.flat, v.z, v.off, self.cells * self.cells)
-            v.cell, v.winners = cell, v.slot[win]
+                cell, win, v.zmin = projection.depth_test(flat, z, off, self.cells * self.cells)
+            v.cell, v.winners, v.recent = cell, slot[win], recent
         return v
 
     def _observed_cells(self, c2w: torch.Tensor) -> torch.Tensor:
@@ -255,7 +268,7 @@ class LatentMemory:
         cells the read *showed* count: one with an observed point hidden behind a nearer one does
         not (counting those was tried on training worlds 500-503: no better overall, retrace the
         same, out-and-back -0.1 dB, turnaround +0.1)."""
-        v = self._view(c2w, depth_test=True)
+        v = self._view(c2w, depth_test=True, recent=None if self._seen is None else self._seen.recent)
         obs = torch.zeros(self.cells * self.cells, dtype=torch.bool, device=self.device)
         obs[v.cell] = self.observed[v.winners]
         return obs

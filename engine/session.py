@@ -68,7 +68,8 @@ class WorldSession:
         r = cfg.latent_mean_range
         self._latent_bounds = None if r is None else torch.tensor(r, dtype=torch.float32, device=self.device)
         self.memory = LatentMemory(self.model.latent_channels, int(capacity or cfg.memory_capacity), cfg.voxel_size,
-                                   self.model.cells, cfg.fov_deg, self.device)
+                                   self.model.cells, cfg.fov_deg, self.device,
+                                   skip_recent_generated=cfg.memory_skip_recent_generated)
         self.reset()
 
     @property
@@ -133,7 +134,7 @@ class WorldSession:
         c2w = _c2w(pose, self.device)
         t0 = time.perf_counter()
         if self.memory_enabled and len(self.memory):
-            canvas, mask, mdepth = self.memory.read(c2w)
+            canvas, mask, mdepth = self.memory.read(c2w, self.index)
             canvas, mask, mdepth = canvas[None], mask[None], mdepth[None]
         else:
             canvas = torch.zeros(1, c, s, s, device=self.device)

@@ -59,6 +59,26 @@ def test_read_at_written_pose_reproduces_the_latent():
     assert torch.allclose(canvas[:, covered], z[:, covered], atol=1e-5)
 
 
+def test_read_skips_recent_generated_points_but_never_observed_ones():
+    """skip_recent_generated=N: a read for frame f leaves out generated points written after f - N
+    (the context already holds those frames); observed points are always read, and older generated
+    ones come back once they are N frames old."""
+    mem = LatentMemory(8, capacity=4096, voxel_size=0.01, feat_dtype=torch.float32, skip_recent_generated=5)
+    z_obs, d_obs = _frame(0)
+    z_gen, d_gen = _frame(1)
+    left, right = Pose((0.5, 1.6, 0.5), yaw=60.0), Pose((0.5, 1.6, 0.5), yaw=-60.0)
+    mem.write(z_obs, d_obs, _c2w(left), 0, 0.0, observed=True)
+    mem.write(z_gen, d_gen, _c2w(right), 10, 10.0, observed=False)
+    for frame, sees_generated in ((11, False), (15, True), (None, True)):
+        _, mask, _ = mem.read(_c2w(right), frame)
+        assert (mask.mean() > 0.9) == sees_generated, frame
+        _, mask, _ = mem.read(_c2w(left), frame)
+        assert mask.mean() > 0.9, frame       # the observed frame, at any age
+    canvas, mask, _ = mem.read(_c2w(right), 15)
+    covered = mask[0] > 0
+    assert torch.allclose(canvas[:, covered], z_gen[:, covered], atol=1e-5)
+
+
 def test_capacity_is_a_hard_bound_and_oldest_go_first():
     mem = LatentMemory(8, capacity=600, voxel_size=0.05)
     for i in range(5):  # five frames far apart: 5 x 256 distinct voxels > capacity

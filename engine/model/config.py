@@ -54,6 +54,8 @@ class ModelConfig:
     # worlds 500-503 with the stage-6 model (retrace 24.54 / 24.74 / 24.80 / 24.84 dB at 4 / 3 / 2 /
     # 1 cm): smaller voxels merge fewer neighbouring views, so a revisit reads more of its own cells.
     voxel_size: float = 0.02
+    # A memory read skips generated points of the last N frames (engine/memory.py; 0: reads all).
+    memory_skip_recent_generated: int = 0
     # Per channel [lowest, highest] spatial mean of real frames' normalised latents, measured on
     # training worlds (engine/model/latent_range.py). A generated latent's channel means are kept
     # inside it; None (older models, tests that do not set it) turns the guard off.
