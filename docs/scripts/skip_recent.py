@@ -28,7 +28,10 @@ for n in (int(a) for a in sys.argv[3].split(",")):
     model.cfg.memory_skip_recent_generated = n
     s = WorldSession(model, memory=True, seed=0)
     t0 = time.time()
-    shown = [s.observe(gt[i], traj.frames[i], depth[i]) and gt[i] for i in range(traj.observe)]
+    shown = []
+    for i in range(traj.observe):
+        s.observe(gt[i], traj.frames[i], depth[i])
+        shown.append(gt[i])
     shown += [s.step(traj.frames[i]).frame for i in gen]
     p = [psnr(shown[i], gt[i]) for i in gen]
     windows = " ".join(f"{np.mean(p[j:j + 200]):.1f}" for j in range(0, len(p), 200))
