@@ -151,7 +151,7 @@ class LatentMemory:
         d = d.reshape(-1)
         ok = torch.isfinite(pts).all(dim=1) & (d > projection.NEAR)
         if not observed and self.keep_observed_view and len(self.slots):
-            ok &= ~self._observed_cells(c2w)
+            ok &= ~self._observed_cells(c2w, frame)
         idx = ok.nonzero().flatten()
         pts, feats = pts[idx], feats[idx]
         # One point per voxel within the frame: the nearest cell's (it is the best-resolved).
@@ -233,12 +233,15 @@ class LatentMemory:
         if len(self.slots) == 0:
             z = torch.zeros(1, self.cells, self.cells, device=self.device)
             return torch.zeros(self.channels, self.cells, self.cells, device=self.device), z, z.clone()
-        recent = None if frame is None or self.skip_recent_generated <= 0 else frame - self.skip_recent_generated
-        v = self._view(c2w.to(self.device, torch.float32), depth_test=True, recent=recent)
+        v = self._view(c2w.to(self.device, torch.float32), depth_test=True, recent=self._recent(frame))
         # Features of the (at most S*S) winners only: gathering every visible point's vector
         # was most of the cost of reading a full memory.
         canvas, mask, depth = projection.fill_canvas(v.cell, self.feat[v.winners].float(), v.zmin, 1, self.cells)
         return canvas[0], mask[0], depth[0]
+
+    def _recent(self, frame: int | None) -> int | None:
+        """The newest generated frame a read for `frame` may show (None: every point)."""
+        return None if frame is None or self.skip_recent_generated <= 0 else frame - self.skip_recent_generated
 
     def _view(self, c2w: torch.Tensor, depth_test: bool = False, recent: int | None = None) -> _View:
         """The memory projected into c2w (on the memory's device): the last projection while the
@@ -260,7 +263,7 @@ class LatentMemory:
             v.cell, v.winners, v.recent = cell, slot[win], recent
         return v
 
-    def _observed_cells(self, c2w: torch.Tensor) -> torch.Tensor:
+    def _observed_cells(self, c2w: torch.Tensor, frame: int) -> torch.Tensor:
         """Bool (S*S,): the cells a read at c2w shows from an observed point. A generated frame does
         not write these: there it only re-renders what was observed, with the model's noisy depth,
         and its points would stand in front of the observed surface and win its cells on the next
@@ -268,7 +271,7 @@ class LatentMemory:
         cells the read *showed* count: one with an observed point hidden behind a nearer one does
         not (counting those was tried on training worlds 500-503: no better overall, retrace the
         same, out-and-back -0.1 dB, turnaround +0.1)."""
-        v = self._view(c2w, depth_test=True, recent=None if self._seen is None else self._seen.recent)
+        v = self._view(c2w, depth_test=True, recent=self._recent(frame))   # as the read for this frame saw it
         obs = torch.zeros(self.cells * self.cells, dtype=torch.bool, device=self.device)
         obs[v.cell] = self.observed[v.winners]
         return obs

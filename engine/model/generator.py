@@ -86,8 +86,13 @@ class Generator(nn.Module):
             h = blk(h, temb)
         # Residual on the memory canvas where it covers the view: copying memory is the easy path.
         c = self.latent_channels
-        canvas, mask = cond[:, 2 * c:3 * c], cond[:, 3 * c + 1:3 * c + 2]
-        return canvas * mask + self.out(F.silu(h))
+        return cond[:, 2 * c:3 * c] * memory_mask(cond, c) + self.out(F.silu(h))
+
+
+def memory_mask(cond: torch.Tensor, latent_channels: int) -> torch.Tensor:
+    """The memory-coverage channel (B, 1, S, S) of a build_cond stack."""
+    i = 3 * latent_channels + 1
+    return cond[:, i:i + 1]
 
 
 def build_cond(prev: torch.Tensor, warp: torch.Tensor, warp_mask: torch.Tensor, canvas: torch.Tensor,

@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from engine.model.generator import memory_mask
 from engine.train import dist
 from engine.train.checkpoint import load_optimizer, save_optimizer, save_tensors
 
@@ -81,7 +82,7 @@ class LatentAdversary:
     def __init__(self, latent_channels: int, cond_channels: int, weight: float, start: int, lr: float,
                  device: torch.device, info: dist.DistInfo, covered: float = 1.0) -> None:
         self.weight, self.start, self.covered = float(weight), int(start), float(covered)
-        self.mask_channel = 3 * latent_channels + 1       # the memory mask's place in build_cond's stack
+        self.latent_channels = latent_channels
         self.disc = LatentDiscriminator(latent_channels, cond_channels).to(device)
         self.disc_train = dist.wrap(self.disc, info)   # DDP averages its gradients across processes
         self.opt = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.9))
@@ -109,9 +110,9 @@ class LatentAdversary:
             # discriminator still judges the whole latent, but its gradient reaches a covered cell
             # `covered` times (its receptive field spans the grid, so masking its patch logits
             # instead would not keep the push off covered cells).
-            keep = 1.0 - (1.0 - self.covered) * cond[:, self.mask_channel:self.mask_channel + 1].float()
-            p = pred.float()
-            pred = p * keep + p.detach() * (1.0 - keep)
+            keep = 1.0 - (1.0 - self.covered) * memory_mask(cond, self.latent_channels).float()
+            pred = pred.float()
+            pred = pred * keep + pred.detach() * (1.0 - keep)
         g_adv = -self.disc(pred.float(), cond.float()).mean()
         self.disc.requires_grad_(True)
         # Balanced on the term as masked: the adversarial gradient at the last layer is `weight` times

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.model.config import ModelConfig
-from engine.model.generator import cond_channels
+from engine.model.generator import cond_channels, memory_mask
 from engine.model.latent_range import channel_mean_range
 from engine.model.sampler import noisy, sample, sample_train_t
 from engine.model.world_model import WorldModel
@@ -248,7 +248,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         opt.step()
         d_loss = adv.discriminator_step(x0, pred, cond, step) if adv is not None else 0.0
         if info.main and step % 20 == 0:
-            mask = cond[:, 3 * c + 1:3 * c + 2]
+            mask = memory_mask(cond, c)
             cov = (err * mask).sum() / mask.sum().clamp(min=1)
             unc = (err * (1 - mask)).sum() / (1 - mask).sum().clamp(min=1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
