@@ -93,6 +93,10 @@ def register_train(sub) -> None:
     d.add_argument("--batch", type=int, default=16)
     d.add_argument("--lr", type=float, default=2e-4)
     d.add_argument("--gan-start", type=int, default=100, help="steps before the discriminator joins")
+    d.add_argument("--adv-weight", type=float, default=0.5,
+                   help="adversarial gradient at the decoder's last layer, as a multiple of the reconstruction's")
+    d.add_argument("--max-adv-w", type=float, default=0.02,
+                   help="cap on that adaptive weight, so a discriminator near chance is not amplified")
     d.add_argument("--latent-degrade", type=float, default=1.0,
                    help="blur/noise put on latents so the decoder also sharpens generated ones (0: off)")
     d.add_argument("--seeds", type=_seed_range, default=(200_000, 300_000), metavar="A:B")
@@ -161,7 +165,9 @@ def _cmd_train_decoder(args) -> int:
     from engine.train.decoder import DecoderTrainArgs, train_decoder
 
     out = train_decoder(DecoderTrainArgs(model=str(args.model), out=str(args.out), steps=args.steps, batch=args.batch,
-                                         lr=args.lr, gan_start=args.gan_start, latent_degrade=args.latent_degrade,
+                                         lr=args.lr, gan_start=args.gan_start, adv_weight=args.adv_weight,
+                                         max_adv_w=args.max_adv_w,
+                                         latent_degrade=args.latent_degrade,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)

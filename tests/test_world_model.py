@@ -274,6 +274,24 @@ def test_decoder_sharpening_keeps_the_latent_space(tiny_model_dir, tmp_path):
     assert rows[0].startswith("step,mse,grad_l1")
 
 
+def test_decoder_adversarial_weight_is_capped(tiny_model_dir, tmp_path):
+    """The adaptive weight never exceeds max_adv_w: a discriminator near chance would otherwise have
+    its small, noisy gradients scaled up by the ratio and stamped into the decoder as halos."""
+    import csv
+
+    from engine.train.decoder import DecoderTrainArgs, train_decoder
+
+    train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "dec"), steps=12, batch=4,
+                                   gan_start=0, save_every=12, max_adv_w=1e-6), progress=False)
+    ws = [float(r["adv_w"]) for r in csv.DictReader(open(tmp_path / "dec" / "decoder_loss.csv"))]
+    assert len(ws) == 2 and all(0 < w <= 1e-6 for w in ws)
+    assert (tmp_path / "dec" / "disc_optim" / "optim.safetensors").exists()   # a resume keeps D's Adam moments
+    train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "dec"), steps=24, batch=4,
+                                   gan_start=0, save_every=12, max_adv_w=1e-6), progress=False)
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "dec" / "decoder_loss.csv"))]
+    assert steps == [0, 10, 20]
+
+
 def test_latent_guard_moves_only_out_of_range_channel_means():
     from engine.model.latent_range import channel_mean_range, clamp_channel_means
 
