@@ -94,6 +94,9 @@ def soften(z: torch.Tensor, amount: float | torch.Tensor, passes: int = 1) -> to
 def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     from tqdm import tqdm
 
+    if args.max_adv_w <= 0 or args.adv_weight < 0:
+        raise ValueError(f"--max-adv-w must be above 0 and --adv-weight 0 or more, got {args.max_adv_w} "
+                         f"and {args.adv_weight}")
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     dev = pick_device(args.device)
@@ -112,8 +115,8 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     if (out / "state.json").exists():
         st = load_checkpoint(out, {"autoencoder": ae, "discriminator": disc}, opt_g)
         if (out / "disc_optim" / "state.json").exists():
-            # The discriminator's Adam moments are kept too: a resume that restarted them left it
-            # near chance (hinge loss ~2.0) for hundreds of steps while the decoder kept training.
+            # The discriminator's Adam moments too, so a resumed run goes on with the same
+            # discriminator rather than one whose optimiser restarts cold against a trained decoder.
             load_checkpoint(out / "disc_optim", {}, opt_d)
         start, elapsed0 = st["step"], float(st.get("wall_s", 0.0))
     log = LossLog(out / "decoder_loss.csv", ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "sec"])
@@ -141,10 +144,10 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         w = 0.0
         if use_gan:
             g_adv = -disc(y).mean()
-            # Capped: while the discriminator is healthy the weight sits at 0.003-0.009 here. When it
-            # drifts to chance (hinge loss 2.0, after a resume without its optimizer state or with
-            # --adv-weight 1) its gradients shrink, the ratio grows 100-1000x and amplifies their
-            # noise into dark halos on every edge (sharpness 0.36 -> 1.19 at -3.3 dB in 700 steps).
+            # Capped: while the discriminator is healthy the weight sits at 0.003-0.016 here. When it
+            # sits at chance (hinge loss 2.0; seen with --adv-weight 1, fresh and resumed) its
+            # gradients shrink, the ratio grows 100-1000x and amplifies their noise into dark halos
+            # on every edge (probe sharpness 0.36 -> 1.19 at -3.3 dB in 700 steps).
             w = min(adaptive_weight(rec, g_adv, last, args.adv_weight), args.max_adv_w)
         loss = rec + w * g_adv
         opt_g.zero_grad(set_to_none=True)
