@@ -11,7 +11,6 @@ import argparse
 import numpy as np
 import torch
 
-from engine.metrics import _luma
 from engine.session import WorldModel, WorldSession
 from engine.trajectory import read_trajectory
 from engine.world.levels import generate_level
@@ -19,7 +18,7 @@ from engine.world.renderer import Renderer
 
 
 def columnness(rgb: np.ndarray) -> float:
-    y = _luma(rgb)
+    y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)   # luma, as engine.metrics
     return float(np.mean(np.diff(y, axis=1) ** 2) / max(np.mean(np.diff(y, axis=0) ** 2), 1e-6))
 
 
