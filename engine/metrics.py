@@ -18,7 +18,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Structural similarity (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, on luma."""
-    x, y = _luma(a), _luma(b)
+    x, y = luma(a), luma(b)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     blur = lambda im: cv2.GaussianBlur(im, (11, 11), 1.5)  # noqa: E731
     mx, my = blur(x), blur(y)
@@ -30,11 +30,12 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def gradient_energy(a: np.ndarray) -> float:
     """Mean squared finite difference of luma: falls when frames blur or collapse to flat colour."""
-    y = _luma(a)
+    y = luma(a)
     return float(np.mean(np.diff(y, axis=0) ** 2) + np.mean(np.diff(y, axis=1) ** 2))
 
 
-def _luma(a: np.ndarray) -> np.ndarray:
+def luma(a: np.ndarray) -> np.ndarray:
+    """uint8 (..., 3) RGB -> float32 luma (Rec. 601 weights)."""
     a = a.astype(np.float32)
     return 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
 

@@ -285,7 +285,7 @@ def test_decoder_adversarial_weight_is_capped(tiny_model_dir, tmp_path):
                                    gan_start=0, save_every=12, max_adv_w=1e-6), progress=False)
     ws = [float(r["adv_w"]) for r in csv.DictReader(open(tmp_path / "dec" / "decoder_loss.csv"))]
     assert len(ws) == 2 and all(0 < w <= 1e-6 for w in ws)
-    assert (tmp_path / "dec" / "disc_optim" / "optim.safetensors").exists()   # a resume keeps D's Adam moments
+    assert (tmp_path / "dec" / "discriminator_optim.safetensors").exists()   # a resume keeps D's Adam moments
     train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "dec"), steps=24, batch=4,
                                    gan_start=0, save_every=12, max_adv_w=1e-6), progress=False)
     steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "dec" / "decoder_loss.csv"))]

@@ -11,6 +11,7 @@ import argparse
 import numpy as np
 import torch
 
+from engine.metrics import luma
 from engine.session import WorldModel, WorldSession
 from engine.trajectory import read_trajectory
 from engine.world.levels import generate_level
@@ -18,7 +19,7 @@ from engine.world.renderer import Renderer
 
 
 def columnness(rgb: np.ndarray) -> float:
-    y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)   # luma, as engine.metrics
+    y = luma(rgb)
     return float(np.mean(np.diff(y, axis=1) ** 2) / max(np.mean(np.diff(y, axis=0) ** 2), 1e-6))
 
 

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from engine.model.autoencoder import Autoencoder, to_model_image
 from engine.model.config import ModelConfig
 from engine.train.ae import FramePool, pick_device
-from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint, save_tensors
+from engine.train.checkpoint import LossLog, load_checkpoint, load_optimizer, save_checkpoint, save_optimizer, save_tensors
 from engine.train.latent_adv import adaptive_weight, hinge_d_loss
 
 
@@ -114,10 +114,9 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     start, elapsed0 = 0, 0.0
     if (out / "state.json").exists():
         st = load_checkpoint(out, {"autoencoder": ae, "discriminator": disc}, opt_g)
-        if (out / "disc_optim" / "state.json").exists():
-            # The discriminator's Adam moments too, so a resumed run goes on with the same
-            # discriminator rather than one whose optimiser restarts cold against a trained decoder.
-            load_checkpoint(out / "disc_optim", {}, opt_d)
+        # The discriminator's Adam moments too, so a resumed run goes on with the same
+        # discriminator rather than one whose optimiser restarts cold against a trained decoder.
+        load_optimizer(out / "discriminator_optim.safetensors", opt_d)
         start, elapsed0 = st["step"], float(st.get("wall_s", 0.0))
     log = LossLog(out / "decoder_loss.csv", ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "sec"])
     pool = FramePool(cfg.autoencoder.image_size, args.seeds, 32, 32, rng, cfg.fov_deg)
@@ -167,7 +166,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             bar.set_postfix(psnr=f"{10 * math.log10(4 / max(mse.item(), 1e-10)):.2f}", d=f"{d_loss.item():.2f}")
         done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)
         if (step + 1) % args.save_every == 0 or done:
-            save_checkpoint(out / "disc_optim", {}, opt_d, step + 1)
+            save_optimizer(out / "discriminator_optim.safetensors", opt_d)
             save_checkpoint(out, {"autoencoder": ae, "discriminator": disc}, opt_g, step + 1,
                             {"wall_s": time.time() - t0 + elapsed0})
             log.plot()
