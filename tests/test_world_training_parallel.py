@@ -63,6 +63,51 @@ def test_worker_batches_are_real_reproducible_and_differ_between_workers(trained
         WorkerBatches(walks, None, 4, 0, 0, torch.device("cpu"), **kw)
 
 
+def test_worker_chains_are_consecutive_frames_of_one_walk(trained):
+    """--self-rollout with workers: some items are chains of 2..K+1 links, and each link's target
+    is the frame after the previous link's target in the same walk (what the rollout feeds back)."""
+    _, model, walks = trained
+    cfg = model.cfg
+    kw = dict(cells=model.cells, fov_deg=cfg.fov_deg, shift=cfg.latent_shift, scale=cfg.latent_scale)
+    feed = WorkerBatches(walks, None, 3, 11, 2, torch.device("cpu"), self_rollout=2, **kw)
+    try:
+        items = [feed.next() for _ in range(12)]
+    finally:
+        feed.close()
+    chains = [it for it in items if isinstance(it, list)]
+    plain = [it for it in items if isinstance(it, tuple)]
+    assert chains and plain                     # half the items, drawn at random
+    norm = [(w.z.float() - cfg.latent_shift) / cfg.latent_scale for w in walks]
+
+    def where(z: torch.Tensor) -> set[tuple[int, int]]:
+        # A walk that stands still shows the same latent twice: every frame it could be.
+        hits = {(wi, t) for wi, zs in enumerate(norm) for t in range(len(zs)) if torch.allclose(zs[t], z)}
+        assert hits
+        return hits
+
+    for chain in chains:
+        assert 2 <= len(chain) <= 3
+        for b in range(3):
+            at = [where(x0[b]) for x0, _, _ in chain]
+            assert any(all((w, t + j) in at[j] for j in range(len(chain))) for w, t in at[0])
+
+
+def test_training_with_workers_and_self_rollout_runs(tiny_model_dir, tmp_path):
+    import shutil
+
+    world = tiny_model_dir.parent
+    out = tmp_path / "roll"
+    out.mkdir()
+    for name in ("walks.safetensors", "config.json"):
+        shutil.copyfile(world / name, out / name)
+    model_dir = train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=6, batch=4,
+                                           seeds=(5, 6), save_every=100, init=str(tiny_model_dir), workers=2,
+                                           self_rollout=2, self_steps=1, lr=1e-3), progress=False)
+    assert json.loads((out / "state.json").read_text())["step"] == 6
+    tuned = WorldModel.load(model_dir)
+    assert all(torch.isfinite(p).all() for p in tuned.gen.parameters())
+
+
 def test_training_with_workers_and_bf16_writes_a_model(tiny_model_dir, tmp_path):
     import shutil
 
