@@ -2,7 +2,11 @@
 generated frame is (horizontal over vertical image-gradient energy of luma: real rooms here sit
 near 1, vertical streaks far above) against how much the camera turned and moved forward.
 
-    python docs/scripts/streaks.py [MODEL_DIR] [--traj assets/eval/explore-1000000.json]
+    python docs/scripts/streaks.py [MODEL_DIR] [--traj assets/eval/explore-1000000.json] [--true-depth]
+
+--true-depth replaces each generated frame's predicted depth, which warps it into the next view,
+with the renderer's: whether the streaks come from the model's depth (they did not, 2026-11-28).
+This is a diagnosis only; the session never sees the renderer's depth of a generated frame.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import numpy as np
 import torch
 
 from engine.metrics import luma
+from engine.model.autoencoder import cell_depth
 from engine.session import WorldModel, WorldSession
 from engine.trajectory import read_trajectory
 from engine.world.levels import generate_level
@@ -28,6 +33,7 @@ def main() -> None:
     ap.add_argument("model", nargs="?", default=None)
     ap.add_argument("--traj", default="assets/eval/explore-1000000.json")
     ap.add_argument("--window", type=int, default=20)
+    ap.add_argument("--true-depth", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(2)
     traj = read_trajectory(a.traj)
@@ -37,7 +43,12 @@ def main() -> None:
     sess = WorldSession(model, memory=False, seed=0)
     for i in range(traj.observe):
         sess.observe(gt[i], traj.frames[i], depth[i])
-    gen = {i: sess.step(traj.frames[i]).frame for i in range(traj.observe, len(traj.frames))}
+    gen = {}
+    for i in range(traj.observe, len(traj.frames)):
+        gen[i] = sess.step(traj.frames[i]).frame
+        if a.true_depth:
+            z, _, c2w = sess._prev
+            sess._prev = (z, cell_depth(torch.from_numpy(depth[i])[None, None].float(), model.cells), c2w)
     fwd = np.stack([p.forward() for p in traj.frames])
     pos = np.stack([p.xyz for p in traj.frames])
     turn = np.degrees(np.arccos(np.clip((fwd[1:] * fwd[:-1]).sum(1), -1, 1)))   # degrees per frame
