@@ -92,33 +92,31 @@ def test_worker_chains_are_consecutive_frames_of_one_walk(trained):
             assert any(all((w, t + j) in at[j] for j in range(len(chain))) for w, t in at[0])
 
 
-def test_training_with_workers_and_self_rollout_runs(tiny_model_dir, tmp_path):
+def _fine_tune_with_workers(tiny_model_dir, out, steps: int, **options):
+    """A short fine-tune of the tiny model with 2 batch workers, on a copy of its encoded walks and
+    config (no re-rendering); returns the written model directory."""
     import shutil
 
     world = tiny_model_dir.parent
-    out = tmp_path / "roll"
     out.mkdir()
     for name in ("walks.safetensors", "config.json"):
         shutil.copyfile(world / name, out / name)
-    model_dir = train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=6, batch=4,
-                                           seeds=(5, 6), save_every=100, init=str(tiny_model_dir), workers=2,
-                                           self_rollout=2, self_steps=1, lr=1e-3), progress=False)
+    return train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=steps, batch=4,
+                                      seeds=(5, 6), save_every=100, init=str(tiny_model_dir), workers=2, lr=1e-3,
+                                      **options), progress=False)
+
+
+def test_training_with_workers_and_self_rollout_runs(tiny_model_dir, tmp_path):
+    out = tmp_path / "roll"
+    model_dir = _fine_tune_with_workers(tiny_model_dir, out, 6, self_rollout=2, self_steps=1)
     assert json.loads((out / "state.json").read_text())["step"] == 6
     tuned = WorldModel.load(model_dir)
     assert all(torch.isfinite(p).all() for p in tuned.gen.parameters())
 
 
 def test_training_with_workers_and_bf16_writes_a_model(tiny_model_dir, tmp_path):
-    import shutil
-
-    world = tiny_model_dir.parent
     out = tmp_path / "par"
-    out.mkdir()
-    for name in ("walks.safetensors", "config.json"):
-        shutil.copyfile(world / name, out / name)
-    model_dir = train_world(WorldTrainArgs(autoencoder=str(world.parent / "ae"), out=str(out), steps=4, batch=4,
-                                           seeds=(5, 6), save_every=100, init=str(tiny_model_dir), workers=2,
-                                           precision="bf16", history_canvas=0.5, lr=1e-3), progress=False)
+    model_dir = _fine_tune_with_workers(tiny_model_dir, out, 4, precision="bf16", history_canvas=0.5)
     state = json.loads((out / "state.json").read_text())
     assert state["step"] == 4
     tuned = WorldModel.load(model_dir)

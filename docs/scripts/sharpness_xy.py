@@ -1,27 +1,30 @@
 """The eval's sharpness ratio split by direction: generated over ground-truth image-gradient energy
 of luma along x (what vertical streaks inflate) and along y, memory on and off, over the first
 FRAMES frames of each trajectory, with the mean PSNR of those generated frames against ground truth.
-Real detail raises both; streaks raise x alone.
+Real detail raises both; streaks raise x alone. The walk itself is `mirage eval`'s
+(`engine.eval.run_one`), on the trajectory cut to its first FRAMES frames.
 
     python docs/scripts/sharpness_xy.py [--model DIR] [--frames 300] [--steps N] TRAJ.json...
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 import torch
 
-from engine.metrics import luma, psnr
-from engine.session import WorldModel, WorldSession
+from engine.eval import MODES, run_one
+from engine.metrics import luma
+from engine.session import WorldModel
 from engine.trajectory import read_trajectory
-from engine.world.levels import generate_level
-from engine.world.renderer import Renderer
 
 
-def energy(rgb: np.ndarray) -> tuple[float, float]:
-    y = luma(rgb)
-    return float(np.mean(np.diff(y, axis=1) ** 2)), float(np.mean(np.diff(y, axis=0) ** 2))
+def energy(frames: np.ndarray) -> np.ndarray:
+    """Summed (x, y) gradient energy of a stack of uint8 RGB frames, each frame's mean."""
+    y = luma(frames)
+    return np.array([np.mean(np.diff(y, axis=-1) ** 2, axis=(-2, -1)).sum(),
+                     np.mean(np.diff(y, axis=-2) ** 2, axis=(-2, -1)).sum()])
 
 
 def main() -> None:
@@ -34,21 +37,19 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = WorldModel.load(a.model, "cpu")
+    cache: dict = {}
     for path in a.trajectories:
-        traj = read_trajectory(path)
-        frames = traj.frames[:a.frames]
-        r = Renderer(generate_level(traj.scene_seed), model.image_size, model.image_size, model.cfg.fov_deg)
-        gt, depth = r.render(frames)
-        ref = np.array([energy(gt[i]) for i in range(traj.observe, len(frames))]).sum(0)
-        for memory in (True, False):
-            sess = WorldSession(model, memory=memory, steps=a.steps, seed=0)
-            for i in range(traj.observe):
-                sess.observe(gt[i], frames[i], depth[i])
-            out = {i: sess.step(frames[i]).frame for i in range(traj.observe, len(frames))}
-            gen = np.array([energy(f) for f in out.values()]).sum(0)
-            p = np.mean([psnr(f, gt[i]) for i, f in out.items()])
-            print(f"{path.split('/')[-1]:28s} memory {'on ' if memory else 'off'}  psnr {p:.2f}  sharpness x "
-                  f"{gen[0] / ref[0]:.2f}  y {gen[1] / ref[1]:.2f}  both {gen.sum() / ref.sum():.2f}", flush=True)
+        full = read_trajectory(path)
+        n = min(a.frames, len(full.frames))
+        traj = dataclasses.replace(full, frames=full.frames[:n],
+                                   revisits=[(i, j) for i, j in full.revisits if i < n and j < n])
+        row = run_one(model, traj, a.steps, 0, cache, keep_frames=True)
+        gen = slice(traj.observe, n)
+        ref = energy(row["_frames"]["gt"][gen])
+        for mode in MODES:
+            e = energy(row["_frames"][mode][gen])
+            print(f"{path.split('/')[-1]:28s} memory {mode[7:]:3s}  psnr {row[mode]['psnr_gt']:.2f}  sharpness x "
+                  f"{e[0] / ref[0]:.2f}  y {e[1] / ref[1]:.2f}  both {e.sum() / ref.sum():.2f}", flush=True)
 
 
 if __name__ == "__main__":
