@@ -51,9 +51,9 @@ def _ceiling(model: WorldModel, gt: np.ndarray, idx: list[int]) -> float:
     return mean_or_nan(vals)
 
 
-def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, renderer_cache: dict,
-            keep_frames: bool = False) -> dict:
-    """Evaluate one trajectory with memory on and off."""
+def render_trajectory(model: WorldModel, traj: Trajectory, renderer_cache: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth of every pose of `traj` at the model's resolution: uint8 (N, H, W, 3), depth (N, H, W).
+    One renderer is kept in `renderer_cache` and moved from scene to scene (a GL context is costly)."""
     from engine.world.levels import generate_level
     from engine.world.renderer import Renderer
 
@@ -66,7 +66,13 @@ def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, r
         r = renderer_cache["r"] = Renderer(level, size, size, model.cfg.fov_deg)
     else:
         r.set_level(level)
-    gt, depth = r.render(traj.frames)
+    return r.render(traj.frames)
+
+
+def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, renderer_cache: dict,
+            keep_frames: bool = False) -> dict:
+    """Evaluate one trajectory with memory on and off."""
+    gt, depth = render_trajectory(model, traj, renderer_cache)
     gen_idx = list(range(traj.observe, len(traj.frames)))
     row: dict = {"scene_seed": traj.scene_seed, "kind": traj.kind, "frames": len(traj.frames),
                  "observe": traj.observe, "revisits": len(traj.revisits),

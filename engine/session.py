@@ -88,6 +88,12 @@ class WorldSession:
         self.index = 0
         self._prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # latent, cell depth, c2w
 
+    @property
+    def last_latent(self) -> torch.Tensor | None:
+        """The latent (1, C, S, S) of the last observed or generated frame, the next step's context;
+        None before the first observe(). Training data for the decoder is made of these."""
+        return None if self._prev is None else self._prev[0]
+
     def set_memory(self, enabled: bool) -> None:
         """Switch memory on or off mid-walk; what is stored stays (off = not read, not written)."""
         self.memory_enabled = bool(enabled)

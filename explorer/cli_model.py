@@ -100,8 +100,30 @@ def register_train(sub) -> None:
     d.add_argument("--latent-degrade", type=float, default=1.0,
                    help="blur/noise put on latents so the decoder also sharpens generated ones (0: off)")
     d.add_argument("--seeds", type=_seed_range, default=(200_000, 300_000), metavar="A:B")
+    d.add_argument("--pairs", type=Path, default=None, metavar="FILE",
+                   help="a mirage train decoder-pairs file: train on latents the generator really made too")
+    d.add_argument("--pairs-share", type=float, default=0.5, help="share of each batch taken from --pairs")
+    d.add_argument("--aligned-psnr", type=float, default=20.0, metavar="DB",
+                   help="a pair whose generated frame matched ground truth this well (dB) is a target; "
+                        "others keep only their colour and get detail from the discriminator")
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
+    q = tsub.add_parser("decoder-pairs", help="run the model along walks of training worlds and keep the latents "
+                                               "it generates with the ground truth at their poses (decoder data)")
+    q.add_argument("--model", type=Path, default=None, help="whole model directory (default: the shipped model)")
+    q.add_argument("--out", type=Path, required=True, help="pairs file to write (.safetensors)")
+    q.add_argument("--seeds", type=_seed_range, default=(200_000, 200_016), metavar="A:B",
+                   help="training worlds; every trajectory kind is walked in each")
+    q.add_argument("--kinds", default="turnaround,retrace,out-and-back,explore",
+                   help="comma-separated trajectory kinds walked in each world")
+    q.add_argument("--every", type=int, default=3, help="keep every Nth generated frame")
+    q.add_argument("--explore-frames", type=int, default=400, help="length of the explore walks")
+    q.add_argument("--memory-share", type=float, default=0.6, help="share of walks run with memory on")
+    q.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(handler=_cmd_decoder_pairs)
     r = tsub.add_parser("latent-range", help="measure the range real frames' latents keep and store it in the "
                                               "model's config (the guard against colour drift in long walks)")
     r.add_argument("--model", type=Path, required=True, help="model directory; its config.json is updated")
@@ -168,10 +190,29 @@ def _cmd_train_decoder(args) -> int:
                                          lr=args.lr, gan_start=args.gan_start, adv_weight=args.adv_weight,
                                          max_adv_w=args.max_adv_w,
                                          latent_degrade=args.latent_degrade,
+                                         pairs=str(args.pairs or ""), pairs_share=args.pairs_share,
+                                         aligned_psnr=args.aligned_psnr,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
     print(f"sharpened decoder in {out}; loss curve {args.out / 'decoder_loss.png'}")
+    return 0
+
+
+def _cmd_decoder_pairs(args) -> int:
+    _threads(args.threads)
+    from engine.model.world_model import WorldModel
+    from engine.train.generated_pairs import PairArgs, collect_pairs, describe, save_pairs
+
+    model = WorldModel.load(args.model)
+    pairs = collect_pairs(model, PairArgs(seeds=args.seeds, every=args.every, explore_frames=args.explore_frames,
+                                          memory_share=args.memory_share, steps=args.steps, seed=args.seed,
+                                          kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip())),
+                          progress=not args.no_progress)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_pairs(args.out, pairs, str(args.model or "default"))
+    print(describe(pairs))
+    print(f"{len(pairs['psnr'])} pairs written to {args.out}")
     return 0
 
 

@@ -3,9 +3,12 @@ rendered frames of eval worlds, for clean encoder latents and for softened ones 
 towards a box blur that generated latents resemble). Ten seconds against the eval set's twelve
 minutes, for choosing among checkpoints; the eval set stays the measure that is reported.
 
-    python docs/scripts/decoder_probe.py MODEL_DIR [MODEL_DIR|RUN_DIR ...] [--frames 96]
+    python docs/scripts/decoder_probe.py MODEL_DIR [MODEL_DIR|RUN_DIR ...] [--frames 96] [--pairs FILE]
 
 A RUN_DIR of `mirage train decoder` works mid-run: its checkpoint is autoencoder.safetensors too.
+With --pairs (a `mirage train decoder-pairs` file of worlds the decoder did not train on) it also
+decodes the generated latents there and reports, per trajectory kind, PSNR against ground truth
+and sharpness: what the eval set will see of a decoder change, in seconds.
 """
 from __future__ import annotations
 
@@ -61,12 +64,38 @@ def probe(ae: Autoencoder, gt: np.ndarray, soften_amount: float) -> tuple[float,
     return float(p), float(s)
 
 
+@torch.no_grad()
+def probe_pairs(ae: Autoencoder, pairs: dict) -> str:
+    from engine.trajectory import KINDS
+
+    y = np.concatenate([to_uint8_image(ae.decoder(pairs["latent"][i:i + 64])[0]).numpy()
+                        for i in range(0, len(pairs["latent"]), 64)])
+    gt = pairs["rgb"].numpy()
+    p = np.array([psnr(a, b) for a, b in zip(y, gt)])
+    ge = np.array([gradient_energy(a) for a in y])
+    ge_gt = np.array([gradient_energy(b) for b in gt])
+    out = []
+    for k, name in enumerate(KINDS):
+        for mem in (True, False):
+            sel = ((pairs["kind"] == k) & (pairs["memory"] == mem)).numpy()
+            if sel.any():
+                out.append(f"{name[:4]} {'on' if mem else 'off'}: {p[sel].mean():5.2f} dB "
+                           f"sharp {ge[sel].mean() / ge_gt[sel].mean():.3f}")
+    return f"generated all {p.mean():5.2f} dB sharp {ge.mean() / ge_gt.mean():.3f} | " + " | ".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="+")
     ap.add_argument("--frames", type=int, default=96)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pairs", default=None, help="a decoder-pairs file of held-out training worlds")
     a = ap.parse_args()
+    pairs = None
+    if a.pairs:
+        from safetensors.torch import load_file as load_pairs_file
+
+        pairs = load_pairs_file(a.pairs)
     torch.set_num_threads(a.threads)
     gt = None
     for m in a.models:
@@ -78,6 +107,8 @@ def main() -> None:
             p, s = probe(ae, gt, amt)
             row.append(f"soften {amt:.1f}: {p:5.2f} dB sharp {s:.3f}")
         print(" | ".join(row), flush=True)
+        if pairs is not None:
+            print(f"{'':28s} | {probe_pairs(ae, pairs)}", flush=True)
 
 
 if __name__ == "__main__":

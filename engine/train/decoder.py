@@ -7,6 +7,11 @@ L1 loss on image gradients and a small patch discriminator (hinge loss) whose we
 is set adaptively from the gradient norms at the decoder's last layer (as VQGAN).
 The latent space does not move, so a generator trained on it stays valid and the
 sharper decoder can be swapped into a finished model.
+
+With `pairs` (a `mirage train decoder-pairs` file, engine/train/generated_pairs.py) part
+of every batch is latents the generator really made, decoded against the ground truth at
+their poses where they match it and held to their own colours where they do not: what
+the decoder is shown in use, rather than encoder latents blurred to look like it.
 """
 from __future__ import annotations
 
@@ -64,6 +69,9 @@ class DecoderTrainArgs:
     seed: int = 0
     time_limit_s: float = 0.0
     latent_degrade: float = 1.0    # strength of the blur/noise put on latents (0: light noise only)
+    pairs: str = ""                # mirage train decoder-pairs file: latents the generator really made
+    pairs_share: float = 0.5       # share of each batch taken from those pairs
+    aligned_psnr: float = 20.0     # a pair whose shown frame matched ground truth this well is a target
 
 
 def degrade_latents(z: torch.Tensor, strength: float) -> torch.Tensor:
@@ -89,6 +97,31 @@ def soften(z: torch.Tensor, amount: float | torch.Tensor, passes: int = 1) -> to
         blurred = F.avg_pool2d(F.pad(z, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         z = z + amount * (blurred - z)
     return z
+
+
+def reconstruction_terms(y: torch.Tensor, logd: torch.Tensor, x: torch.Tensor, depth: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example (B,): the reconstruction loss (MSE + L1 + L1 on image gradients + log-depth L1)
+    and its MSE. y, x (B, 3, H, W) in [-1, 1]; logd (B, 1, H, W); depth (B, H, W) metres."""
+    per = lambda t: t.flatten(1).mean(1)  # noqa: E731
+    mse = per((y - x) ** 2)
+    gy, gx = image_gradients(y)
+    ty, tx = image_gradients(x)
+    grad_l1 = per((gy - ty).abs()) + per((gx - tx).abs())
+    dl = per((logd - depth[:, None].clamp(min=0.05).log()).abs())
+    return mse + 0.1 * per((y - x).abs()) + 0.5 * grad_l1 + 0.1 * dl, mse
+
+
+def generated_terms(y: torch.Tensor, logd: torch.Tensor, x: torch.Tensor, depth: torch.Tensor,
+                    anchor: torch.Tensor, aligned: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss on decoded generated latents, per example (B,): the full reconstruction against ground
+    truth where the generated frame matched it (`aligned`); elsewhere the generator made other
+    content than the world has, and a target there would teach the mean of both, so only the
+    frame's colour per latent cell is held to what the decoder showed before (the anchor) and
+    the discriminator alone asks for detail. Also returns the MSE on aligned examples."""
+    rec, mse = reconstruction_terms(y, logd, x, depth)
+    held = (F.adaptive_avg_pool2d(y, anchor.shape[-1]) - anchor).abs().flatten(1).mean(1)
+    return torch.where(aligned, rec, held), mse[aligned]
 
 
 def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
@@ -118,7 +151,18 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         # discriminator rather than one whose optimiser restarts cold against a trained decoder.
         load_optimizer(out / "discriminator_optim.safetensors", opt_d)
         start, elapsed0 = st["step"], float(st.get("wall_s", 0.0))
-    log = LossLog(out / "decoder_loss.csv", ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "sec"])
+    pairs, n_gen = None, 0
+    if args.pairs:
+        from engine.train.generated_pairs import load_pairs
+
+        a = cfg.autoencoder
+        cells = a.image_size // (2 * a.unshuffle)
+        pairs = load_pairs(args.pairs, (a.latent_channels, cells, cells), a.image_size)
+        if not 0 < args.pairs_share < 1:
+            raise ValueError(f"--pairs-share must be between 0 and 1, got {args.pairs_share}")
+        n_gen = max(1, round(args.batch * args.pairs_share))
+    fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
+    log = LossLog(out / "decoder_loss.csv", fields)
     pool = FramePool(cfg.autoencoder.image_size, args.seeds, 32, 32, rng, cfg.fov_deg)
     last = ae.decoder.net[-2].weight  # the conv before PixelShuffle: where the adaptive weight is measured
     t0 = time.time()
@@ -126,23 +170,38 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     for step in bar:
         if step > start and step % 150 == 0:
             pool.refresh()
-        rgb_u8, depth = pool.batch(args.batch)
+        rgb_u8, depth = pool.batch(args.batch - n_gen)
         x = to_model_image(rgb_u8).to(dev)
         with torch.no_grad():
             z = ae.encoder(x)
         z = degrade_latents(z, args.latent_degrade)
-        y, logd = ae.decoder(z)
-        mse = F.mse_loss(y, x)
-        gy, gx = image_gradients(y)
-        ty, tx = image_gradients(x)
-        grad_l1 = (gy - ty).abs().mean() + (gx - tx).abs().mean()
-        dl = (logd - depth[:, None].to(dev).clamp(min=0.05).log()).abs().mean()
-        rec = mse + 0.1 * (y - x).abs().mean() + 0.5 * grad_l1 + 0.1 * dl
+        nr = len(z)
+        if pairs is not None:  # generated latents decode in the same pass, after the encoder's
+            gi = torch.from_numpy(rng.integers(0, len(pairs["psnr"]), n_gen))
+            x_gen = to_model_image(pairs["rgb"][gi]).to(dev)
+            z = torch.cat([z, pairs["latent"][gi].to(dev)])
+        y_all, logd_all = ae.decoder(z)
+        y, logd = y_all[:nr], logd_all[:nr]
+        rec_i, mse_i = reconstruction_terms(y, logd, x, depth.to(dev))
+        mse, rec = mse_i.mean(), rec_i.mean()
+        with torch.no_grad():
+            gy, gx = image_gradients(y)
+            ty, tx = image_gradients(x)
+            grad_l1 = (gy - ty).abs().mean() + (gx - tx).abs().mean()
+        gen_row = {}
+        if pairs is not None:
+            gen_i, gen_mse = generated_terms(y_all[nr:], logd_all[nr:], x_gen, pairs["depth"][gi].float().to(dev),
+                                             pairs["anchor"][gi].to(dev),
+                                             (pairs["psnr"][gi] >= args.aligned_psnr).to(dev))
+            # Each example counts once, encoder latent or generated, so the share sets the balance.
+            rec = (rec_i.sum() + gen_i.sum()) / len(z)
+            gen_row = {"gen_mse": gen_mse.mean().item() if len(gen_mse) else "", "gen_loss": gen_i.mean().item()}
+            x = torch.cat([x, x_gen])  # the discriminator's real frames: ground truth of both kinds
         use_gan = step >= args.gan_start
         g_adv = torch.zeros((), device=dev)
         w = 0.0
         if use_gan:
-            g_adv = -disc(y).mean()
+            g_adv = -disc(y_all).mean()
             # Capped: while the discriminator is healthy the weight sits at 0.003-0.016 here. When it
             # sits at chance (hinge loss 2.0; seen with --adv-weight 1, fresh and resumed) its
             # gradients shrink, the ratio grows 100-1000x and amplifies their noise into dark halos
@@ -155,13 +214,13 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         opt_g.step()
         d_loss = torch.zeros(())
         if use_gan or step >= args.gan_start - 20:  # warm the discriminator up a little first
-            d_loss = hinge_d_loss(disc(x), disc(y.detach()))
+            d_loss = hinge_d_loss(disc(x), disc(y_all.detach()))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
         if step % 10 == 0:
             row = {"step": step, "mse": mse.item(), "grad_l1": grad_l1.item(), "g_adv": g_adv.item(),
-                   "d_loss": d_loss.item(), "adv_w": w, "sec": time.time() - t0 + elapsed0}
+                   "d_loss": d_loss.item(), "adv_w": w, "sec": time.time() - t0 + elapsed0, **gen_row}
             log.append(row)
             bar.set_postfix(psnr=f"{10 * math.log10(4 / max(mse.item(), 1e-10)):.2f}", d=f"{d_loss.item():.2f}")
         done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)
