@@ -106,9 +106,6 @@ def register_train(sub) -> None:
     d.add_argument("--aligned-psnr", type=float, default=20.0, metavar="DB",
                    help="a pair whose generated frame matched ground truth this well (dB) is a target; "
                         "others keep only their colour and get detail from the discriminator")
-    d.add_argument("--adv-on", choices=["all", "pairs"], default="all",
-                   help="what the discriminator judges: every decoded frame, or (with --pairs) only the "
-                        "generated latents', so decode(encode(x)) keeps to the reconstruction loss")
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
     q = tsub.add_parser("decoder-pairs", help="run the model along walks of training worlds and keep the latents "
@@ -194,7 +191,7 @@ def _cmd_train_decoder(args) -> int:
                                          max_adv_w=args.max_adv_w,
                                          latent_degrade=args.latent_degrade,
                                          pairs=str(args.pairs or ""), pairs_share=args.pairs_share,
-                                         aligned_psnr=args.aligned_psnr, adv_on=args.adv_on,
+                                         aligned_psnr=args.aligned_psnr,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)

@@ -105,14 +105,6 @@ def test_decoder_trains_on_pairs_and_keeps_the_latent_space(tiny_model_dir, pair
         err = [float(((m.ae.decode(pairs["latent"])[0] - to_model_image(pairs["rgb"])) ** 2).mean())
                for m in (before, after)]
     assert err[1] < err[0]
-    # The discriminator on generated latents only: trains too, and needs pairs to judge.
-    train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "d3"), steps=3, batch=4,
-                                   gan_start=0, save_every=3, pairs=str(path), adv_on="pairs"), progress=False)
-    rows = list(csv.DictReader(open(tmp_path / "d3" / "decoder_loss.csv")))
-    assert float(rows[0]["adv_w"]) > 0 and np.isfinite(float(rows[0]["d_loss"]))
-    with pytest.raises(ValueError, match="adv-on"):
-        train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "d4"), steps=1, batch=4,
-                                       adv_on="pairs"), progress=False)
     with pytest.raises(ValueError, match="pairs-share"):
         train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "d2"), steps=1, batch=4,
                                        pairs=str(path), pairs_share=1.0), progress=False)

@@ -72,7 +72,6 @@ class DecoderTrainArgs:
     pairs: str = ""                # mirage train decoder-pairs file: latents the generator really made
     pairs_share: float = 0.5       # share of each batch taken from those pairs
     aligned_psnr: float = 20.0     # a pair whose shown frame matched ground truth this well is a target
-    adv_on: str = "all"            # "pairs": the discriminator judges only decoded generated latents
 
 
 def degrade_latents(z: torch.Tensor, strength: float) -> torch.Tensor:
@@ -162,8 +161,6 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         if not 0 < args.pairs_share < 1:
             raise ValueError(f"--pairs-share must be between 0 and 1, got {args.pairs_share}")
         n_gen = max(1, round(args.batch * args.pairs_share))
-    if args.adv_on not in ("all", "pairs") or (args.adv_on == "pairs" and pairs is None):
-        raise ValueError(f"--adv-on must be 'all' or, with --pairs, 'pairs'; got {args.adv_on!r}")
     fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
     log = LossLog(out / "decoder_loss.csv", fields)
     pool = FramePool(cfg.autoencoder.image_size, args.seeds, 32, 32, rng, cfg.fov_deg)
@@ -200,15 +197,11 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             rec = (rec_i.sum() + gen_i.sum()) / len(z)
             gen_row = {"gen_mse": gen_mse.mean().item() if len(gen_mse) else "", "gen_loss": gen_i.mean().item()}
             x = torch.cat([x, x_gen])  # the discriminator's real frames: ground truth of both kinds
-        # With adv_on "pairs" encoder latents get the reconstruction alone: decode(encode(x)) stays the
-        # PSNR-best reconstruction (the ceiling), and detail is asked for only where the generator
-        # left it out. Sharpening both, the ceiling fell 0.2 dB in 1,600 steps (docs/MODEL.md).
-        judged = y_all[nr:] if args.adv_on == "pairs" else y_all
         use_gan = step >= args.gan_start
         g_adv = torch.zeros((), device=dev)
         w = 0.0
         if use_gan:
-            g_adv = -disc(judged).mean()
+            g_adv = -disc(y_all).mean()
             # Capped: while the discriminator is healthy the weight sits at 0.003-0.016 here. When it
             # sits at chance (hinge loss 2.0; seen with --adv-weight 1, fresh and resumed) its
             # gradients shrink, the ratio grows 100-1000x and amplifies their noise into dark halos
@@ -221,7 +214,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         opt_g.step()
         d_loss = torch.zeros(())
         if use_gan or step >= args.gan_start - 20:  # warm the discriminator up a little first
-            d_loss = hinge_d_loss(disc(x), disc(judged.detach()))
+            d_loss = hinge_d_loss(disc(x), disc(y_all.detach()))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
