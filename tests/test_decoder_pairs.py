@@ -80,7 +80,7 @@ def test_generated_loss_targets_aligned_pairs_and_holds_only_colour_elsewhere():
     logd = torch.full((2, 1, 32, 32), float(np.log(2.0)))
     anchor = anchor_of(y, 4)
     loss, mse = generated_terms(y, logd, x, depth, anchor, torch.tensor([True, False]))
-    rec, _ = reconstruction_terms(y, logd, x, depth)
+    rec = reconstruction_terms(y, logd, x, depth)[0]
     assert torch.allclose(loss[0], rec[0]) and len(mse) == 1
     assert float(loss[1]) < 1e-6, "detail that keeps each cell's colour costs nothing where unaligned"
     moved = generated_terms(y + 0.5, logd, x, depth, anchor, torch.tensor([False, False]))[0]

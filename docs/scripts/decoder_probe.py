@@ -91,15 +91,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pairs", default=None, help="a decoder-pairs file of held-out training worlds")
     a = ap.parse_args()
-    pairs = None
-    if a.pairs:
-        from safetensors.torch import load_file as load_pairs_file
-
-        pairs = load_pairs_file(a.pairs)
     torch.set_num_threads(a.threads)
+    pairs = None
     gt = None
     for m in a.models:
         ae, cfg = load_ae(Path(m))
+        if a.pairs and pairs is None:
+            from engine.train.generated_pairs import load_pairs
+
+            c = cfg.autoencoder
+            pairs = load_pairs(a.pairs, (c.latent_channels, c.latent_size, c.latent_size), c.image_size)
         if gt is None:
             gt = frames(a.frames, cfg.autoencoder.image_size, cfg.fov_deg)
         row = [f"{m[-28:]:28s}"]

@@ -46,9 +46,13 @@ class WorldModel(nn.Module):
         """rgb (B, 3, H, W) in [-1, 1] -> normalised latent (B, C, S, S)."""
         return (self.ae.encode(rgb) - self.cfg.latent_shift) / self.cfg.latent_scale
 
+    def ae_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latent (the generator's and memory's) -> the autoencoder's own, as its decoder takes it."""
+        return z * self.cfg.latent_scale + self.cfg.latent_shift
+
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised latent -> rgb (B, 3, H, W) in [-1, 1], depth (B, 1, H, W), cell depth (B, 1, S, S)."""
-        rgb, depth = self.ae.decode(z * self.cfg.latent_scale + self.cfg.latent_shift)
+        rgb, depth = self.ae.decode(self.ae_latent(z))
         return rgb, depth, cell_depth(depth, self.cells)
 
     def save(self, out_dir: str | Path, metadata: dict | None = None) -> None:

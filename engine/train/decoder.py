@@ -100,16 +100,16 @@ def soften(z: torch.Tensor, amount: float | torch.Tensor, passes: int = 1) -> to
 
 
 def reconstruction_terms(y: torch.Tensor, logd: torch.Tensor, x: torch.Tensor, depth: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example (B,): the reconstruction loss (MSE + L1 + L1 on image gradients + log-depth L1)
-    and its MSE. y, x (B, 3, H, W) in [-1, 1]; logd (B, 1, H, W); depth (B, H, W) metres."""
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per example (B,): the reconstruction loss (MSE + L1 + L1 on image gradients + log-depth L1),
+    its MSE and its gradient L1. y, x (B, 3, H, W) in [-1, 1]; logd (B, 1, H, W); depth (B, H, W) metres."""
     per = lambda t: t.flatten(1).mean(1)  # noqa: E731
     mse = per((y - x) ** 2)
     gy, gx = image_gradients(y)
     ty, tx = image_gradients(x)
     grad_l1 = per((gy - ty).abs()) + per((gx - tx).abs())
     dl = per((logd - depth[:, None].clamp(min=0.05).log()).abs())
-    return mse + 0.1 * per((y - x).abs()) + 0.5 * grad_l1 + 0.1 * dl, mse
+    return mse + 0.1 * per((y - x).abs()) + 0.5 * grad_l1 + 0.1 * dl, mse, grad_l1
 
 
 def generated_terms(y: torch.Tensor, logd: torch.Tensor, x: torch.Tensor, depth: torch.Tensor,
@@ -119,7 +119,7 @@ def generated_terms(y: torch.Tensor, logd: torch.Tensor, x: torch.Tensor, depth:
     content than the world has, and a target there would teach the mean of both, so only the
     frame's colour per latent cell is held to what the decoder showed before (the anchor) and
     the discriminator alone asks for detail. Also returns the MSE on aligned examples."""
-    rec, mse = reconstruction_terms(y, logd, x, depth)
+    rec, mse, _ = reconstruction_terms(y, logd, x, depth)
     held = (F.adaptive_avg_pool2d(y, anchor.shape[-1]) - anchor).abs().flatten(1).mean(1)
     return torch.where(aligned, rec, held), mse[aligned]
 
@@ -156,8 +156,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         from engine.train.generated_pairs import load_pairs
 
         a = cfg.autoencoder
-        cells = a.image_size // (2 * a.unshuffle)
-        pairs = load_pairs(args.pairs, (a.latent_channels, cells, cells), a.image_size)
+        pairs = load_pairs(args.pairs, (a.latent_channels, a.latent_size, a.latent_size), a.image_size)
         if not 0 < args.pairs_share < 1:
             raise ValueError(f"--pairs-share must be between 0 and 1, got {args.pairs_share}")
         n_gen = max(1, round(args.batch * args.pairs_share))
@@ -182,12 +181,8 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             z = torch.cat([z, pairs["latent"][gi].to(dev)])
         y_all, logd_all = ae.decoder(z)
         y, logd = y_all[:nr], logd_all[:nr]
-        rec_i, mse_i = reconstruction_terms(y, logd, x, depth.to(dev))
-        mse, rec = mse_i.mean(), rec_i.mean()
-        with torch.no_grad():
-            gy, gx = image_gradients(y)
-            ty, tx = image_gradients(x)
-            grad_l1 = (gy - ty).abs().mean() + (gx - tx).abs().mean()
+        rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
+        mse, rec, grad_l1 = mse_i.mean(), rec_i.mean(), grad_i.mean()
         gen_row = {}
         if pairs is not None:
             gen_i, gen_mse = generated_terms(y_all[nr:], logd_all[nr:], x_gen, pairs["depth"][gi].float().to(dev),

@@ -85,8 +85,7 @@ def collect_pairs(model: WorldModel, args: PairArgs, progress: bool = True) -> d
             res = sess.step(traj.frames[i])
             if (i - traj.observe) % args.every != offset:
                 continue
-            z = sess.last_latent * cfg.latent_scale + cfg.latent_shift  # what the autoencoder's decoder takes
-            out["latent"].append(z[0].float().cpu())
+            out["latent"].append(model.ae_latent(sess.last_latent)[0].float().cpu())
             out["rgb"].append(torch.from_numpy(gt[i]))
             out["depth"].append(torch.from_numpy(depth[i]).half())
             shown = to_model_image(torch.from_numpy(res.frame)[None])
