@@ -19,38 +19,31 @@ import argparse
 import dataclasses
 import json
 
-import numpy as np
 import torch
 
 import engine.model.sampler as sampler
 import engine.session as session
 from engine.eval import MODES, run_one
-from engine.metrics import luma
 from engine.session import WorldModel
 from engine.train.decoder import soften
 from engine.trajectory import read_trajectory
 
 
-def energy(frames: np.ndarray) -> float:
-    y = luma(frames)
-    return float(np.mean(np.diff(y, axis=-1) ** 2) + np.mean(np.diff(y, axis=-2) ** 2))
-
-
 def install(model: WorldModel, schedule: list[float] | None, w: float, masked: bool) -> None:
     """Point engine.session at a sampler with this schedule and guidance."""
-    c = model.latent_channels
     last: dict = {}
     orig_build, orig_sample, orig_schedule = session.build_cond, sampler.sample, sampler.schedule
 
-    def build_cond(*a):
-        last["cond"] = orig_build(*a)   # the session's conditioning for the step being sampled
-        return last["cond"]
+    def build_cond(prev, warp, warp_mask, canvas, mask, mem_depth, rays):
+        # The session's conditioning for the step being sampled, and the same with the previous
+        # latent and its warp softened, both stacked by build_cond itself.
+        last["soft"] = orig_build(soften(prev, 1.0, 2), soften(warp, 1.0, 2), warp_mask, canvas, mask, mem_depth, rays)
+        last["mask"] = mask
+        return orig_build(prev, warp, warp_mask, canvas, mask, mem_depth, rays)
 
     def guided_sample(fn, shape, steps, gen, device, dtype=torch.float32):
-        cond = last["cond"]
-        soft = cond.clone()
-        soft[:, :2 * c] = soften(cond[:, :2 * c], 1.0, 2)     # previous latent and its warp
-        scale = (w - 1.0) * (1 - cond[:, 3 * c + 1:3 * c + 2]) if masked else (w - 1.0)
+        soft = last["soft"]
+        scale = (w - 1.0) * (1 - last["mask"]) if masked else (w - 1.0)
 
         def d(x, t):
             good = fn(x, t)
@@ -84,11 +77,9 @@ def main() -> None:
             n = min(int(n), len(full.frames))
             traj = dataclasses.replace(full, frames=full.frames[:n],
                                        revisits=[(i, j) for i, j in full.revisits if i < n and j < n])
-            row = run_one(model, traj, None, 0, cache, keep_frames=True)
-            gen = slice(traj.observe, n)
-            ref = energy(row["_frames"]["gt"][gen])
+            row = run_one(model, traj, None, 0, cache)
             cells = [f"{row[m]['psnr_gt']:.2f}/{row[m].get('psnr_revisit') or float('nan'):.2f}/"
-                     f"{energy(row['_frames'][m][gen]) / ref:.2f}" for m in MODES]
+                     f"{row[m]['sharpness_ratio']:.2f}" for m in MODES]
             print(f"    {path:24s} " + " | ".join(cells), flush=True)
 
 
