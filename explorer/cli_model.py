@@ -106,6 +106,12 @@ def register_train(sub) -> None:
     d.add_argument("--aligned-psnr", type=float, default=20.0, metavar="DB",
                    help="a pair whose generated frame matched ground truth this well (dB) is a target; "
                         "others keep only their colour and get detail from the discriminator")
+    d.add_argument("--source-input", action="store_true",
+                   help="tell the decoder whether a latent is an encoder's or the generator's (added to a model "
+                        "without that input, starting out as its old decoder)")
+    d.add_argument("--adv-generated", type=float, default=1.0, metavar="X",
+                   help="with --source-input: the adversarial term's weight on generated-source decodes, "
+                        "relative to real ones")
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
     q = tsub.add_parser("decoder-pairs", help="run the model along walks of training worlds and keep the latents "
@@ -191,8 +197,8 @@ def _cmd_train_decoder(args) -> int:
                                          max_adv_w=args.max_adv_w,
                                          latent_degrade=args.latent_degrade,
                                          pairs=str(args.pairs or ""), pairs_share=args.pairs_share,
-                                         aligned_psnr=args.aligned_psnr,
-                                         seeds=args.seeds, device=args.device,
+                                         aligned_psnr=args.aligned_psnr, source_input=args.source_input,
+                                         adv_generated=args.adv_generated, seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
     print(f"sharpened decoder in {out}; loss curve {args.out / 'decoder_loss.png'}")

@@ -146,8 +146,8 @@ def test_onnxruntime_matches_torch_per_network(onnx_dir, tiny_model, batch):
                 assert g.shape == r.shape and g.dtype == torch.float32
                 assert float((r - g).abs().max()) <= 1e-3, name
     # The wrappers are the model's own calls: what the torch backend runs.
-    rgb, depth, _ = tiny_model.decode(inputs["decoder"][0])
-    assert torch.equal(rgb, nets["decoder"](inputs["decoder"][0])[0])
+    rgb, depth, _ = tiny_model.decode(*inputs["decoder"])
+    assert torch.equal(rgb, nets["decoder"](*inputs["decoder"])[0])
 
 
 def test_rollout_of_50_frames_matches_torch(onnx_dir, tiny_model, first_view):

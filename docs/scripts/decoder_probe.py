@@ -6,6 +6,9 @@ minutes, for choosing among checkpoints; the eval set stays the measure that is 
     python docs/scripts/decoder_probe.py MODEL_DIR [MODEL_DIR|RUN_DIR ...] [--frames 96] [--pairs FILE]
 
 A RUN_DIR of `mirage train decoder` works mid-run: its checkpoint is autoencoder.safetensors too.
+A decoder told the latent's source (AutoencoderConfig.decoder_source) decodes clean latents as an
+encoder's (the ceiling's case) and softened and generated ones as generated (the session's); it
+also gets a column of clean latents decoded as generated.
 With --pairs (a `mirage train decoder-pairs` file of worlds the decoder did not train on) it also
 decodes the generated latents there and reports, per trajectory kind, PSNR against ground truth
 and sharpness: what the eval set will see of a decoder change, in seconds.
@@ -53,12 +56,12 @@ def load_ae(path: Path) -> tuple[Autoencoder, ModelConfig]:
 
 
 @torch.no_grad()
-def probe(ae: Autoencoder, gt: np.ndarray, soften_amount: float) -> tuple[float, float]:
+def probe(ae: Autoencoder, gt: np.ndarray, soften_amount: float, generated: bool) -> tuple[float, float]:
     x = to_model_image(torch.from_numpy(gt))
     z = ae.encoder(x)
     if soften_amount:
         z = soften(z, soften_amount)
-    y = to_uint8_image(ae.decoder(z)[0]).numpy()
+    y = to_uint8_image(ae.decoder(z, float(generated))[0]).numpy()
     p = np.mean([psnr(a, b) for a, b in zip(y, gt)])
     s = np.mean([gradient_energy(a) for a in y]) / np.mean([gradient_energy(b) for b in gt])
     return float(p), float(s)
@@ -68,7 +71,7 @@ def probe(ae: Autoencoder, gt: np.ndarray, soften_amount: float) -> tuple[float,
 def probe_pairs(ae: Autoencoder, pairs: dict) -> str:
     from engine.trajectory import KINDS
 
-    y = np.concatenate([to_uint8_image(ae.decoder(pairs["latent"][i:i + 64])[0]).numpy()
+    y = np.concatenate([to_uint8_image(ae.decoder(pairs["latent"][i:i + 64], 1.0)[0]).numpy()
                         for i in range(0, len(pairs["latent"]), 64)])
     gt = pairs["rgb"].numpy()
     p = np.array([psnr(a, b) for a, b in zip(y, gt)])
@@ -105,8 +108,11 @@ def main() -> None:
             gt = frames(a.frames, cfg.autoencoder.image_size, cfg.fov_deg)
         row = [f"{m[-28:]:28s}"]
         for amt in (0.0, 0.3, 0.6):
-            p, s = probe(ae, gt, amt)
+            p, s = probe(ae, gt, amt, generated=amt > 0)
             row.append(f"soften {amt:.1f}: {p:5.2f} dB sharp {s:.3f}")
+        if cfg.autoencoder.decoder_source:
+            p, s = probe(ae, gt, 0.0, generated=True)
+            row.append(f"clean as generated: {p:5.2f} dB sharp {s:.3f}")
         print(" | ".join(row), flush=True)
         if pairs is not None:
             print(f"{'':28s} | {probe_pairs(ae, pairs)}", flush=True)

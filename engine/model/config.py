@@ -19,6 +19,9 @@ class AutoencoderConfig:
     blocks: int = 2                # residual blocks per level
     latent_channels: int = 16
     max_depth: float = 30.0        # metres; depth is predicted in log space up to this
+    # The decoder also takes the latent's source, 0 for an encoder latent of a real frame, 1 for
+    # one the generator made (engine/model/autoencoder.py, Decoder); False in models before it.
+    decoder_source: bool = False
 
     @property
     def latent_size(self) -> int:

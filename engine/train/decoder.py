@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.autoencoder import Autoencoder, to_model_image
+from engine.model.autoencoder import Autoencoder, add_source_input, to_model_image
 from engine.model.config import ModelConfig
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import LossLog, load_checkpoint, load_optimizer, save_checkpoint, save_optimizer, save_tensors
@@ -72,20 +72,25 @@ class DecoderTrainArgs:
     pairs: str = ""                # mirage train decoder-pairs file: latents the generator really made
     pairs_share: float = 0.5       # share of each batch taken from those pairs
     aligned_psnr: float = 20.0     # a pair whose shown frame matched ground truth this well is a target
+    source_input: bool = False     # give the decoder the latent's source (add it to a model without one)
+    adv_generated: float = 1.0     # the adversarial term's weight on generated-source decodes, relative
 
 
-def degrade_latents(z: torch.Tensor, strength: float) -> torch.Tensor:
+def degrade_latents(z: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Make encoder latents look like generated ones: some noise, and for half the batch a
     partial blur (generated latents average over plausible futures and come out smoother).
     The decoder then learns to restore texture on such latents too, not only on clean ones;
-    with only clean latents it stayed as blurry on generated frames as before."""
+    with only clean latents it stayed as blurry on generated frames as before. Returns the
+    latents and which of them were blurred (B,) bool."""
     b = z.shape[0]
     sigma = 0.03 + strength * 0.07 * torch.rand(b, 1, 1, 1, device=z.device)
     noise = sigma * torch.randn_like(z)
+    blurred = torch.zeros(b, 1, 1, 1, dtype=torch.bool, device=z.device)
     if strength > 0:
-        a = strength * 0.6 * torch.rand(b, 1, 1, 1, device=z.device) * (torch.rand(b, 1, 1, 1, device=z.device) < 0.5)
-        z = soften(z, a)
-    return z + noise
+        a = strength * 0.6 * torch.rand(b, 1, 1, 1, device=z.device)
+        blurred = torch.rand(b, 1, 1, 1, device=z.device) < 0.5
+        z = soften(z, a * blurred)
+    return z + noise, blurred.view(b)
 
 
 def soften(z: torch.Tensor, amount: float | torch.Tensor, passes: int = 1) -> torch.Tensor:
@@ -136,9 +141,16 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     src, out = Path(args.model), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = ModelConfig.load(src / "config.json")
+    state = load_file(str(src / "autoencoder.safetensors"))
+    if args.source_input and not cfg.autoencoder.decoder_source:
+        cfg.autoencoder.decoder_source = True
+        state = add_source_input(state)
+    if args.adv_generated != 1.0 and not cfg.autoencoder.decoder_source:
+        raise ValueError(f"--adv-generated {args.adv_generated} needs a decoder told the latent's source: "
+                         f"{src / 'config.json'} has autoencoder.decoder_source false; add --source-input")
     cfg.save(out / "config.json")
     ae = Autoencoder(cfg.autoencoder)
-    ae.load_state_dict(load_file(str(src / "autoencoder.safetensors")))
+    ae.load_state_dict(state)
     ae.to(dev)
     ae.encoder.requires_grad_(False).eval()
     disc = PatchDiscriminator().to(dev)
@@ -173,13 +185,17 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         x = to_model_image(rgb_u8).to(dev)
         with torch.no_grad():
             z = ae.encoder(x)
-        z = degrade_latents(z, args.latent_degrade)
+        z, blurred = degrade_latents(z, args.latent_degrade)
+        # The source the decoder is told (when it takes one): blurred encoder latents stand in for
+        # generated ones; only lightly noised ones are "real", so that mode keeps the ceiling.
+        source = blurred.float()
         nr = len(z)
         if pairs is not None:  # generated latents decode in the same pass, after the encoder's
             gi = torch.from_numpy(rng.integers(0, len(pairs["psnr"]), n_gen))
             x_gen = to_model_image(pairs["rgb"][gi]).to(dev)
             z = torch.cat([z, pairs["latent"][gi].to(dev)])
-        y_all, logd_all = ae.decoder(z)
+            source = torch.cat([source, torch.ones(n_gen, device=dev)])
+        y_all, logd_all = ae.decoder(z, source)
         y, logd = y_all[:nr], logd_all[:nr]
         rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
         mse, rec, grad_l1 = mse_i.mean(), rec_i.mean(), grad_i.mean()
@@ -196,7 +212,9 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         g_adv = torch.zeros((), device=dev)
         w = 0.0
         if use_gan:
-            g_adv = -disc(y_all).mean()
+            # Generated-source decodes may be pushed harder than real ones (--adv-generated): with
+            # the source as an input, that sharpens them without moving the ceiling on real frames.
+            g_adv = -(disc(y_all).mean(dim=(1, 2, 3)) * (1 + (args.adv_generated - 1) * source)).mean()
             # Capped: while the discriminator is healthy the weight sits at 0.003-0.016 here. When it
             # sits at chance (hinge loss 2.0; seen with --adv-weight 1, fresh and resumed) its
             # gradients shrink, the ratio grows 100-1000x and amplifies their noise into dark halos
