@@ -112,6 +112,9 @@ def register_train(sub) -> None:
     d.add_argument("--adv-generated", type=float, default=1.0, metavar="X",
                    help="with --source-input: the adversarial term's weight on generated-source decodes, "
                         "relative to real ones")
+    d.add_argument("--adv-unaligned", type=float, default=1.0, metavar="X",
+                   help="the adversarial term's weight on --pairs that are not targets (under --aligned-psnr), "
+                        "relative to the rest")
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
     q = tsub.add_parser("decoder-pairs", help="run the model along walks of training worlds and keep the latents "
@@ -198,7 +201,8 @@ def _cmd_train_decoder(args) -> int:
                                          latent_degrade=args.latent_degrade,
                                          pairs=str(args.pairs or ""), pairs_share=args.pairs_share,
                                          aligned_psnr=args.aligned_psnr, source_input=args.source_input,
-                                         adv_generated=args.adv_generated, seeds=args.seeds, device=args.device,
+                                         adv_generated=args.adv_generated, adv_unaligned=args.adv_unaligned,
+                                         seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
     print(f"sharpened decoder in {out}; loss curve {args.out / 'decoder_loss.png'}")

@@ -104,3 +104,20 @@ def test_adv_generated_needs_the_source_input(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="decoder_source"):
         train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "d"), steps=1, batch=2,
                                        adv_generated=2.0), progress=False)
+
+
+def test_split_discriminators_are_checkpointed_and_resumed(tiny_model_dir, tmp_path):
+    """One discriminator per source, both saved, and a resume picks both up (strict loading)."""
+    import csv
+
+    from engine.train.decoder import DecoderTrainArgs, train_decoder
+
+    run = tmp_path / "dec"
+    kw = dict(model=str(tiny_model_dir), out=str(run), batch=4, gan_start=0, save_every=2, source_input=True)
+    train_decoder(DecoderTrainArgs(steps=2, **kw), progress=False)
+    saved = load_file(str(run / "discriminator_generated.safetensors"))
+    assert saved and load_file(str(run / "discriminator.safetensors")).keys() == saved.keys()
+    train_decoder(DecoderTrainArgs(steps=4, **kw), progress=False)
+    assert any(not torch.equal(v, load_file(str(run / "discriminator_generated.safetensors"))[k])
+               for k, v in saved.items())
+    assert [int(r["step"]) for r in csv.DictReader(open(run / "decoder_loss.csv"))] == [0]
