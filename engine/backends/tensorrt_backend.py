@@ -87,7 +87,7 @@ class _Engine:
         inputs = {n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT}
         # TensorRT may prune a graph input nothing reads (the decoder's `source` in models built
         # without it); every other name must be there.
-        if not inputs <= set(io_names[0]) or not inputs or set(names) - inputs != set(io_names[1]):
+        if not inputs <= set(io_names[0]) or set(names) - inputs != set(io_names[1]):
             raise BackendUnavailable(f"engine has inputs {sorted(inputs)} outputs {sorted(set(names) - inputs)}, "
                                      f"expected {io_names}")
         # Call order is the export's (IO_NAMES), whatever order the engine lists its tensors in.

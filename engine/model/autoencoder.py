@@ -77,10 +77,11 @@ class Decoder(nn.Module):
         )
         self.log_max = math.log(cfg.max_depth)
 
-    def forward(self, z: torch.Tensor, source: torch.Tensor | float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, source: torch.Tensor | float | bool = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, h, w) -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W).
-        source: 0 (encoder latent) or 1 (generated), a number or one per latent (B,); ignored by
-        decoders built without the source input."""
+        source: 0 / False (encoder latent) or 1 / True (generated), one for the batch or one per
+        latent (B,); ignored by decoders built without the source input."""
         if self.source_input:
             level = torch.as_tensor(source, dtype=z.dtype, device=z.device).reshape(-1, 1, 1, 1)
             z = torch.cat([z, level.expand(z.shape[0], 1, *z.shape[2:])], dim=1)
@@ -99,7 +100,7 @@ class Autoencoder(nn.Module):
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.encoder(rgb)
 
-    def decode(self, z: torch.Tensor, source: torch.Tensor | float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, z: torch.Tensor, source: torch.Tensor | float | bool = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent -> (rgb in [-1, 1] clamped, depth in metres); source as Decoder.forward."""
         rgb, logd = self.decoder(z, source)
         return rgb.clamp(-1.0, 1.0), logd.exp()

@@ -55,8 +55,7 @@ class WorldModel(nn.Module):
         """Normalised latent -> rgb (B, 3, H, W) in [-1, 1], depth (B, 1, H, W), cell depth (B, 1, S, S).
         generated: whether the generator made z (an encoder's otherwise), for a decoder told the
         source (AutoencoderConfig.decoder_source; others ignore it); a bool or one per latent (B,)."""
-        source = generated.float() if isinstance(generated, torch.Tensor) else float(generated)
-        rgb, depth = self.ae.decode(self.ae_latent(z), source)
+        rgb, depth = self.ae.decode(self.ae_latent(z), generated)
         return rgb, depth, cell_depth(depth, self.cells)
 
     def save(self, out_dir: str | Path, metadata: dict | None = None) -> None:
