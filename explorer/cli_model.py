@@ -76,6 +76,12 @@ def register_train(sub) -> None:
                    help="that loss's weight where the memory canvas covers the view, relative to uncovered cells "
                         "(0: only where memory shows nothing; generated frames go back into memory, and "
                         "sharpening what memory shows compounds on long walks)")
+    w.add_argument("--pixel-l1", type=float, default=0.0, metavar="W",
+                   help="add W times the L1 distance between the decoded x0 prediction and the decoded target "
+                        "(frozen decoder): the per-pixel median keeps uncertain edges as steps where latent MSE "
+                        "averages them into ramps; 0: none")
+    w.add_argument("--pixel-batch", type=int, default=16, metavar="N",
+                   help="examples of each batch that --pixel-l1 decodes (each costs a decoder pass)")
     _common(w)
     w.add_argument("--save-every", type=int, default=200, metavar="N",
                    help="checkpoint and write OUT/model every N steps (and at the end)")
@@ -181,7 +187,8 @@ def _cmd_train_world(args) -> int:
                                            history_canvas=args.history_canvas, workers=args.workers,
                                            save_every=args.save_every, precision=args.precision,
                                            adv_weight=args.adv_weight, adv_start=args.adv_start,
-                                           adv_lr=args.adv_lr, adv_covered=args.adv_covered),
+                                           adv_lr=args.adv_lr, adv_covered=args.adv_covered,
+                                           pixel_l1=args.pixel_l1, pixel_batch=args.pixel_batch),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.steps == 0:
