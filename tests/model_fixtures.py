@@ -42,12 +42,13 @@ def fine_tune_tiny(tiny_model_dir: Path, out: Path, **options) -> Path:
                        progress=False)
 
 
-def refuses_share(tiny_model_dir: Path, out: Path, **options) -> None:
-    """`mirage train world` refuses an out-of-range share before any work, naming it."""
+def refuses_share(tiny_model_dir: Path, out: Path, match: str | None = None, **options) -> None:
+    """`mirage train world` refuses an out-of-range option before any work, naming it (as `match`
+    when the message spells it as its command-line flag)."""
     from engine.train.world import WorldTrainArgs, train_world
 
     (name,) = options
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=match or name):
         train_world(WorldTrainArgs(autoencoder=str(tiny_model_dir.parent.parent / "ae"), out=str(out), steps=1,
                                    batch=2, seeds=(5, 6), **options), progress=False)
 

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 import torch
-from model_fixtures import fine_tune_tiny, tiny_model_dir  # noqa: F401  (fixtures)
+from model_fixtures import fine_tune_tiny, refuses_share, tiny_model_dir  # noqa: F401  (fixtures)
 
 from engine.model.world_model import WorldModel
 from engine.train.pixel_loss import pixel_l1
@@ -53,8 +53,4 @@ def test_fine_tune_with_pixel_l1_moves_the_generator_and_logs_the_term(tiny_mode
 
 @pytest.mark.parametrize("option, value", [("pixel_l1", -0.5), ("pixel_batch", 0)])
 def test_bad_pixel_options_are_refused_by_name(tiny_model_dir, tmp_path, option, value):
-    from engine.train.world import WorldTrainArgs, train_world
-
-    with pytest.raises(ValueError, match=option.replace("_", "-")):
-        train_world(WorldTrainArgs(autoencoder=str(tiny_model_dir.parent.parent / "ae"), out=str(tmp_path / "x"),
-                                   steps=1, batch=2, seeds=(5, 6), **{option: value}), progress=False)
+    refuses_share(tiny_model_dir, tmp_path / "x", match="--" + option.replace("_", "-"), **{option: value})

@@ -246,7 +246,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
             total = total + args.pixel_l1 * pix
         if adv is not None:
             term, g_adv, adv_w = adv.generator_term(loss, pred, cond, model.gen.out.weight, step)
-            total = loss + term
+            total = total + term   # on top of --pixel-l1's term, not in place of it
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.gen.parameters(), 1.0)
