@@ -59,7 +59,7 @@ def test_bad_pixel_options_are_refused_by_name(tiny_model_dir, tmp_path, option,
 def test_pixel_l1_and_the_adversarial_term_both_train_the_generator(tiny_model_dir, tmp_path):
     """With --adv-weight and --pixel-l1 together, both terms reach the gradient: the run differs from
     the same seeded run without --pixel-l1, which itself repeats exactly (so the difference is the term)."""
-    adv = dict(adv_weight=0.5, adv_start=0)
+    adv = {"adv_weight": 0.5, "adv_start": 0}
 
     def generator_after(name: str, **options) -> list[torch.Tensor]:
         return [p.detach() for p in WorldModel.load(fine_tune_tiny(tiny_model_dir, tmp_path / name, **options)
