@@ -70,7 +70,7 @@ def render_trajectory(model: WorldModel, traj: Trajectory, renderer_cache: dict)
 
 
 def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, renderer_cache: dict,
-            keep_frames: bool = False) -> dict:
+            keep_frames: bool = False, temperature: float | None = None) -> dict:
     """Evaluate one trajectory with memory on and off."""
     gt, depth = render_trajectory(model, traj, renderer_cache)
     gen_idx = list(range(traj.observe, len(traj.frames)))
@@ -79,7 +79,7 @@ def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, r
                  "ae_ceiling_psnr": _ceiling(model, gt, gen_idx)}
     frames_by_mode = {}
     for mode in MODES:
-        sess = WorldSession(model, memory=(mode == "memory_on"), steps=steps, seed=seed)
+        sess = WorldSession(model, memory=(mode == "memory_on"), steps=steps, seed=seed, temperature=temperature)
         shown = np.empty_like(gt)
         t0 = time.perf_counter()
         for i in range(traj.observe):
@@ -128,7 +128,8 @@ def contact_sheet(frames: dict[str, np.ndarray], indices: list[int]) -> np.ndarr
 
 
 def run_eval(named: list[tuple[str, Trajectory]], model_dir: str | Path | None = None, steps: int | None = None,
-             seed: int = 0, device: str = "cpu", progress: bool = True, contact_sheet_path: Path | None = None) -> dict:
+             seed: int = 0, device: str = "cpu", progress: bool = True, contact_sheet_path: Path | None = None,
+             temperature: float | None = None) -> dict:
     """Evaluate every trajectory; optionally save a contact sheet of the first explore rollout."""
     from tqdm import tqdm
 
@@ -138,7 +139,7 @@ def run_eval(named: list[tuple[str, Trajectory]], model_dir: str | Path | None =
     sheet_done = contact_sheet_path is None
     for name, traj in tqdm(named, desc="eval", disable=not progress):
         want_sheet = not sheet_done and traj.kind == "explore"
-        row = run_one(model, traj, steps, seed, cache, keep_frames=want_sheet)
+        row = run_one(model, traj, steps, seed, cache, keep_frames=want_sheet, temperature=temperature)
         if want_sheet:
             import cv2
 
@@ -152,6 +153,7 @@ def run_eval(named: list[tuple[str, Trajectory]], model_dir: str | Path | None =
     return {
         "model": str(model_dir or "default"),
         "steps": steps or model.cfg.default_steps,
+        "temperature": model.cfg.default_temperature if temperature is None else temperature,
         "seed": seed,
         "summary": summarise(rows),
         "by_kind": {k: summarise([r for r in rows if (r["kind"] or "unknown") == k]) for k in kinds},

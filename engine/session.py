@@ -26,7 +26,7 @@ from engine.memory import LatentMemory
 from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
 from engine.model.generator import build_cond
 from engine.model.latent_range import clamp_channel_means
-from engine.model.sampler import sample
+from engine.model.sampler import check_temperature, sample
 from engine.model.world_model import WorldModel
 
 
@@ -49,7 +49,8 @@ def _c2w(pose: Pose, device) -> torch.Tensor:
 class WorldSession:
     def __init__(self, model: WorldModel | str | Path | None = None, memory: bool = True,
                  capacity: int | None = None, steps: int | None = None, seed: int = 0,
-                 device: str | torch.device = "cpu", backend: str | Backend = "torch") -> None:
+                 device: str | torch.device = "cpu", backend: str | Backend = "torch",
+                 temperature: float | None = None) -> None:
         self.model = model if isinstance(model, WorldModel) else WorldModel.load(model, device)
         self.device = next(self.model.parameters()).device
         # What runs the networks (engine/backends): a name is selected here, with a fallback and a
@@ -63,6 +64,8 @@ class WorldSession:
         self.steps = int(cfg.default_steps if steps is None else steps)
         if self.steps < 1:
             raise ValueError(f"sampling steps must be at least 1, got {self.steps}")
+        self.temperature = float(cfg.default_temperature if temperature is None else temperature)
+        check_temperature(self.temperature)
         self.seed = int(seed)
         # The latent range guard's bounds as a tensor once, not rebuilt from the config every step.
         r = cfg.latent_mean_range
@@ -153,7 +156,8 @@ class WorldSession:
                                           c2w[None], s, fov)
         rays = projection.plucker(c2w[None], prev_c2w[None], s, fov)
         cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
-        z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device)
+        z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device,
+                   temperature=self.temperature)
         # Keep each channel's mean where real frames keep it: against colour drift in long walks.
         z = clamp_channel_means(z, self._latent_bounds)
         t2 = time.perf_counter()

@@ -263,6 +263,8 @@ def register_eval(sub) -> None:
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for memory on and off)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="scale of the sampler's starting noise (default: the model's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--contact-sheet", type=Path, default=None, metavar="PNG",
@@ -293,7 +295,7 @@ def _cmd_eval(args) -> int:
     from engine.eval import run_eval
 
     result = run_eval(named, args.model, args.steps, args.seed, args.device,
-                      contact_sheet_path=args.contact_sheet)
+                      contact_sheet_path=args.contact_sheet, temperature=args.temperature)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.json.with_name(args.json.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1))

@@ -52,6 +52,8 @@ class ModelConfig:
     latent_scale: float = 1.0      # latents are divided by this before the generator sees them
     latent_shift: float = 0.0
     default_steps: int = 4
+    # Scale of the sampler's starting noise (engine/model/sampler.py); 1.0 in models from before it.
+    default_temperature: float = 1.0
     memory_capacity: int = 65536
     # Memory voxel edge in metres: points of one voxel merge (newest wins). 2 cm, chosen on training
     # worlds 500-503 with the stage-6 model (retrace 24.54 / 24.74 / 24.80 / 24.84 dB at 4 / 3 / 2 /
