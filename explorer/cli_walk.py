@@ -69,6 +69,8 @@ def register(sub) -> None:
                    help="dataset depth files: float32 metres .npy, 16-bit PNG millimetres, or none")
     p.add_argument("--steps", type=_positive_int, default=None, metavar="K",
                    help="sampling steps per frame (default: the model's)")
+    p.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help="scale of the sampler's starting noise (default: the model's)")
     p.add_argument("--model", type=Path, default=None, metavar="DIR", help="model directory (default: shipped)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for memory on and off)")
     p.add_argument("--scene-seed", type=_seed, default=None, metavar="N",
@@ -104,7 +106,8 @@ def run(args) -> int:
                            transforms_out=args.transforms_out, steps=args.steps, seed=args.seed, fps=args.fps,
                            codec=args.codec, gif=args.gif, overwrite=args.overwrite, scale=args.scale,
                            depth=args.depth, frames=args.frames, scene_seed=args.scene_seed, device=args.device,
-                           progress=not args.quiet, gif_every=args.gif_every, gif_max_width=args.gif_width)
+                           progress=not args.quiet, gif_every=args.gif_every, gif_max_width=args.gif_width,
+                           temperature=args.temperature)
     except VideoWriteError as e:  # disk full mid-clip: the message names the playable partial file
         raise WalkError(str(e)) from None
     except KeyboardInterrupt:

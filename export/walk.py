@@ -151,7 +151,7 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
              gif: str | os.PathLike | None = None, overwrite: bool = False, scale: int | None = None,
              depth: str = "npy", frames: int | None = None, scene_seed: int | None = None,
              device: str = "cpu", progress: bool = True, gif_every: int = 1,
-             gif_max_width: int | None = None) -> WalkSummary:
+             gif_max_width: int | None = None, temperature: float | None = None) -> WalkSummary:
     """Walk `trajectory` and write the clip, the walked poses and optionally a dataset and a GIF.
 
     model: a model directory, a loaded WorldModel, or None for the shipped default.
@@ -170,6 +170,8 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
     if depth not in DEPTH_FORMATS:
         raise ValueError(f"depth must be one of {', '.join(DEPTH_FORMATS)}, got {depth!r}")
     check_codec(codec)
+    if temperature is not None and not 0 < temperature <= 3:
+        raise ValueError(f"temperature must be in (0, 3], got {temperature}")
     source = trajectory if isinstance(trajectory, Trajectory) else load_walk_trajectory(trajectory, scene_seed)
     outs = plan_outputs(out, transforms_out, gif, overwrite)
     # -- nothing above loads torch, the model or GL: bad input is refused at once --
@@ -192,7 +194,8 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
     if tuple(source.resolution) != (size, size):
         notes.append(f"the trajectory asks for {source.resolution[0]}x{source.resolution[1]}; the model makes "
                      f"{size}x{size} frames, so every pane is {size}x{size}")
-    sessions = [(label, WorldSession(wm, memory=on, steps=steps, seed=seed))
+    sessions = [(label, WorldSession(wm, memory=on, steps=steps, seed=seed,
+                                                temperature=temperature))
                 for label, on, mode in ((PANE_MEMORY_ON, True, "on"), (PANE_MEMORY_OFF, False, "off"))
                 if memory in (mode, "both")]
     labels = [label for label, _ in sessions] + ([PANE_GROUND_TRUTH] if gt else [])
@@ -216,7 +219,8 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
     if outs.transforms is not None:
         meta = {"scene_seed": source.scene_seed, "fps": source.fps, "observe": n_obs, "kind": source.kind,
                 "revisits": [[i, j] for i, j in source.revisits if i < n and j < n],
-                "session": sessions[0][0], "steps": sessions[0][1].steps, "seed": seed,
+                "session": sessions[0][0], "steps": sessions[0][1].steps,
+                "temperature": sessions[0][1].temperature, "seed": seed,
                 "model": str(model) if model is not None and not isinstance(model, WorldModel) else None,
                 "content": "model output: decoded observations, then generated frames; predicted depth"}
         dataset = DatasetWriter(outs.transforms, Intrinsics(size, size, wm.cfg.fov_deg), depth, meta, overwrite)

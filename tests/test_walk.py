@@ -189,6 +189,7 @@ def test_refuses_bad_names_and_inputs(tmp_path, turn_json, capsys, monkeypatch):
     refused(capsys, walk(tmp_path, tmp_path / "missing.json", tmp_path / "c.mp4"), "missing.json", "does not exist")
     monkeypatch.setitem(sys.modules, "av", None)  # as where PyAV is not installed
     refused(capsys, walk(tmp_path, turn_json, tmp_path / "c.mp4", "--codec", "h264"), "[h264]", "mp4v")
+    refused(capsys, walk(tmp_path, turn_json, tmp_path / "c.mp4", "--temperature", "0"), "temperature", "(0, 3]")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.mp4"]
 
 
