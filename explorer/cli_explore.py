@@ -34,6 +34,16 @@ def _positive(text: str) -> int:
     return v
 
 
+def _temperature(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v <= 3:
+        raise argparse.ArgumentTypeError(f"expected a temperature in (0, 3], got {v:g}")
+    return v
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "explore", help="walk a generated world (WASD + mouse); memory on/off side by side; record",
@@ -46,6 +56,8 @@ def register(sub) -> None:
     p.add_argument("--ground-truth", action="store_true", help="also show the ground-truth pane")
     p.add_argument("--no-memory", action="store_true", help="start with memory off")
     p.add_argument("--steps", type=_positive, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--temperature", type=_temperature, default=None, metavar="T",
+                   help="scale of the sampler's starting noise, in (0, 3] (default: the model's)")
     p.add_argument("--capacity", type=_positive, default=None, help="memory capacity in points")
     p.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "tensorrt"], default=None,
                    help="what runs the networks (default: the saved setting, first time auto)")
@@ -100,7 +112,7 @@ def run(args) -> int:
     options = LaunchOptions(
         model_dir=str(args.model) if args.model else None,
         world_seed=trajectory.scene_seed if trajectory else args.seed, steps=args.steps, capacity=args.capacity,
-        out_dir=str(args.out_dir) if args.out_dir else None, compare=args.compare, ground_truth=args.ground_truth,
+        temperature=args.temperature, out_dir=str(args.out_dir) if args.out_dir else None, compare=args.compare, ground_truth=args.ground_truth,
         memory=not args.no_memory, start=trajectory.frames[0] if trajectory else None, backend=args.backend)
     window = MainWindow(open_store(args.settings), options)
     state = {"code": 0, "screenshot": None}

@@ -1,6 +1,6 @@
 """Explorer settings: what persists between runs (QSettings), which backends exist, the panel.
 
-Values of 0 / "" mean "the model's own" (sampling steps, memory capacity, field of
+Values of 0 / "" mean "the model's own" (sampling steps and temperature, memory capacity, field of
 view) or "the shipped model" (model directory), so a setting saved with one model does
 not silently force odd values onto the next. Command-line flags override settings for
 one run and are not saved; only the panel's Apply saves.
@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 ORGANIZATION, APPLICATION = "Mirage", "Mirage Explorer"
@@ -23,6 +23,7 @@ class Settings:
     model_dir: str = ""          # "" -> the shipped model (assets/models/default)
     backend: str = "auto"
     steps: int = 0               # sampling steps; 0 -> the model's default
+    temperature: float = 0.0     # scale of the sampler's starting noise; 0 -> the model's default
     capacity: int = 0            # memory points; 0 -> the model's default
     world_seed: int = 0          # scene seed of the level to walk
     fov_deg: float = 0.0         # 0 -> the model's training field of view
@@ -120,6 +121,15 @@ class SettingsPanel(QWidget):
 
         self.steps = _spin(0, 100, settings.steps, "model default")
         form.addRow("Sampling steps", self.steps)
+        # More than 1 draws more texture where the model is unsure, at some cost in revisit consistency.
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 3.0)
+        self.temperature.setSingleStep(0.05)
+        self.temperature.setDecimals(2)
+        self.temperature.setSpecialValueText("model default")
+        self.temperature.setValue(float(settings.temperature))
+        self.temperature.setToolTip("scale of the sampler's starting noise (docs/MODEL.md, Sampling temperature)")
+        form.addRow("Sampling temperature", self.temperature)
         self.capacity = _spin(0, 10_000_000, settings.capacity, "model default", step=4096)
         form.addRow("Memory capacity", self.capacity)
         self.world_seed = _spin(0, 2_000_000_000, settings.world_seed)
@@ -144,7 +154,7 @@ class SettingsPanel(QWidget):
 
     def current(self) -> Settings:
         return replace(self._base, model_dir=self.model_dir.text().strip(), backend=self.backend.currentData(),
-                       steps=self.steps.value(), capacity=self.capacity.value(), world_seed=self.world_seed.value(),
+                       steps=self.steps.value(), temperature=self.temperature.value(), capacity=self.capacity.value(), world_seed=self.world_seed.value(),
                        fov_deg=float(self.fov.value()), out_dir=self.out_dir.text().strip())
 
     def show_settings(self, s: Settings) -> None:
@@ -153,6 +163,7 @@ class SettingsPanel(QWidget):
         self.model_dir.setText(s.model_dir)
         self.backend.setCurrentIndex(max(0, self.backend.findData(s.backend)))
         self.steps.setValue(s.steps)
+        self.temperature.setValue(float(s.temperature))
         self.capacity.setValue(s.capacity)
         self.world_seed.setValue(s.world_seed)
         self.fov.setValue(int(round(s.fov_deg)))

@@ -44,6 +44,7 @@ class LaunchOptions:
     world_seed: int | None = None
     steps: int | None = None
     capacity: int | None = None
+    temperature: float | None = None
     out_dir: str | None = None
     compare: bool = False
     ground_truth: bool = False
@@ -124,7 +125,8 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _with_options(s: Settings, o: LaunchOptions) -> Settings:
         over = {k: v for k, v in (("model_dir", o.model_dir), ("world_seed", o.world_seed), ("steps", o.steps),
-                                  ("capacity", o.capacity), ("out_dir", o.out_dir), ("backend", o.backend))
+                                  ("capacity", o.capacity), ("out_dir", o.out_dir), ("backend", o.backend),
+                                  ("temperature", o.temperature))
                 if v is not None}
         return replace(s, **over)
 

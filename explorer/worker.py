@@ -33,7 +33,7 @@ from explorer.controller import start_pose
 from explorer.world_state import (GT_LABEL, LABEL_OFF, LABEL_ON, FrameBundle, Pane, RunConfig, WorldInfo,
                                   load_backend, load_model, memory_points_for_map)
 
-SessionFactory = Callable[..., object]   # (model, memory=, capacity=, steps=, seed=, backend=) -> WorldSession
+SessionFactory = Callable[..., object]   # (model, memory=, capacity=, steps=, seed=, backend=, temperature=)
 
 
 @dataclass
@@ -221,7 +221,7 @@ class Worker(QThread):
 
         def make(memory: bool):
             return factory(self.model, memory=memory, capacity=c.capacity or None, steps=c.steps or None,
-                           seed=c.sample_seed, backend=self.backend or "torch")
+                           seed=c.sample_seed, backend=self.backend or "torch", temperature=c.temperature or None)
 
         if self.compare:
             self.sessions = [(LABEL_ON, make(True)), (LABEL_OFF, make(False))]

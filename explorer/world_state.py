@@ -29,10 +29,12 @@ class RunConfig:
     fov_deg: float = 0.0         # 0: the model's own
     sample_seed: int = 0         # sampling noise seed, the same for memory on and off
     start: Pose | None = None    # None: the level's first spawn point
+    temperature: float = 0.0     # 0: the model's default
 
     @staticmethod
     def from_settings(s) -> "RunConfig":
-        return RunConfig(s.model_dir, s.backend, s.steps, s.capacity, s.world_seed, s.fov_deg)
+        return RunConfig(s.model_dir, s.backend, s.steps, s.capacity, s.world_seed, s.fov_deg,
+                         temperature=s.temperature)
 
 
 @dataclass

@@ -194,6 +194,15 @@ def test_bad_resolution_is_usage_error(capsys):
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value, says", [("0", "(0, 3]"), ("hot", "'hot'")])
+def test_bad_explore_temperature_is_usage_error(capsys, value, says):
+    with pytest.raises(SystemExit) as e:
+        main(["explore", "--temperature", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--temperature" in err and says in err
+
+
 def test_dataset_refuses_eval_seeds(tmp_path, capsys):
     out = tmp_path / "ds"
     rc = main(["dataset", "--seeds", "999998:1000002", "--frames-per-scene", "4", "--out", str(out), "--quiet"])

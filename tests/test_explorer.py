@@ -400,3 +400,17 @@ def test_frustum_points_along_the_view():
     assert ys[1] > 0.5 and ys[2] > 0.5 and xs[1] < 0 < xs[2]
     xs, ys = frustum_outline(0.0, 0.0, 90.0, 70.0, length=1.0)  # yaw 90 looks along -x: left
     assert xs[1] < -0.5 and xs[2] < -0.5
+
+
+def test_sampling_temperature_comes_from_the_launch_then_the_panel(qtbot, make_window, tmp_path):
+    def temperatures(w) -> set[float]:
+        return {s.temperature for _, s in w.worker.sessions}
+
+    w = make_window(temperature=1.3)                      # --temperature 1.3: this run only
+    assert temperatures(w) == {1.3}
+    panel = w.settings_panel
+    assert panel.temperature.value() == pytest.approx(1.3)
+    panel.temperature.setValue(0.0)                       # "model default"
+    panel._apply()
+    qtbot.waitUntil(lambda: temperatures(w) == {w.worker.model.cfg.default_temperature}, timeout=WAIT_MS)
+    assert float(open_store(tmp_path / "settings0.ini").value("explorer/temperature")) == 0.0   # Apply saves
