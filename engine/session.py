@@ -64,8 +64,13 @@ class WorldSession:
         self.steps = int(cfg.default_steps if steps is None else steps)
         if self.steps < 1:
             raise ValueError(f"sampling steps must be at least 1, got {self.steps}")
-        self.temperature = float(cfg.default_temperature if temperature is None else temperature)
-        check_temperature(self.temperature)
+        # A bad value from the model's config.json is named as such, not as the caller's argument.
+        source = "the model's config default_temperature" if temperature is None else "temperature"
+        try:
+            self.temperature = float(cfg.default_temperature if temperature is None else temperature)
+            check_temperature(self.temperature)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{source}: {e}") from None
         self.seed = int(seed)
         # The latent range guard's bounds as a tensor once, not rebuilt from the config every step.
         r = cfg.latent_mean_range

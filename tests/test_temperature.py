@@ -66,6 +66,10 @@ def test_the_model_config_sets_the_default_and_older_configs_mean_one(tiny_model
     assert WorldSession(warm).temperature == 1.6
     assert all(np.array_equal(a, b) for a, b in zip(_frames(warm, walk), _frames(WorldModel.load(tiny_model_dir),
                                                                                   walk, temperature=1.6)))
+    cfg["default_temperature"] = "hot"   # a hand-edited config is named as the culprit
+    (warm_dir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="config default_temperature"):
+        WorldSession(WorldModel.load(warm_dir))
     del cfg["default_temperature"]   # a model saved before the knob existed
     (warm_dir / "config.json").write_text(json.dumps(cfg))
     assert WorldSession(WorldModel.load(warm_dir)).temperature == 1.0
