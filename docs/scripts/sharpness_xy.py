@@ -4,7 +4,7 @@ FRAMES frames of each trajectory, with the mean PSNR of those generated frames a
 Real detail raises both; streaks raise x alone. The walk itself is `mirage eval`'s
 (`engine.eval.run_one`), on the trajectory cut to its first FRAMES frames.
 
-    python docs/scripts/sharpness_xy.py [--model DIR] [--frames 300] [--steps N] TRAJ.json...
+    python docs/scripts/sharpness_xy.py [--model DIR] [--frames 300] [--steps N] [--temperature T] TRAJ.json...
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    ap.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the model's)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -43,13 +44,13 @@ def main() -> None:
         n = min(a.frames, len(full.frames))
         traj = dataclasses.replace(full, frames=full.frames[:n],
                                    revisits=[(i, j) for i, j in full.revisits if i < n and j < n])
-        row = run_one(model, traj, a.steps, 0, cache, keep_frames=True)
+        row = run_one(model, traj, a.steps, 0, cache, keep_frames=True, temperature=a.temperature)
         gen = slice(traj.observe, n)
         ref = energy(row["_frames"]["gt"][gen])
         for mode in MODES:
             e = energy(row["_frames"][mode][gen])
-            print(f"{path.split('/')[-1]:28s} memory {mode[7:]:3s}  psnr {row[mode]['psnr_gt']:.2f}  sharpness x "
-                  f"{e[0] / ref[0]:.2f}  y {e[1] / ref[1]:.2f}  both {e.sum() / ref.sum():.2f}", flush=True)
+            print(f"{path.split('/')[-1]:28s} memory {mode[7:]:3s}  psnr {row[mode]['psnr_gt']:.2f}  "
+                  f"revisit {row[mode]['psnr_revisit']:.2f}  sharpness x {e[0] / ref[0]:.2f}  y {e[1] / ref[1]:.2f}  both {e.sum() / ref.sum():.2f}", flush=True)
 
 
 if __name__ == "__main__":
