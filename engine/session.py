@@ -24,9 +24,10 @@ from engine.backends import Backend, select_backend
 from engine.camera import Pose
 from engine.memory import LatentMemory
 from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
+from engine.model.config import check_temperature
 from engine.model.generator import build_cond
 from engine.model.latent_range import clamp_channel_means
-from engine.model.sampler import check_temperature, sample
+from engine.model.sampler import sample
 from engine.model.world_model import WorldModel
 
 

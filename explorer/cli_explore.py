@@ -39,8 +39,13 @@ def _temperature(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < v <= 3:
-        raise argparse.ArgumentTypeError(f"expected a temperature in (0, 3], got {v:g}")
+    # torch-free, like the rest of this parser
+    from engine.model.config import check_temperature
+
+    try:
+        check_temperature(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return v
 
 

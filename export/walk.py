@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from engine.camera import Intrinsics
+from engine.model.config import check_temperature
 from engine.trajectory import Trajectory, read_trajectory
 from export.compose import PANE_GROUND_TRUTH, PANE_MEMORY_OFF, PANE_MEMORY_ON, compose_panes, layout
 from export.dataset import DEPTH_FORMATS
@@ -170,8 +171,8 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
     if depth not in DEPTH_FORMATS:
         raise ValueError(f"depth must be one of {', '.join(DEPTH_FORMATS)}, got {depth!r}")
     check_codec(codec)
-    if temperature is not None and not 0 < temperature <= 3:
-        raise ValueError(f"temperature must be in (0, 3], got {temperature}")
+    if temperature is not None:
+        check_temperature(temperature)
     source = trajectory if isinstance(trajectory, Trajectory) else load_walk_trajectory(trajectory, scene_seed)
     outs = plan_outputs(out, transforms_out, gif, overwrite)
     # -- nothing above loads torch, the model or GL: bad input is refused at once --

@@ -18,12 +18,11 @@ same PSNR / sharpness split as `sharpness_xy.py`.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sharpness_xy import energy
+from sharpness_xy import report
 
 import engine.eval as ev
 from engine import projection
@@ -34,7 +33,6 @@ from engine.model.latent_range import clamp_channel_means
 from engine.model.sampler import sample
 from engine.model.world_model import WorldModel
 from engine.session import StepResult, WorldSession, _c2w
-from engine.trajectory import read_trajectory
 
 SUPER = 2   # source pixels per target pixel along each axis: fewer cracks when the view magnifies
 
@@ -109,23 +107,8 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     PixelWarpSession.variant = a.variant
-    ev.WorldSession = PixelWarpSession   # run_one builds its sessions by this name
-    model = WorldModel.load(a.model, "cpu")
-    cache: dict = {}
-    for path in a.trajectories:
-        full = read_trajectory(path)
-        n = min(a.frames, len(full.frames))
-        traj = dataclasses.replace(full, frames=full.frames[:n],
-                                   revisits=[(i, j) for i, j in full.revisits if i < n and j < n])
-        row = ev.run_one(model, traj, None, 0, cache, keep_frames=True)
-        gen = slice(traj.observe, n)
-        ref = energy(row["_frames"]["gt"][gen])
-        for mode in ev.MODES:
-            e, r = energy(row["_frames"][mode][gen]), row[mode]
-            print(f"{a.variant:7s} {path.split('/')[-1]:28s} memory {mode[7:]:3s} psnr {r['psnr_gt']:.2f} "
-                  f"revisit {r['psnr_revisit']:.2f} sharpness x {e[0] / ref[0]:.2f} y {e[1] / ref[1]:.2f} "
-                  f"both {e.sum() / ref.sum():.2f}", flush=True)
-
+    ev.WorldSession = PixelWarpSession   # engine.eval.run_one builds its sessions by this name
+    report(WorldModel.load(a.model, "cpu"), a.trajectories, a.frames, label=f"{a.variant:7s}")
 
 if __name__ == "__main__":
     main()

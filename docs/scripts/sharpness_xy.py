@@ -27,6 +27,26 @@ def energy(frames: np.ndarray) -> np.ndarray:
                      np.mean(np.diff(y, axis=-2) ** 2, axis=(-2, -1)).sum()])
 
 
+def report(model: WorldModel, paths: list[str], frames: int, steps: int | None = None,
+           temperature: float | None = None, label: str = "") -> None:
+    """Walk each trajectory's first `frames` frames with memory on and off and print one line per mode
+    (`label` first, for scripts that run this under a changed session)."""
+    cache: dict = {}
+    for path in paths:
+        full = read_trajectory(path)
+        n = min(frames, len(full.frames))
+        traj = dataclasses.replace(full, frames=full.frames[:n],
+                                   revisits=[(i, j) for i, j in full.revisits if i < n and j < n])
+        row = run_one(model, traj, steps, 0, cache, keep_frames=True, temperature=temperature)
+        gen = slice(traj.observe, n)
+        ref = energy(row["_frames"]["gt"][gen])
+        for mode in MODES:
+            e = energy(row["_frames"][mode][gen])
+            print(f"{label + ' ' if label else ''}{path.split('/')[-1]:28s} memory {mode[7:]:3s}  "
+                  f"psnr {row[mode]['psnr_gt']:.2f}  revisit {row[mode]['psnr_revisit']:.2f}  "
+                  f"sharpness x {e[0] / ref[0]:.2f}  y {e[1] / ref[1]:.2f}  both {e.sum() / ref.sum():.2f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("trajectories", nargs="+")
@@ -37,20 +57,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model = WorldModel.load(a.model, "cpu")
-    cache: dict = {}
-    for path in a.trajectories:
-        full = read_trajectory(path)
-        n = min(a.frames, len(full.frames))
-        traj = dataclasses.replace(full, frames=full.frames[:n],
-                                   revisits=[(i, j) for i, j in full.revisits if i < n and j < n])
-        row = run_one(model, traj, a.steps, 0, cache, keep_frames=True, temperature=a.temperature)
-        gen = slice(traj.observe, n)
-        ref = energy(row["_frames"]["gt"][gen])
-        for mode in MODES:
-            e = energy(row["_frames"][mode][gen])
-            print(f"{path.split('/')[-1]:28s} memory {mode[7:]:3s}  psnr {row[mode]['psnr_gt']:.2f}  "
-                  f"revisit {row[mode]['psnr_revisit']:.2f}  sharpness x {e[0] / ref[0]:.2f}  y {e[1] / ref[1]:.2f}  both {e.sum() / ref.sum():.2f}", flush=True)
+    report(WorldModel.load(a.model, "cpu"), a.trajectories, a.frames, a.steps, a.temperature)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,13 @@ class GeneratorConfig:
     history_canvas: float = 0.0
 
 
+def check_temperature(temperature: float) -> None:
+    """The sampler's starting-noise scale must be in (0, 3]; one rule for the session, the CLI and export.
+    Lives here, not in the sampler, so torch-free callers (export's input checks) can use it."""
+    if not (isinstance(temperature, (int, float)) and 0.0 < float(temperature) <= 3.0):
+        raise ValueError(f"sampling temperature must be in (0, 3], got {temperature!r}")
+
+
 @dataclass
 class ModelConfig:
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
