@@ -121,6 +121,9 @@ def register_train(sub) -> None:
     d.add_argument("--adv-unaligned", type=float, default=1.0, metavar="X",
                    help="the adversarial term's weight on --pairs that are not targets (under --aligned-psnr), "
                         "relative to the rest")
+    d.add_argument("--grow-blocks", type=int, default=0, metavar="N",
+                   help="add N residual blocks to the decoder's full-feature level; each starts as the "
+                        "identity, so the grown decoder starts out decoding as the old one")
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
     q = tsub.add_parser("decoder-pairs", help="run the model along walks of training worlds and keep the latents "
@@ -209,6 +212,7 @@ def _cmd_train_decoder(args) -> int:
                                          pairs=str(args.pairs or ""), pairs_share=args.pairs_share,
                                          aligned_psnr=args.aligned_psnr, source_input=args.source_input,
                                          adv_generated=args.adv_generated, adv_unaligned=args.adv_unaligned,
+                                         grow_blocks=args.grow_blocks,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)

@@ -70,7 +70,7 @@ class Decoder(nn.Module):
             nn.SiLU(),
             nn.Conv2d(cfg.width_low, cfg.width * 4, 3, padding=1),
             nn.PixelShuffle(2),
-            *[ResBlock(cfg.width) for _ in range(cfg.blocks + 1)],
+            *[ResBlock(cfg.width) for _ in range(cfg.blocks + 1 + cfg.decoder_extra_blocks)],
             nn.SiLU(),
             nn.Conv2d(cfg.width, 4 * u * u, 3, padding=1),
             nn.PixelShuffle(u),
@@ -112,6 +112,29 @@ def add_source_input(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = dict(state)
     w = out["decoder.net.0.weight"]
     out["decoder.net.0.weight"] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
+    return out
+
+
+def grow_decoder(state: dict[str, torch.Tensor], cfg: AutoencoderConfig, extra: int,
+                 fresh: "Autoencoder") -> dict[str, torch.Tensor]:
+    """Autoencoder weights for `cfg` -> the same with `extra` more residual blocks at the end of the
+    decoder's full-feature level. `fresh` is an Autoencoder built for the grown config: the new
+    blocks take its initialisation, whose second conv is zero, so each starts as the identity and
+    the grown decoder decodes exactly as the old one until training moves it. The output head's
+    keys move up by `extra` places in the decoder's Sequential."""
+    if extra < 1:
+        raise ValueError(f"decoder growth must add at least one block, got {extra}")
+    first_head = 2 * cfg.blocks + 5 + cfg.decoder_extra_blocks  # index of the SiLU after the last block
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[:2] == ["decoder", "net"] and int(parts[2]) >= first_head:
+            parts[2] = str(int(parts[2]) + extra)
+        out[".".join(parts)] = value
+    for key, value in fresh.state_dict().items():
+        parts = key.split(".")
+        if parts[:2] == ["decoder", "net"] and first_head <= int(parts[2]) < first_head + extra:
+            out[key] = value.clone()
     return out
 
 

@@ -22,6 +22,9 @@ class AutoencoderConfig:
     # The decoder also takes the latent's source, 0 for an encoder latent of a real frame, 1 for
     # one the generator made (engine/model/autoencoder.py, Decoder); False in models before it.
     decoder_source: bool = False
+    # Residual blocks the decoder has at image_size / unshuffle beyond the encoder's `blocks + 1`:
+    # a decoder wider in depth than its encoder (as asymmetric autoencoders do), 0 in models before it.
+    decoder_extra_blocks: int = 0
 
     @property
     def latent_size(self) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.autoencoder import Autoencoder, add_source_input, to_model_image
+from engine.model.autoencoder import Autoencoder, add_source_input, grow_decoder, to_model_image
 from engine.model.config import ModelConfig
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import LossLog, load_checkpoint, load_optimizer, save_checkpoint, save_optimizer, save_tensors
@@ -114,6 +114,7 @@ class DecoderTrainArgs:
     source_input: bool = False     # give the decoder the latent's source (add it to a model without one)
     adv_generated: float = 1.0     # the adversarial term's weight on generated-source decodes, relative
     adv_unaligned: float = 1.0     # ... and on pairs that are not targets (no ground truth to anchor them)
+    grow_blocks: int = 0           # residual blocks added to the decoder's full-feature level, identity at first
 
 
 def degrade_latents(z: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,6 +192,14 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     if args.adv_generated != 1.0 and not cfg.autoencoder.decoder_source:
         raise ValueError(f"--adv-generated {args.adv_generated} needs a decoder told the latent's source: "
                          f"{src / 'config.json'} has autoencoder.decoder_source false; add --source-input")
+    if args.grow_blocks < 0:
+        raise ValueError(f"--grow-blocks must be 0 or more, got {args.grow_blocks}")
+    if args.grow_blocks:
+        # Grown from the source model on every start, resumes included: the checkpoint then
+        # replaces the weights, and the architecture is the same each time.
+        old = cfg.autoencoder
+        cfg.autoencoder = replace(old, decoder_extra_blocks=old.decoder_extra_blocks + args.grow_blocks)
+        state = grow_decoder(state, old, args.grow_blocks, Autoencoder(cfg.autoencoder))
     cfg.save(out / "config.json")
     ae = Autoencoder(cfg.autoencoder)
     ae.load_state_dict(state)
