@@ -106,8 +106,9 @@ def register_train(sub) -> None:
     d.add_argument("--latent-degrade", type=float, default=1.0,
                    help="blur/noise put on latents so the decoder also sharpens generated ones (0: off)")
     d.add_argument("--seeds", type=_seed_range, default=(200_000, 300_000), metavar="A:B")
-    d.add_argument("--pairs", type=Path, default=None, metavar="FILE",
-                   help="a mirage train decoder-pairs file: train on latents the generator really made too")
+    d.add_argument("--pairs", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="mirage train decoder-pairs file(s), joined: train on latents the generator really "
+                        "made too")
     d.add_argument("--pairs-share", type=float, default=0.5, help="share of each batch taken from --pairs")
     d.add_argument("--aligned-psnr", type=float, default=20.0, metavar="DB",
                    help="a pair whose generated frame matched ground truth this well (dB) is a target; "
@@ -124,6 +125,9 @@ def register_train(sub) -> None:
     d.add_argument("--grow-blocks", type=int, default=0, metavar="N",
                    help="add N residual blocks to the decoder's full-feature level; each starts as the "
                         "identity, so the grown decoder starts out decoding as the old one")
+    d.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="also keep a loadable copy of the autoencoder every N steps in OUT/snapshots/ "
+                        "(the checkpoint itself is overwritten)")
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
     q = tsub.add_parser("decoder-pairs", help="run the model along walks of training worlds and keep the latents "
@@ -209,10 +213,10 @@ def _cmd_train_decoder(args) -> int:
                                          lr=args.lr, gan_start=args.gan_start, adv_weight=args.adv_weight,
                                          max_adv_w=args.max_adv_w,
                                          latent_degrade=args.latent_degrade,
-                                         pairs=str(args.pairs or ""), pairs_share=args.pairs_share,
+                                         pairs=tuple(str(p) for p in args.pairs or ()), pairs_share=args.pairs_share,
                                          aligned_psnr=args.aligned_psnr, source_input=args.source_input,
                                          adv_generated=args.adv_generated, adv_unaligned=args.adv_unaligned,
-                                         grow_blocks=args.grow_blocks,
+                                         grow_blocks=args.grow_blocks, snapshot_every=args.snapshot_every,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)

@@ -138,3 +138,42 @@ def test_decoder_on_pairs_with_source_and_no_push_on_unaligned(tiny_model_dir, p
     assert WorldModel.load(out).cfg.autoencoder.decoder_source
     with pytest.raises(ValueError, match="adv-unaligned"):
         train_decoder(DecoderTrainArgs(out=str(tmp_path / "d2"), steps=1, adv_unaligned=-1.0, **kw), progress=False)
+
+
+def test_several_pair_files_join_and_snapshots_are_loadable_models(tiny_model_dir, pairs, tmp_path, capsys):
+    """Pairs collected by parallel processes train as one set, and --snapshot-every leaves a directory
+    per snapshot (config + autoencoder) that loads and holds the decoder of that step."""
+    from explorer.cli import main
+
+    m = WorldModel.load(tiny_model_dir)
+    shape = (m.latent_channels, m.cells, m.cells)
+    half = len(pairs["psnr"]) // 2
+    paths = []
+    for i, sel in enumerate((slice(0, half), slice(half, None))):
+        paths.append(tmp_path / f"part{i}.safetensors")
+        save_pairs(paths[-1], {k: v[sel] for k, v in pairs.items()}, "tiny")
+    joined = load_pairs([str(p) for p in paths], shape, m.image_size)
+    for k, v in pairs.items():
+        assert torch.equal(joined[k], v), k
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        load_pairs([str(paths[0]), str(tmp_path / "missing.safetensors")], shape, m.image_size)
+    out = tmp_path / "dec"
+    assert main(["train", "decoder", "--model", str(tiny_model_dir), "--out", str(out), "--steps", "6",
+                 "--batch", "4", "--gan-start", "2", "--pairs", *map(str, paths), "--snapshot-every", "3",
+                 "--no-progress"]) == 0
+    snaps = sorted((out / "snapshots").iterdir())
+    assert [s.name for s in snaps] == ["step0000003", "step0000006"]
+    from safetensors.torch import load_file
+
+    s3, s6 = (load_file(str(s / "autoencoder.safetensors")) for s in snaps)
+    final = load_file(str(out / "autoencoder.safetensors"))
+    assert all(torch.equal(s6[k], final[k]) for k in final), "the last snapshot is the final decoder"
+    assert any(not torch.equal(s3[k], s6[k]) for k in s3 if k.startswith("decoder")), "step 3 is not step 6"
+    assert (snaps[0] / "config.json").read_text() == (out / "config.json").read_text()
+    from engine.model.autoencoder import Autoencoder
+    from engine.model.config import ModelConfig
+
+    Autoencoder(ModelConfig.load(snaps[0] / "config.json").autoencoder).load_state_dict(s3)
+    assert main(["train", "decoder", "--model", str(tiny_model_dir), "--out", str(tmp_path / "d2"), "--steps", "1",
+                 "--snapshot-every", "-1", "--no-progress"]) != 0
+    assert "--snapshot-every must be 0 or more, got -1" in capsys.readouterr().err

@@ -108,13 +108,14 @@ class DecoderTrainArgs:
     seed: int = 0
     time_limit_s: float = 0.0
     latent_degrade: float = 1.0    # strength of the blur/noise put on latents (0: light noise only)
-    pairs: str = ""                # mirage train decoder-pairs file: latents the generator really made
+    pairs: str | tuple[str, ...] = ""  # mirage train decoder-pairs file(s): latents the generator really made
     pairs_share: float = 0.5       # share of each batch taken from those pairs
     aligned_psnr: float = 20.0     # a pair whose shown frame matched ground truth this well is a target
     source_input: bool = False     # give the decoder the latent's source (add it to a model without one)
     adv_generated: float = 1.0     # the adversarial term's weight on generated-source decodes, relative
     adv_unaligned: float = 1.0     # ... and on pairs that are not targets (no ground truth to anchor them)
     grow_blocks: int = 0           # residual blocks added to the decoder's full-feature level, identity at first
+    snapshot_every: int = 0        # keep a loadable copy of the autoencoder every N steps (0: none)
 
 
 def degrade_latents(z: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,6 +193,8 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     if args.adv_generated != 1.0 and not cfg.autoencoder.decoder_source:
         raise ValueError(f"--adv-generated {args.adv_generated} needs a decoder told the latent's source: "
                          f"{src / 'config.json'} has autoencoder.decoder_source false; add --source-input")
+    if args.snapshot_every < 0:
+        raise ValueError(f"--snapshot-every must be 0 or more, got {args.snapshot_every}")
     if args.grow_blocks < 0:
         raise ValueError(f"--grow-blocks must be 0 or more, got {args.grow_blocks}")
     if args.grow_blocks:
@@ -220,7 +223,8 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         from engine.train.generated_pairs import load_pairs
 
         a = cfg.autoencoder
-        pairs = load_pairs(args.pairs, (a.latent_channels, a.latent_size, a.latent_size), a.image_size)
+        paths = [args.pairs] if isinstance(args.pairs, (str, Path)) else list(args.pairs)
+        pairs = load_pairs(paths, (a.latent_channels, a.latent_size, a.latent_size), a.image_size)
         if not 0 < args.pairs_share < 1:
             raise ValueError(f"--pairs-share must be between 0 and 1, got {args.pairs_share}")
         n_gen = max(1, round(args.batch * args.pairs_share))
@@ -295,6 +299,14 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             log.append(row)
             bar.set_postfix(psnr=f"{10 * math.log10(4 / max(mse.item(), 1e-10)):.2f}", d=f"{d_loss.item():.2f}")
         done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)
+        if args.snapshot_every and (step + 1) % args.snapshot_every == 0:
+            # The adversarial run swings between sharper and smoother states (see docs/MODEL.md,
+            # stage 13), so the checkpoint, overwritten, is not enough: the eval set chooses among
+            # these. Each is a directory the probe, `--model` and `mirage eval` read as it is.
+            snap = out / "snapshots" / f"step{step + 1:07d}"
+            snap.mkdir(parents=True, exist_ok=True)
+            cfg.save(snap / "config.json")
+            save_tensors(snap / "autoencoder.safetensors", ae.state_dict())
         if (step + 1) % args.save_every == 0 or done:
             save_optimizer(out / "discriminator_optim.safetensors", opt_d)
             save_checkpoint(out, {"autoencoder": ae, **disc.modules_to_save()}, opt_g, step + 1,

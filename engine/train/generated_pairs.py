@@ -110,8 +110,15 @@ def save_pairs(path: str | Path, pairs: dict[str, torch.Tensor], model_dir: str)
                                      "kinds": ",".join(KINDS)})
 
 
-def load_pairs(path: str | Path, latent_shape: tuple[int, int, int], image_size: int) -> dict[str, torch.Tensor]:
-    """Read a pairs file and check it fits the model it will train (latent grid and image size)."""
+def load_pairs(path: str | Path | list, latent_shape: tuple[int, int, int], image_size: int
+               ) -> dict[str, torch.Tensor]:
+    """Read one pairs file, or several (joined: walks collected in parallel processes), and check
+    each fits the model it will train (latent grid and image size)."""
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise ValueError("no decoder pairs file given")
+        parts = [load_pairs(p, latent_shape, image_size) for p in path]
+        return {k: torch.cat([part[k] for part in parts]) for k in FIELDS}
     from safetensors import safe_open
     from safetensors.torch import load_file
 
