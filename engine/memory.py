@@ -84,13 +84,18 @@ class LatentMemory:
     def __init__(self, channels: int, capacity: int = 65536, voxel_size: float = 0.08, cells: int = 16,
                  fov_deg: float = 70.0, device: str | torch.device = "cpu",
                  feat_dtype: torch.dtype = torch.float16, carve_tol: float | None = CARVE_TOL,
-                 use_kernel: bool = True, keep_observed_view: bool = True, skip_recent_generated: int = 0) -> None:
+                 use_kernel: bool = True, keep_observed_view: bool = True, skip_recent_generated: int = 0,
+                 keep_drawn_view: bool = False) -> None:
         if capacity < 1:
             raise ValueError(f"memory capacity must be at least 1, got {capacity}")
         if voxel_size <= 0:
             raise ValueError(f"memory voxel_size must be positive, got {voxel_size}")
         self.carve_tol = carve_tol
         self.keep_observed_view = keep_observed_view
+        # keep_drawn_view: a generated frame writes only the cells its read showed nothing in, so a
+        # place keeps the first drawing of it memory held (an observation, or the generated frame
+        # that first showed it) instead of each revisit's copy of that drawing (see _kept_cells).
+        self.keep_drawn_view = keep_drawn_view
         # A read at frame f skips generated points written after frame f - N (N = this; 0: none).
         # Those frames are already the context (the previous latent and its warp); read back as the
         # canvas too, which the generator copies, each frame repeats the last ones' loss of detail
@@ -150,8 +155,8 @@ class LatentMemory:
         feats = latent.reshape(c, -1).t().to(self.device, self.feat.dtype)
         d = d.reshape(-1)
         ok = torch.isfinite(pts).all(dim=1) & (d > projection.NEAR)
-        if not observed and self.keep_observed_view and len(self.slots):
-            ok &= ~self._observed_cells(c2w, frame)
+        if not observed and (self.keep_observed_view or self.keep_drawn_view) and len(self.slots):
+            ok &= ~self._kept_cells(c2w, frame)
         idx = ok.nonzero().flatten()
         pts, feats = pts[idx], feats[idx]
         # One point per voxel within the frame: the nearest cell's (it is the best-resolved).
@@ -263,8 +268,9 @@ class LatentMemory:
             v.cell, v.winners, v.recent = cell, slot[win], recent
         return v
 
-    def _observed_cells(self, c2w: torch.Tensor, frame: int) -> torch.Tensor:
-        """Bool (S*S,): the cells a read at c2w shows from an observed point. A generated frame does
+    def _kept_cells(self, c2w: torch.Tensor, frame: int) -> torch.Tensor:
+        """Bool (S*S,): the cells a read at c2w shows from an observed point (with keep_drawn_view:
+        from any point the read for `frame` may show, observed or generated). A generated frame does
         not write these: there it only re-renders what was observed, with the model's noisy depth,
         and its points would stand in front of the observed surface and win its cells on the next
         visit (measured on the eval retraces: a third of the return's cells lost to them). Only
@@ -273,7 +279,7 @@ class LatentMemory:
         same, out-and-back -0.1 dB, turnaround +0.1)."""
         v = self._view(c2w, depth_test=True, recent=self._recent(frame))   # as the read for this frame saw it
         obs = torch.zeros(self.cells * self.cells, dtype=torch.bool, device=self.device)
-        obs[v.cell] = self.observed[v.winners]
+        obs[v.cell] = True if self.keep_drawn_view else self.observed[v.winners]
         return obs
 
     def _in_view(self, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

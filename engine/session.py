@@ -78,7 +78,8 @@ class WorldSession:
         self._latent_bounds = None if r is None else torch.tensor(r, dtype=torch.float32, device=self.device)
         self.memory = LatentMemory(self.model.latent_channels, int(capacity or cfg.memory_capacity), cfg.voxel_size,
                                    self.model.cells, cfg.fov_deg, self.device,
-                                   skip_recent_generated=cfg.memory_skip_recent_generated)
+                                   skip_recent_generated=cfg.memory_skip_recent_generated,
+                                   keep_drawn_view=cfg.memory_keep_drawn_view)
         self.reset()
 
     @property

@@ -246,6 +246,39 @@ def test_generated_frames_leave_the_cells_observations_show():
     assert torch.allclose(mem.read(_c2w(pose))[2], torch.tensor(2.0), atol=1e-3)
 
 
+def test_keep_drawn_view_keeps_the_first_drawing_of_a_place():
+    # A generated frame drew the left half of the view at 3 m. A later generated frame from the
+    # same pose puts its surface at 2 m everywhere: with keep_drawn_view it adds only the half
+    # the read showed nothing in, so a revisit reads the first drawing, not a copy of it; points
+    # the read may not show yet (generated within skip_recent_generated frames) do not hold it back.
+    pose = Pose((0.0, 1.6, 0.0))
+    z_a, d_a = _wall(3.0)
+    d_a[:, 8:] = float("nan")
+    z_b, d_b = _wall(2.0)
+    for frame_b, added in ((30, 128), (24, 256)):
+        mem = LatentMemory(8, capacity=10_000, voxel_size=0.02, feat_dtype=torch.float32,
+                           skip_recent_generated=20, keep_drawn_view=True)
+        mem.write(z_a, d_a, _c2w(pose), 5, 5.0, observed=False)
+        mem.read(_c2w(pose), frame_b)                 # the step's read at frame_b
+        mem.write(z_b, d_b, _c2w(pose), frame_b, float(frame_b), observed=False)
+        assert len(mem) == 128 + added, frame_b
+    canvas, mask, depth = mem.read(_c2w(pose))        # frame 24: B was free to cover A
+    assert torch.allclose(depth[0], torch.tensor(2.0), atol=1e-3)
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.02, feat_dtype=torch.float32,
+                       skip_recent_generated=20, keep_drawn_view=True)
+    mem.write(z_a, d_a, _c2w(pose), 5, 5.0, observed=False)
+    mem.write(z_b, d_b, _c2w(pose), 30, 30.0, observed=False)   # no read first: recomputed
+    canvas, mask, depth = mem.read(_c2w(pose))
+    assert bool((mask[0] > 0).all())
+    assert torch.allclose(depth[0, :, :8], torch.tensor(3.0), atol=1e-3)
+    assert torch.allclose(canvas[:, :, :8], torch.tensor(3.0)) and torch.allclose(canvas[:, :, 8:], torch.tensor(2.0))
+    # The default (keep_observed_view only): the later drawing stands in front of the first.
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.02, feat_dtype=torch.float32, skip_recent_generated=20)
+    mem.write(z_a, d_a, _c2w(pose), 5, 5.0, observed=False)
+    mem.write(z_b, d_b, _c2w(pose), 30, 30.0, observed=False)
+    assert torch.allclose(mem.read(_c2w(pose))[2], torch.tensor(2.0), atol=1e-3)
+
+
 def test_stored_positions_keep_a_fiftieth_of_a_millimetre():
     mem = LatentMemory(8, capacity=4096, voxel_size=0.01)
     z, d = _frame(7)

@@ -71,6 +71,9 @@ class ModelConfig:
     voxel_size: float = 0.02
     # A memory read skips generated points of the last N frames (engine/memory.py; 0: reads all).
     memory_skip_recent_generated: int = 0
+    # A generated frame writes only cells its memory read showed nothing in (engine/memory.py,
+    # keep_drawn_view); False: only cells not shown from an observation (keep_observed_view).
+    memory_keep_drawn_view: bool = False
     # Per channel [lowest, highest] spatial mean of real frames' normalised latents, measured on
     # training worlds (engine/model/latent_range.py). A generated latent's channel means are kept
     # inside it; None (older models, tests that do not set it) turns the guard off.
