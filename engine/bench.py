@@ -40,7 +40,7 @@ def bench_render(frames: int = 512, resolution: tuple[int, int] = (128, 128), fo
     The poses are a training-style walk through the level of `scene_seed`, rendered
     in consecutive batches; time covers render + read-back to numpy (RGB and depth).
     """
-    from engine.train.data import sample_walk_poses
+    from engine.train.walks import sample_walk_poses
     from engine.world.levels import generate_level
     from engine.world.renderer import Renderer
 

@@ -8,6 +8,7 @@ import pytest
 
 from engine.camera import Pose, angle_diff
 from engine.train import data as D
+from engine.train import walks as W
 
 
 def test_parse_seed_range():
@@ -41,17 +42,17 @@ def test_write_shards_refuses_eval_seeds_before_writing(tmp_path):
 def test_walk_poses_are_continuous_free_and_revisit(level):
     from engine.world.collision import CollisionMap
 
-    poses = D.sample_walk_poses(level, 400, np.random.default_rng(1))
+    poses = W.sample_walk_poses(level, 400, np.random.default_rng(1))
     assert len(poses) == 400 and all(isinstance(p, Pose) for p in poses)
-    again = D.sample_walk_poses(level, 400, np.random.default_rng(1))
+    again = W.sample_walk_poses(level, 400, np.random.default_rng(1))
     assert poses == again  # deterministic for a given rng
     xyz = np.array([p.position for p in poses])
     assert np.allclose(xyz[:, 1], level.eye_height)
     steps = np.linalg.norm(np.diff(xyz[:, [0, 2]], axis=0), axis=1)
-    assert steps.max() <= D.STEP_RANGE[1] + 1e-6, "a walk never jumps"
+    assert steps.max() <= W.STEP_RANGE[1] + 1e-6, "a walk never jumps"
     yaw_steps = [angle_diff(a.yaw, b.yaw) for a, b in zip(poses, poses[1:])]
-    assert max(yaw_steps) <= D.TURN_RANGE[1] + 1e-6
-    assert max(abs(p.pitch) for p in poses) <= D.PITCH_LIMIT + 1e-6
+    assert max(yaw_steps) <= W.TURN_RANGE[1] + 1e-6
+    assert max(abs(p.pitch) for p in poses) <= W.PITCH_LIMIT + 1e-6
     cmap = CollisionMap(level)
     free = np.mean([cmap.is_free(p.position[0], p.position[2]) for p in poses])
     assert free >= 0.98, f"only {free:.0%} of poses in free space"
@@ -140,7 +141,7 @@ def test_on_the_fly_clips_match_renderer(egl):
             assert 20 <= seed < 23 and (clip["scene_seed"] == seed).all()
             assert np.all(np.diff(clip["frame_index"]) == 1)
             # Consecutive frames of one walk: small steps.
-            assert np.linalg.norm(np.diff(clip["pose"][:, [0, 2]], axis=0), axis=1).max() <= D.STEP_RANGE[1] + 1e-6
+            assert np.linalg.norm(np.diff(clip["pose"][:, [0, 2]], axis=0), axis=1).max() <= W.STEP_RANGE[1] + 1e-6
             level = generate_level(seed)
             if r is None:
                 r = Renderer(level, 48, 32, 70.0)
