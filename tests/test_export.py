@@ -27,6 +27,7 @@ from export.compose import GAP, compose_panes, layout
 from export.dataset import DatasetWriter, read_depth, read_transforms
 from export.gif import GifWriter, clip_to_gif
 from export.trajectory_out import read_walk_csv, walked_trajectory, write_walk_csv, write_walked_trajectory
+from export.journal import journal_fps
 from export.video import CodecUnavailable, VideoWriter, finish_partial, journal_path, read_journal_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,6 +142,24 @@ def test_exception_in_block_keeps_the_playable_journal(tmp_path):
     # and the journal can still become the clip
     assert finish_partial(journal_path(out)) == out
     assert len(read_clip(out)[0]) == 7
+
+
+def test_journal_keeps_its_frame_rate_and_refuses_other_files(tmp_path):
+    out = tmp_path / "clip.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(out, 12.5, (64, 48)) as vw:
+            vw.write(pattern(0))
+            raise RuntimeError("stop")
+    assert journal_fps(journal_path(out)) == pytest.approx(12.5)
+    assert finish_partial(journal_path(out)) == out
+    assert read_clip(out)[1] == 1
+    cap = cv2.VideoCapture(str(out))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(12.5, abs=0.01)
+    cap.release()
+    junk = tmp_path / "notes.mp4.partial.avi"
+    junk.write_bytes(b"not a video at all" * 20)
+    with pytest.raises(ValueError, match="notes.mp4.partial.avi: not a recording journal"):
+        finish_partial(junk)
 
 
 def test_no_frames_leaves_nothing(tmp_path):
