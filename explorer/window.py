@@ -167,7 +167,7 @@ class MainWindow(QMainWindow):
         if self.recorder.active:   # what is shown, at a fixed magnification so the clip's size is stable
             size = b.panes[0].frame.shape[1]
             rk = max(1, math.ceil(RECORD_PANE_PX / size))
-            self.recorder.add(image if rk == k else compose_panes(*_composition(b), scale=rk), b.pose,
+            self.recorder.add(image if rk == k else compose_panes(*b.composition(), scale=rk), b.pose,
                               b.panes[0].observed)
         self.plots.push(b, self.shown_fps())
         self.minimap.set_memory(b.memory_points)
@@ -180,13 +180,13 @@ class MainWindow(QMainWindow):
 
     def _render(self, b: FrameBundle) -> tuple[np.ndarray, int]:
         """Compose the panes at the largest whole magnification that fits the viewport; show them."""
-        panes, overlay = _composition(b)
+        panes, overlay = b.composition()
         size = (b.panes[0].frame.shape[1], b.panes[0].frame.shape[0])
         labels = [p.label for p in b.panes]
         k = self.viewport.fit_scale(layout(len(panes), size, 1, True, labels).size)
         image = compose_panes(panes, overlay, scale=k)
         lay = layout(len(panes), size, k, True, labels)
-        texts = [(lay.pane_rect(i), _pane_text(p)) for i, p in enumerate(b.panes)]
+        texts = [(lay.pane_rect(i), p.overlay_text()) for i, p in enumerate(b.panes)]
         self.viewport.set_image(image, [t for t in texts if t[1]])
         return image, k
 
@@ -390,20 +390,3 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
-
-
-def _composition(b: FrameBundle) -> tuple[list[tuple[str, np.ndarray]], dict]:
-    """compose_panes' arguments for a bundle: labelled panes and the frame / pose overlay."""
-    return ([(p.label, p.frame) for p in b.panes],
-            {"frame": b.index, "pose": b.pose, "observed": b.panes[0].observed})
-
-
-def _pane_text(p) -> str:
-    parts = []
-    if math.isfinite(p.fps):
-        parts.append(f"{p.fps:.1f} fps")
-    if p.psnr is not None and not p.observed:
-        parts.append(f"{p.psnr:.1f} dB")
-    if p.observed and p.memory is not None:
-        parts.append("observed")
-    return "  ".join(parts)

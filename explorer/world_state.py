@@ -60,6 +60,17 @@ class Pane:
     coverage: float = 0.0        # fraction of latent cells the memory canvas covered
     psnr: float | None = None    # against ground truth at the same pose
 
+    def overlay_text(self) -> str:
+        """What the viewport writes over this pane: its step rate, its PSNR, or that it is observed."""
+        parts = []
+        if math.isfinite(self.fps):
+            parts.append(f"{self.fps:.1f} fps")
+        if self.psnr is not None and not self.observed:
+            parts.append(f"{self.psnr:.1f} dB")
+        if self.observed and self.memory is not None:
+            parts.append("observed")
+        return "  ".join(parts)
+
 
 @dataclass
 class FrameBundle:
@@ -74,6 +85,11 @@ class FrameBundle:
     show_gt: bool
     world_seed: int
     dropped: int                 # requests and bundles skipped so far (latest wins)
+
+    def composition(self) -> tuple[list[tuple[str, np.ndarray]], dict]:
+        """export.compose.compose_panes' arguments: the labelled panes and the frame / pose overlay."""
+        return ([(p.label, p.frame) for p in self.panes],
+                {"frame": self.index, "pose": self.pose, "observed": self.panes[0].observed})
 
 
 def load_model(cfg: RunConfig):
