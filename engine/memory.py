@@ -93,8 +93,10 @@ class LatentMemory:
         self.carve_tol = carve_tol
         self.keep_observed_view = keep_observed_view
         # keep_drawn_view: a generated frame writes only the cells its read showed nothing in, so a
-        # place keeps the first drawing of it memory held (an observation, or the generated frame
-        # that first showed it) instead of each revisit's copy of that drawing (see _kept_cells).
+        # place keeps the first drawings of it memory held (an observation, or the generated frames
+        # that first showed it) instead of each revisit's copy of them (see _kept_cells). With
+        # skip_recent_generated N the read does not show the last N frames' points, so a place in
+        # view is drawn by up to N frames after its first drawing, then no more.
         self.keep_drawn_view = keep_drawn_view
         # A read at frame f skips generated points written after frame f - N (N = this; 0: none).
         # Those frames are already the context (the previous latent and its warp); read back as the
