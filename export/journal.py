@@ -33,9 +33,6 @@ def journal_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + JOURNAL_SUFFIX)
 
 
-
-# --------------------------------------------------------------------------- journal
-
 # Byte offsets of the header fields rewritten after every frame.
 _RIFF_SIZE, _AVIH_FRAMES, _AVIH_BUFFER, _STRH_LENGTH, _STRH_BUFFER, _MOVI_SIZE = 4, 48, 60, 140, 144, 216
 _MOVI_DATA = 224
@@ -121,12 +118,18 @@ class MjpegJournal:
             self._fd = -1
 
 
+def _read_header(fh, path) -> bytes:
+    """The fixed-size header of a journal open for reading, checked; raises ValueError naming `path`."""
+    head = fh.read(_MOVI_DATA)
+    if len(head) < _MOVI_DATA or head[:4] != b"RIFF" or head[8:12] != b"AVI " or head[-4:] != b"movi":
+        raise ValueError(f"{path}: not a recording journal (MJPEG AVI)")
+    return head
+
+
 def journal_fps(path: str | os.PathLike) -> float:
     """The frame rate a journal was recorded at (its stream header's rate / scale)."""
     with open(path, "rb") as fh:
-        head = fh.read(_MOVI_DATA)
-    if len(head) < _MOVI_DATA or head[:4] != b"RIFF" or head[8:12] != b"AVI ":
-        raise ValueError(f"{path}: not a recording journal (MJPEG AVI)")
+        head = _read_header(fh, path)
     scale, rate = struct.unpack("<II", head[128:136])
     if scale == 0 or rate == 0:
         raise ValueError(f"{path}: journal header has no frame rate (rate {rate}, scale {scale})")
@@ -138,9 +141,7 @@ def read_journal_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     import cv2
 
     with open(path, "rb") as fh:
-        head = fh.read(_MOVI_DATA)
-        if len(head) < _MOVI_DATA or head[:4] != b"RIFF" or head[8:12] != b"AVI " or head[-4:] != b"movi":
-            raise ValueError(f"{path}: not a recording journal (MJPEG AVI)")
+        _read_header(fh, path)
         while True:
             tag = fh.read(8)
             if len(tag) < 8:
