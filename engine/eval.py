@@ -7,7 +7,10 @@ memory on and once with memory off, with the same seed. Measured:
   psnr_revisit        the two frames of each revisit pair as shown (ground truth
                       for observed frames, the generation for generated ones),
   sharpness_ratio     gradient energy of generated frames over ground truth's,
-  ae_ceiling_psnr     decode(encode(gt)) against gt on the same generated frames.
+  ae_ceiling_psnr     decode(encode(gt)) against gt on the same generated frames,
+  ae_ceiling_sharpness  gradient energy of decode(encode(gt)) over gt's on those frames:
+                      what a perfect copy of observed latents would score, so the part
+                      of a sharpness gap that is the autoencoder's, not the generator's.
 Summaries are means over trajectories (each trajectory counts once).
 """
 from __future__ import annotations
@@ -41,14 +44,18 @@ def eval_trajectories_for(kinds: list[str], seeds: range, resolution: int) -> li
 
 
 @torch.no_grad()
-def _ceiling(model: WorldModel, gt: np.ndarray, idx: list[int]) -> float:
-    vals = []
+def _ceiling(model: WorldModel, gt: np.ndarray, idx: list[int]) -> tuple[float, float]:
+    """(PSNR, sharpness ratio) of decode(encode(gt)) against gt over the frames `idx`."""
+    vals, ge_rec, ge_gt = [], [], []
     for i in range(0, len(idx), 64):
         chunk = idx[i:i + 64]
         x = to_model_image(torch.from_numpy(gt[chunk])).to(next(model.parameters()).device)
         rec = to_uint8_image(model.decode(model.encode(x))[0]).cpu().numpy()
         vals += [psnr(r, g) for r, g in zip(rec, gt[chunk])]
-    return mean_or_nan(vals)
+        ge_rec += [gradient_energy(r) for r in rec]
+        ge_gt += [gradient_energy(g) for g in gt[chunk]]
+    ge = mean_or_nan(ge_gt)
+    return mean_or_nan(vals), (mean_or_nan(ge_rec) / ge if ge > 0 else float("nan"))
 
 
 def render_trajectory(model: WorldModel, traj: Trajectory, renderer_cache: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -74,9 +81,10 @@ def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, r
     """Evaluate one trajectory with memory on and off."""
     gt, depth = render_trajectory(model, traj, renderer_cache)
     gen_idx = list(range(traj.observe, len(traj.frames)))
+    ceiling_psnr, ceiling_sharpness = _ceiling(model, gt, gen_idx)
     row: dict = {"scene_seed": traj.scene_seed, "kind": traj.kind, "frames": len(traj.frames),
                  "observe": traj.observe, "revisits": len(traj.revisits),
-                 "ae_ceiling_psnr": _ceiling(model, gt, gen_idx)}
+                 "ae_ceiling_psnr": ceiling_psnr, "ae_ceiling_sharpness": ceiling_sharpness}
     frames_by_mode = {}
     for mode in MODES:
         sess = WorldSession(model, memory=(mode == "memory_on"), steps=steps, seed=seed, temperature=temperature)
@@ -107,7 +115,8 @@ def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, r
 def summarise(rows: list[dict]) -> dict:
     out = {mode: {m: mean_or_nan([r[mode][m] for r in rows if np.isfinite(r[mode][m])]) for m in METRICS}
            for mode in MODES}
-    out["ae_ceiling_psnr"] = mean_or_nan([r["ae_ceiling_psnr"] for r in rows])
+    for key in ("ae_ceiling_psnr", "ae_ceiling_sharpness"):
+        out[key] = mean_or_nan([r[key] for r in rows if key in r and np.isfinite(r[key])])
     out["trajectories"] = len(rows)
     return out
 

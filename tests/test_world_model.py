@@ -216,7 +216,10 @@ def test_eval_reports_every_required_key(tiny_model_dir, egl, eval_seed):
         for k in ("psnr_gt", "ssim_gt", "psnr_revisit", "sharpness_ratio"):
             assert math.isfinite(s[mode][k]), (mode, k)
     assert 5 < s["ae_ceiling_psnr"] < 60
+    # The autoencoder's own sharpness on the same frames: a blurry tiny decoder keeps some, not all.
+    assert 0 < s["ae_ceiling_sharpness"] < 1.5
     assert "turnaround" in out["by_kind"]
+    assert out["by_kind"]["turnaround"]["ae_ceiling_sharpness"] == s["ae_ceiling_sharpness"]
     assert out["trajectories"][0]["frames"] == len(traj.frames)
 
 

@@ -6,10 +6,11 @@ it is (canvas where it covers, the generated latent elsewhere).
 
 With --replace W the generated latent is pulled towards the canvas by W at the cells whose winning
 point is a generated one (W = 1: shown as drawn; with --centred D only where that point lies within
-D cells of the cell's centre), before it is decoded and written; the eval's memory-on numbers for
-the trajectory follow. A probe of the sampler's output, not shipped code.
+D cells of the cell's centre; with --source observed at cells whose winner is an observed point
+instead, `any` at both), before it is decoded and written; the eval's memory-on numbers for the
+trajectory follow. A probe of the sampler's output, not shipped code.
 
-    python docs/scripts/drawing_copy_probe.py [--model DIR] [--replace W [--centred D]] TRAJ.json...
+    python docs/scripts/drawing_copy_probe.py [--model DIR] [--replace W [--centred D] [--source S]] TRAJ.json...
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ _plain_read = LatentMemory.read
 _plain_sample = session_module.sample
 
 
-def _replacing_sample(weight: float, centred: float | None = None):
+def _replacing_sample(weight: float, centred: float | None = None, source: str = "generated"):
     def sample(*args, **kwargs):
         z = _plain_sample(*args, **kwargs)
         got = _last_read.pop("r", None)          # None: memory off or empty, nothing to copy
@@ -48,7 +49,8 @@ def _replacing_sample(weight: float, centred: float | None = None):
         mem, (canvas, _, _) = got
         v, s = mem._seen, mem.cells               # the read this step's sample followed
         drawn = torch.zeros(s * s, dtype=torch.bool, device=z.device)
-        pick = ~mem.observed[v.winners]
+        observed = mem.observed[v.winners]
+        pick = {"generated": ~observed, "observed": observed, "any": torch.ones_like(observed)}[source]
         if centred is not None:   # only winners within `centred` cells of their cell's centre
             order = torch.argsort(v.slot)
             at = order[torch.searchsorted(v.slot[order], v.winners)]
@@ -88,6 +90,8 @@ def main() -> None:
     ap.add_argument("--replace", type=float, default=None)
     ap.add_argument("--centred", type=float, default=None, metavar="D",
                     help="with --replace: only at cells whose winning point is within D cells of the centre")
+    ap.add_argument("--source", choices=("generated", "observed", "any"), default="generated",
+                    help="with --replace: which winning points are shown as they are")
     args = ap.parse_args()
     torch.set_num_threads(2)
     model = WorldModel.load(args.model)
@@ -96,9 +100,9 @@ def main() -> None:
         if args.replace is None:
             per_turn(model, path)
             continue
-        session_module.sample = _replacing_sample(args.replace, args.centred)
+        session_module.sample = _replacing_sample(args.replace, args.centred, args.source)
         on = run_one(model, read_trajectory(path), None, 0, {})["memory_on"]
-        print(f"{path} replace {args.replace} centred {args.centred}: psnr_gt {on['psnr_gt']:.2f} revisit {on['psnr_revisit']:.2f} "
+        print(f"{path} replace {args.replace} centred {args.centred} source {args.source}: psnr_gt {on['psnr_gt']:.2f} revisit {on['psnr_revisit']:.2f} "
               f"sharpness {on['sharpness_ratio']:.3f} ssim {on['ssim_gt']:.3f}", flush=True)
 
 
