@@ -322,5 +322,5 @@ def format_summary(result: dict) -> str:
                      f"{on['sharpness_ratio']:>7.2f}   on")
         lines.append(f"{'':<16}{off['psnr_gt']:>9.2f}{off['ssim_gt']:>9.3f}{off['psnr_revisit']:>9.2f}"
                      f"{off['sharpness_ratio']:>7.2f}   off   (ae ceiling {s['ae_ceiling_psnr']:.2f} dB, "
-                     f"sharp {s.get('ae_ceiling_sharpness', float('nan')):.2f})")
+                     f"sharp {s['ae_ceiling_sharpness']:.2f})")
     return "\n".join(lines)
