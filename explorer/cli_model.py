@@ -153,6 +153,17 @@ def register_train(sub) -> None:
     r.add_argument("--frames", type=int, default=200, help="explore walk length per world (every 4th is encoded)")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     r.set_defaults(handler=_cmd_latent_range)
+    v = tsub.add_parser("average", help="weight-by-weight mean of models that share a network (e.g. a "
+                                         "fine-tune and the model it started from)")
+    v.add_argument("--models", type=Path, nargs="+", required=True, metavar="DIR", help="model directories")
+    v.add_argument("--shares", type=float, nargs="+", default=None, metavar="W",
+                   help="one weight per model, normalised to sum 1 (default: equal)")
+    v.add_argument("--part", choices=("generator", "autoencoder"), default="generator",
+                   help="the network averaged; the other and config.json are the first model's")
+    v.add_argument("--temperature", type=float, default=None,
+                   help="default sampling temperature written to the new config.json")
+    v.add_argument("--out", type=Path, required=True, help="new model directory")
+    v.set_defaults(handler=_cmd_average)
 
 
 def _common(p) -> None:
@@ -238,6 +249,17 @@ def _cmd_decoder_pairs(args) -> int:
     save_pairs(args.out, pairs, str(args.model or "default"))
     print(describe(pairs))
     print(f"{len(pairs['psnr'])} pairs written to {args.out}")
+    return 0
+
+
+def _cmd_average(args) -> int:
+    from engine.train.average import AverageError, average_models
+
+    try:
+        out = average_models(args.models, args.out, args.shares, args.part, args.temperature)
+    except (AverageError, ValueError) as e:
+        raise SystemExit(f"mirage train average: {e}") from None
+    print(f"averaged {args.part} of {len(args.models)} models into {out}")
     return 0
 
 

@@ -58,3 +58,19 @@ def tiny_model(tiny_model_dir):
     from engine.model.world_model import WorldModel
 
     return WorldModel.load(tiny_model_dir)
+
+
+def rendered_turnaround(seed: int, frames: int):
+    """The first `frames` poses of a 64x64 turnaround in world `seed` with the real renderer's
+    frames and depth: (trajectory, rgb (N, 64, 64, 3) uint8, depth (N, 64, 64) float32)."""
+    from engine.trajectory import make_trajectory
+    from engine.world.levels import generate_level
+    from engine.world.renderer import Renderer
+
+    traj = make_trajectory(seed, "turnaround", resolution=(64, 64))
+    r = Renderer(generate_level(seed), 64, 64, traj.fov_deg)
+    try:
+        rgb, depth = r.render(traj.frames[:frames])
+    finally:
+        r.close()
+    return traj, rgb, depth

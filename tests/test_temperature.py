@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
+from model_fixtures import rendered_turnaround, tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
 
 from engine.model.sampler import sample
 from engine.model.world_model import WorldModel
@@ -18,14 +18,7 @@ from engine.trajectory import make_trajectory
 
 @pytest.fixture(scope="module")
 def walk(egl, eval_seed):
-    from engine.world.levels import generate_level
-    from engine.world.renderer import Renderer
-
-    traj = make_trajectory(eval_seed, "turnaround", resolution=(64, 64))
-    r = Renderer(generate_level(eval_seed), 64, 64, traj.fov_deg)
-    rgb, depth = r.render(traj.frames[:12])
-    r.close()
-    return traj, rgb, depth
+    return rendered_turnaround(eval_seed, 12)
 
 
 def _frames(model, walk, **options) -> list[np.ndarray]:
