@@ -168,7 +168,7 @@ class WorldSession:
         # Keep each channel's mean where real frames keep it: against colour drift in long walks.
         z = clamp_channel_means(z, self._latent_bounds)
         t2 = time.perf_counter()
-        rgb, depth = self.backend.decode(z, generated=True)
+        rgb, depth = self.backend.decode(z)
         cells = cell_depth(depth, s)
         t3 = time.perf_counter()
         if self.memory_enabled:

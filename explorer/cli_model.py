@@ -76,12 +76,6 @@ def register_train(sub) -> None:
                    help="that loss's weight where the memory canvas covers the view, relative to uncovered cells "
                         "(0: only where memory shows nothing; generated frames go back into memory, and "
                         "sharpening what memory shows compounds on long walks)")
-    w.add_argument("--pixel-l1", type=float, default=0.0, metavar="W",
-                   help="add W times the L1 distance between the decoded x0 prediction and the decoded target "
-                        "(frozen decoder): the per-pixel median keeps uncertain edges as steps where latent MSE "
-                        "averages them into ramps; 0: none")
-    w.add_argument("--pixel-batch", type=int, default=16, metavar="N",
-                   help="examples of each batch that --pixel-l1 decodes (each costs a decoder pass)")
     _common(w)
     w.add_argument("--save-every", type=int, default=200, metavar="N",
                    help="checkpoint and write OUT/model every N steps (and at the end)")
@@ -113,15 +107,6 @@ def register_train(sub) -> None:
     d.add_argument("--aligned-psnr", type=float, default=20.0, metavar="DB",
                    help="a pair whose generated frame matched ground truth this well (dB) is a target; "
                         "others keep only their colour and get detail from the discriminator")
-    d.add_argument("--source-input", action="store_true",
-                   help="tell the decoder whether a latent is an encoder's or the generator's (added to a model "
-                        "without that input, starting out as its old decoder)")
-    d.add_argument("--adv-generated", type=float, default=1.0, metavar="X",
-                   help="with --source-input: the adversarial term's weight on generated-source decodes, "
-                        "relative to real ones")
-    d.add_argument("--adv-unaligned", type=float, default=1.0, metavar="X",
-                   help="the adversarial term's weight on --pairs that are not targets (under --aligned-psnr), "
-                        "relative to the rest")
     d.add_argument("--grow-blocks", type=int, default=0, metavar="N",
                    help="add N residual blocks to the decoder's full-feature level; each starts as the "
                         "identity, so the grown decoder starts out decoding as the old one")
@@ -205,8 +190,7 @@ def _cmd_train_world(args) -> int:
                                            history_canvas=args.history_canvas, workers=args.workers,
                                            save_every=args.save_every, precision=args.precision,
                                            adv_weight=args.adv_weight, adv_start=args.adv_start,
-                                           adv_lr=args.adv_lr, adv_covered=args.adv_covered,
-                                           pixel_l1=args.pixel_l1, pixel_batch=args.pixel_batch),
+                                           adv_lr=args.adv_lr, adv_covered=args.adv_covered),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.steps == 0:
@@ -225,8 +209,7 @@ def _cmd_train_decoder(args) -> int:
                                          max_adv_w=args.max_adv_w,
                                          latent_degrade=args.latent_degrade,
                                          pairs=tuple(str(p) for p in args.pairs or ()), pairs_share=args.pairs_share,
-                                         aligned_psnr=args.aligned_psnr, source_input=args.source_input,
-                                         adv_generated=args.adv_generated, adv_unaligned=args.adv_unaligned,
+                                         aligned_psnr=args.aligned_psnr,
                                          grow_blocks=args.grow_blocks, snapshot_every=args.snapshot_every,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),

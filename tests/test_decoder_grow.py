@@ -64,7 +64,7 @@ def test_trained_grown_decoder_keeps_the_latent_space(tiny_model_dir, grown_mode
         assert torch.equal(v, after.gen.state_dict()[k])
     z = _latents(after.cfg)
     with torch.no_grad():
-        moved = float((before.decode(z, False)[0] - after.decode(z, False)[0]).abs().max())
+        moved = float((before.decode(z)[0] - after.decode(z)[0]).abs().max())
     assert moved > 1e-4  # six steps moved the decoder, new blocks included
     new_block = after.ae.decoder.net[2 * after.cfg.autoencoder.blocks + 4 + after.cfg.autoencoder.blocks + 1]
     assert float(new_block.c2.weight.detach().abs().max()) > 0  # its zero-initialised conv has learned something
@@ -102,4 +102,4 @@ def test_onnxruntime_runs_the_grown_decoder_as_torch_does(grown_model_dir, tmp_p
     export_onnx(model, tmp_path / "onnx")
     ort_b, torch_b = OnnxRuntimeBackend(model, tmp_path / "onnx"), TorchBackend(model)
     z = _latents(model.cfg, n=2, seed=2)
-    assert float((torch_b.decode(z, True)[0] - ort_b.decode(z, True)[0]).abs().max()) <= 1e-3
+    assert float((torch_b.decode(z)[0] - ort_b.decode(z)[0]).abs().max()) <= 1e-3

@@ -123,23 +123,6 @@ def test_cli_writes_a_pairs_file(tiny_model_dir, egl, tmp_path, train_seed, caps
     assert len(load_pairs(out, (m.latent_channels, m.cells, m.cells), m.image_size)["psnr"]) == 3
 
 
-def test_decoder_on_pairs_with_source_and_no_push_on_unaligned(tiny_model_dir, pairs, tmp_path):
-    """--source-input with --adv-unaligned 0 on pairs none of which is a target: the run goes
-    through with finite losses, pairs decode as generated, and a negative weight is refused."""
-    from engine.train.decoder import DecoderTrainArgs, train_decoder
-
-    path = tmp_path / "p.safetensors"
-    save_pairs(path, pairs, "tiny")
-    kw = dict(model=str(tiny_model_dir), batch=4, gan_start=0, save_every=12, pairs=str(path), aligned_psnr=1e9,
-              source_input=True, adv_generated=1.5)
-    out = train_decoder(DecoderTrainArgs(out=str(tmp_path / "dec"), steps=12, adv_unaligned=0.0, **kw), progress=False)
-    rows = list(csv.DictReader(open(tmp_path / "dec" / "decoder_loss.csv")))
-    assert len(rows) == 2 and all(np.isfinite(float(r["g_adv"])) and float(r["gen_loss"]) > 0 for r in rows)
-    assert WorldModel.load(out).cfg.autoencoder.decoder_source
-    with pytest.raises(ValueError, match="adv-unaligned"):
-        train_decoder(DecoderTrainArgs(out=str(tmp_path / "d2"), steps=1, adv_unaligned=-1.0, **kw), progress=False)
-
-
 def test_several_pair_files_join_and_snapshots_are_loadable_models(tiny_model_dir, pairs, tmp_path, capsys):
     """Pairs collected by parallel processes train as one set, and --snapshot-every leaves a directory
     per snapshot (config + autoencoder) that loads and holds the decoder of that step."""

@@ -54,11 +54,8 @@ class Backend(ABC):
         """One flow step of the generator: x_t (B, C, S, S), t (B,), cond (B, K, S, S) -> x0 (B, C, S, S)."""
 
     @abstractmethod
-    def decode(self, z: torch.Tensor, generated: bool | torch.Tensor = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised latent -> rgb (B, 3, H, W) clamped to [-1, 1], depth (B, 1, H, W) in metres.
-        generated: the generator made z (WorldSession.step), not the encoder (observe), one bool or
-        one value per latent (B,) as source_tensor takes it; a decoder
-        told the source decodes the two differently (engine/model/autoencoder.py, Decoder)."""
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised latent -> rgb (B, 3, H, W) clamped to [-1, 1], depth (B, 1, H, W) in metres."""
 
     def close(self) -> None:
         """Release sessions, engines and buffers (optional; garbage collection does it too)."""
@@ -71,13 +68,6 @@ class Backend(ABC):
 
 
 # ---- shared helpers -----------------------------------------------------------------------
-
-def source_tensor(z: torch.Tensor, generated: bool | torch.Tensor) -> torch.Tensor:
-    """The decoder's `source` input for a batch of latents: (B,) float, 1.0 where generated, else 0.0.
-    `generated` is one bool for the batch or already one value per latent."""
-    if isinstance(generated, torch.Tensor):
-        return generated.to(device=z.device, dtype=torch.float32).reshape(z.shape[0])
-    return torch.full((z.shape[0],), 1.0 if generated else 0.0, dtype=torch.float32, device=z.device)
 
 def cache_dir(*parts: str) -> Path:
     """The user's cache directory for Mirage (ONNX exports, TensorRT engines), created on demand.

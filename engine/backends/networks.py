@@ -25,9 +25,7 @@ from engine.model.world_model import WorldModel
 IO_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "encoder": (("rgb",), ("z",)),
     "generator": (("x_t", "t", "cond"), ("x0",)),
-    # source (B,): 1 for a generated latent, 0 for an encoder's (AutoencoderConfig.decoder_source);
-    # unused by decoders built without that input, but always there so every runtime calls alike.
-    "decoder": (("z", "source"), ("rgb", "depth")),
+    "decoder": (("z",), ("rgb", "depth")),
 }
 
 
@@ -60,8 +58,8 @@ class DecoderNet(nn.Module):
         self.shift, self.scale = float(model.cfg.latent_shift), float(model.cfg.latent_scale)
         self.dtype = dtype
 
-    def forward(self, z: torch.Tensor, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth = self.ae.decode((z * self.scale + self.shift).to(self.dtype), source.to(self.dtype))
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, depth = self.ae.decode((z * self.scale + self.shift).to(self.dtype))
         return rgb.float(), depth.float()
 
 
@@ -102,6 +100,5 @@ def example_inputs(model: WorldModel, batch: int = 2, device: torch.device | str
 
     rgb = (torch.rand(batch, 3, size, size, generator=g) * 2 - 1).to(device)
     t = torch.rand(batch, generator=g).to(device)
-    source = (torch.rand(batch, generator=g) < 0.5).float().to(device)
     return {"encoder": (rgb,), "generator": (r(batch, c, s, s), t, r(batch, k, s, s)),
-            "decoder": (r(batch, c, s, s), source)}
+            "decoder": (r(batch, c, s, s),)}

@@ -38,7 +38,7 @@ from engine.backends.networks import IO_NAMES, build_networks, example_inputs
 from engine.model.world_model import WorldModel
 
 MANIFEST = "manifest.json"
-FORMAT = "mirage-onnx/2"  # 2: the decoder takes `source` (engine.backends.networks.IO_NAMES)
+FORMAT = "mirage-onnx/3"  # 3: the decoder takes only z again (2 had an unshipped `source` input)
 OPSET = 18
 NETWORKS = ("encoder", "generator", "decoder")
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.backends.base import Backend, BackendUnavailable, source_tensor
+from engine.backends.base import Backend, BackendUnavailable
 from engine.backends.networks import IO_NAMES, build_networks, example_inputs
 from engine.backends.onnx_export import NETWORKS, cached_export, check_export
 from engine.model.world_model import WorldModel
@@ -98,8 +98,8 @@ class OnnxRuntimeBackend(Backend):
     def generate(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self._run("generator", x_t, t, cond)[0]
 
-    def decode(self, z: torch.Tensor, generated: bool | torch.Tensor = False) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth = self._run("decoder", z, source_tensor(z, generated))
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, depth = self._run("decoder", z)
         return rgb, depth
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from engine.backends.base import Backend, BackendUnavailable, cache_dir, source_tensor
+from engine.backends.base import Backend, BackendUnavailable, cache_dir
 from engine.backends.networks import IO_NAMES
 from engine.backends.onnx_export import NETWORKS, cached_export, check_export
 from engine.model.world_model import WorldModel
@@ -85,22 +85,17 @@ class _Engine:
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = {n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT}
-        # TensorRT may prune a graph input nothing reads (the decoder's `source` in models built
-        # without it); every other name must be there.
-        if not inputs <= set(io_names[0]) or set(names) - inputs != set(io_names[1]):
+        if inputs != set(io_names[0]) or set(names) - inputs != set(io_names[1]):
             raise BackendUnavailable(f"engine has inputs {sorted(inputs)} outputs {sorted(set(names) - inputs)}, "
                                      f"expected {io_names}")
         # Call order is the export's (IO_NAMES), whatever order the engine lists its tensors in.
         self.inputs, self.outputs = list(io_names[0]), list(io_names[1])
-        self.present = inputs
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
 
     def __call__(self, *xs: torch.Tensor) -> list[torch.Tensor]:
         stream = torch.cuda.current_stream(self.device)
         keep = []   # inputs must outlive the enqueue; torch frees them stream-ordered after we return
         for name, x in zip(self.inputs, xs):
-            if name not in self.present:
-                continue
             x = x.to(self.device, self.dtypes[name]).contiguous()
             keep.append(x)
             if not self.context.set_input_shape(name, tuple(x.shape)):
@@ -222,8 +217,8 @@ class TensorRTBackend(Backend):
     def generate(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.engines["generator"](x_t, t, cond)[0].to(x_t.device)
 
-    def decode(self, z: torch.Tensor, generated: bool | torch.Tensor = False) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth = self.engines["decoder"](z, source_tensor(z, generated))
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, depth = self.engines["decoder"](z)
         return rgb.to(z.device), depth.to(z.device)
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from engine.backends.base import Backend, source_tensor
+from engine.backends.base import Backend
 from engine.model.world_model import WorldModel
 
 GraphKey = tuple[tuple[int, ...], ...]
@@ -71,8 +71,8 @@ class TorchBackend(Backend):
     def _gen(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor]:
         return (self.model.gen(x_t, t, cond),)
 
-    def _dec(self, z: torch.Tensor, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth, _ = self.model.decode(z, source)
+    def _dec(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, depth, _ = self.model.decode(z)
         return rgb, depth
 
     def _call(self, kind: str, fn: Callable[..., tuple[torch.Tensor, ...]],
@@ -99,8 +99,8 @@ class TorchBackend(Backend):
         return self._call("generator", self._gen, x_t, t, cond)[0]
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, generated: bool | torch.Tensor = False) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth = self._call("decoder", self._dec, z, source_tensor(z, generated))
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, depth = self._call("decoder", self._dec, z)
         return rgb, depth
 
     def close(self) -> None:

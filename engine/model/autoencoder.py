@@ -52,20 +52,13 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latent -> rgb and log-depth. With `cfg.decoder_source` it also takes where the latent came
-    from, as a constant extra input channel: 0 for an encoder latent of a real frame, 1 for a
-    generated one. Generated latents are smoother than encoder latents (they average over what the
-    generator cannot know), so the detail a decoder should restore differs between the two; one
-    shared mapping has to trade the ceiling on real frames against sharpness on generated ones.
-    Told the source, it need not (as cascaded diffusion tells its upsampler how degraded its
-    input is)."""
+    """Latent -> rgb and log-depth, one mapping for encoder and generated latents alike."""
 
     def __init__(self, cfg: AutoencoderConfig) -> None:
         super().__init__()
         u = cfg.unshuffle
-        self.source_input = cfg.decoder_source
         self.net = nn.Sequential(
-            nn.Conv2d(cfg.latent_channels + int(cfg.decoder_source), cfg.width_low, 3, padding=1),
+            nn.Conv2d(cfg.latent_channels, cfg.width_low, 3, padding=1),
             *[ResBlock(cfg.width_low) for _ in range(cfg.blocks)],
             nn.SiLU(),
             nn.Conv2d(cfg.width_low, cfg.width * 4, 3, padding=1),
@@ -77,14 +70,8 @@ class Decoder(nn.Module):
         )
         self.log_max = math.log(cfg.max_depth)
 
-    def forward(self, z: torch.Tensor, source: torch.Tensor | float | bool = 0.0
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W).
-        source: 0 / False (encoder latent) or 1 / True (generated), one for the batch or one per
-        latent (B,); ignored by decoders built without the source input."""
-        if self.source_input:
-            level = torch.as_tensor(source, dtype=z.dtype, device=z.device).reshape(-1, 1, 1, 1)
-            z = torch.cat([z, level.expand(z.shape[0], 1, *z.shape[2:])], dim=1)
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W)."""
         out = self.net(z)
         return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
 
@@ -100,19 +87,10 @@ class Autoencoder(nn.Module):
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.encoder(rgb)
 
-    def decode(self, z: torch.Tensor, source: torch.Tensor | float | bool = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latent -> (rgb in [-1, 1] clamped, depth in metres); source as Decoder.forward."""
-        rgb, logd = self.decoder(z, source)
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent -> (rgb in [-1, 1] clamped, depth in metres)."""
+        rgb, logd = self.decoder(z)
         return rgb.clamp(-1.0, 1.0), logd.exp()
-
-
-def add_source_input(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Autoencoder weights without the decoder's source input -> with it: the new input channel's
-    first-conv weights start at zero, so the decoder starts out decoding exactly as before."""
-    out = dict(state)
-    w = out["decoder.net.0.weight"]
-    out["decoder.net.0.weight"] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
-    return out
 
 
 def grow_decoder(state: dict[str, torch.Tensor], cfg: AutoencoderConfig, extra: int,

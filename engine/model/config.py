@@ -19,9 +19,6 @@ class AutoencoderConfig:
     blocks: int = 2                # residual blocks per level
     latent_channels: int = 16
     max_depth: float = 30.0        # metres; depth is predicted in log space up to this
-    # The decoder also takes the latent's source, 0 for an encoder latent of a real frame, 1 for
-    # one the generator made (engine/model/autoencoder.py, Decoder); False in models before it.
-    decoder_source: bool = False
     # Residual blocks the decoder has at image_size / unshuffle beyond the encoder's `blocks + 1`:
     # a decoder wider in depth than its encoder (as asymmetric autoencoders do), 0 in models before it.
     decoder_extra_blocks: int = 0
@@ -78,7 +75,6 @@ class ModelConfig:
     # training worlds (engine/model/latent_range.py). A generated latent's channel means are kept
     # inside it; None (older models, tests that do not set it) turns the guard off.
     latent_mean_range: list[list[float]] | None = None
-    version: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)

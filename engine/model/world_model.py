@@ -50,12 +50,9 @@ class WorldModel(nn.Module):
         """Normalised latent (the generator's and memory's) -> the autoencoder's own, as its decoder takes it."""
         return z * self.cfg.latent_scale + self.cfg.latent_shift
 
-    def decode(self, z: torch.Tensor, generated: bool | torch.Tensor = False
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised latent -> rgb (B, 3, H, W) in [-1, 1], depth (B, 1, H, W), cell depth (B, 1, S, S).
-        generated: whether the generator made z (an encoder's otherwise), for a decoder told the
-        source (AutoencoderConfig.decoder_source; others ignore it); a bool or one per latent (B,)."""
-        rgb, depth = self.ae.decode(self.ae_latent(z), generated)
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised latent -> rgb (B, 3, H, W) in [-1, 1], depth (B, 1, H, W), cell depth (B, 1, S, S)."""
+        rgb, depth = self.ae.decode(self.ae_latent(z))
         return rgb, depth, cell_depth(depth, self.cells)
 
     def save(self, out_dir: str | Path, metadata: dict | None = None) -> None:

@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.autoencoder import Autoencoder, add_source_input, grow_decoder, to_model_image
+from engine.model.autoencoder import Autoencoder, grow_decoder, to_model_image
 from engine.model.config import ModelConfig
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import LossLog, load_checkpoint, load_optimizer, save_checkpoint, save_optimizer, save_tensors
@@ -47,45 +47,6 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-class SourceCritics(nn.Module):
-    """The decoder stage's discriminators: one, or with a decoder told the latent's source one per
-    source. A single one shared by both failed here: within 500 steps the generated-source decodes
-    of faded latents turned to coloured checkerboard noise, the discriminator spent itself telling
-    those apart, and real-source decodes, smooth beside them, went blurry unopposed (probe
-    sharpness on clean latents 0.58 -> 0.27). Each source is judged against ground truth of its
-    own examples."""
-
-    def __init__(self, split: bool) -> None:
-        super().__init__()
-        self.real = PatchDiscriminator()
-        self.generated = PatchDiscriminator() if split else None
-
-    def _parts(self, source: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
-        if self.generated is None:
-            return [(self.real, torch.ones_like(source, dtype=torch.bool))]
-        return [(self.real, source <= 0.5), (self.generated, source > 0.5)]
-
-    def forward(self, img: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """Mean patch logit per image (B,), each by its source's discriminator."""
-        out = img.new_zeros(len(img))
-        for net, sel in self._parts(source):
-            if sel.any():
-                out[sel] = net(img[sel]).mean(dim=(1, 2, 3))
-        return out
-
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """Hinge loss of every discriminator on its examples (real: ground truth, fake: decodes)."""
-        loss = real.new_zeros(())
-        for net, sel in self._parts(source):
-            if sel.any():
-                loss = loss + hinge_d_loss(net(real[sel]), net(fake[sel]))
-        return loss
-
-    def modules_to_save(self) -> dict[str, nn.Module]:
-        """Checkpoint names: the first keeps the name a single discriminator always had."""
-        return {"discriminator": self.real, **({"discriminator_generated": self.generated} if self.generated else {})}
 
 
 def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,9 +72,6 @@ class DecoderTrainArgs:
     pairs: str | tuple[str, ...] = ""  # mirage train decoder-pairs file(s): latents the generator really made
     pairs_share: float = 0.5       # share of each batch taken from those pairs
     aligned_psnr: float = 20.0     # a pair whose shown frame matched ground truth this well is a target
-    source_input: bool = False     # give the decoder the latent's source (add it to a model without one)
-    adv_generated: float = 1.0     # the adversarial term's weight on generated-source decodes, relative
-    adv_unaligned: float = 1.0     # ... and on pairs that are not targets (no ground truth to anchor them)
     grow_blocks: int = 0           # residual blocks added to the decoder's full-feature level, identity at first
     snapshot_every: int = 0        # keep a loadable copy of the autoencoder every N steps (0: none)
 
@@ -177,9 +135,6 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     if args.max_adv_w <= 0 or args.adv_weight < 0:
         raise ValueError(f"--max-adv-w must be above 0 and --adv-weight 0 or more, got {args.max_adv_w} "
                          f"and {args.adv_weight}")
-    if args.adv_generated < 0 or args.adv_unaligned < 0:
-        raise ValueError(f"--adv-generated and --adv-unaligned must be 0 or more, got {args.adv_generated} "
-                         f"and {args.adv_unaligned}")
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     dev = pick_device(args.device)
@@ -187,12 +142,6 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg = ModelConfig.load(src / "config.json")
     state = load_file(str(src / "autoencoder.safetensors"))
-    if args.source_input and not cfg.autoencoder.decoder_source:
-        cfg.autoencoder.decoder_source = True
-        state = add_source_input(state)
-    if args.adv_generated != 1.0 and not cfg.autoencoder.decoder_source:
-        raise ValueError(f"--adv-generated {args.adv_generated} needs a decoder told the latent's source: "
-                         f"{src / 'config.json'} has autoencoder.decoder_source false; add --source-input")
     if args.snapshot_every < 0:
         raise ValueError(f"--snapshot-every must be 0 or more, got {args.snapshot_every}")
     if args.grow_blocks < 0:
@@ -208,12 +157,12 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     ae.load_state_dict(state)
     ae.to(dev)
     ae.encoder.requires_grad_(False).eval()
-    disc = SourceCritics(cfg.autoencoder.decoder_source).to(dev)
+    disc = PatchDiscriminator().to(dev)
     opt_g = torch.optim.Adam(ae.decoder.parameters(), lr=args.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
     start, elapsed0 = 0, 0.0
     if (out / "state.json").exists():
-        st = load_checkpoint(out, {"autoencoder": ae, **disc.modules_to_save()}, opt_g)
+        st = load_checkpoint(out, {"autoencoder": ae, "discriminator": disc}, opt_g)
         # The discriminator's Adam moments too, so a resumed run goes on with the same
         # discriminator rather than one whose optimiser restarts cold against a trained decoder.
         load_optimizer(out / "discriminator_optim.safetensors", opt_d)
@@ -241,20 +190,14 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         x = to_model_image(rgb_u8).to(dev)
         with torch.no_grad():
             z = ae.encoder(x)
-        z, blurred = degrade_latents(z, args.latent_degrade)
-        # The source the decoder is told (when it takes one): blurred encoder latents stand in for
-        # generated ones; only lightly noised ones are "real", so that mode keeps the ceiling.
-        source = blurred.float()
-        adv_scale = torch.ones(len(z), device=dev)
+        z, _ = degrade_latents(z, args.latent_degrade)
         nr = len(z)
         if pairs is not None:  # generated latents decode in the same pass, after the encoder's
             gi = torch.from_numpy(rng.integers(0, len(pairs["psnr"]), n_gen))
             x_gen = to_model_image(pairs["rgb"][gi]).to(dev)
             z = torch.cat([z, pairs["latent"][gi].to(dev)])
-            source = torch.cat([source, torch.ones(n_gen, device=dev)])
             aligned = (pairs["psnr"][gi] >= args.aligned_psnr).to(dev)
-            adv_scale = torch.cat([adv_scale, torch.where(aligned, 1.0, args.adv_unaligned)])
-        y_all, logd_all = ae.decoder(z, source)
+        y_all, logd_all = ae.decoder(z)
         y, logd = y_all[:nr], logd_all[:nr]
         rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
         mse, rec, grad_l1 = mse_i.mean(), rec_i.mean(), grad_i.mean()
@@ -271,12 +214,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         g_adv = torch.zeros((), device=dev)
         w = 0.0
         if use_gan:
-            # Generated-source decodes may be pushed harder than real ones (--adv-generated): with
-            # the source as an input, that sharpens them without moving the ceiling on real frames.
-            # And pairs that are no target (--adv-unaligned) may be pushed less: there only their
-            # colour per cell holds the decode, and a decoder free to specialise on generated
-            # latents answered the push on faded ones with coloured checkerboard patches.
-            g_adv = -(disc(y_all, source) * (1 + (args.adv_generated - 1) * source) * adv_scale).mean()
+            g_adv = -disc(y_all).mean()
             # Capped: while the discriminator is healthy the weight sits at 0.003-0.016 here. When it
             # sits at chance (hinge loss 2.0; seen with --adv-weight 1, fresh and resumed) its
             # gradients shrink, the ratio grows 100-1000x and amplifies their noise into dark halos
@@ -289,7 +227,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         opt_g.step()
         d_loss = torch.zeros(())
         if use_gan or step >= args.gan_start - 20:  # warm the discriminator up a little first
-            d_loss = disc.d_loss(x, y_all.detach(), source)
+            d_loss = hinge_d_loss(disc(x), disc(y_all.detach()))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -309,7 +247,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             save_tensors(snap / "autoencoder.safetensors", ae.state_dict())
         if (step + 1) % args.save_every == 0 or done:
             save_optimizer(out / "discriminator_optim.safetensors", opt_d)
-            save_checkpoint(out, {"autoencoder": ae, **disc.modules_to_save()}, opt_g, step + 1,
+            save_checkpoint(out, {"autoencoder": ae, "discriminator": disc}, opt_g, step + 1,
                             {"wall_s": time.time() - t0 + elapsed0})
             log.plot()
         if done:

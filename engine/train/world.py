@@ -26,7 +26,6 @@ from engine.train import dist
 from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint
 from engine.train.history import build_history
 from engine.train.latent_adv import LatentAdversary
-from engine.train.pixel_loss import pixel_l1
 from engine.train.world_data import Walk, WalkSampler, build_walks, latent_stats, replace_prev, walk_observe_counts
 from engine.train.world_loader import WorkerBatches, default_workers
 
@@ -54,8 +53,6 @@ class WorldTrainArgs:
     adv_start: int = 300            # step from which the generator gets the adversarial term (its discriminator 200 before)
     adv_lr: float = 5e-4            # the discriminator's learning rate (constant)
     adv_covered: float = 1.0        # that term's weight on memory-covered cells, relative to uncovered ones
-    pixel_l1: float = 0.0           # weight of the decoded-frame L1 term (engine/train/pixel_loss.py); 0: none
-    pixel_batch: int = 16           # examples of each batch that term decodes (it costs a decoder pass)
 
 
 # Training shares given on the command line override the config's and are stored in it (same names).
@@ -123,10 +120,6 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         raise ValueError(f"--adv-weight and --adv-start must be 0 or more, got {args.adv_weight} and {args.adv_start}")
     if not 0.0 <= args.adv_covered <= 1.0:
         raise ValueError(f"--adv-covered is a factor in [0, 1], got {args.adv_covered}")
-    if args.pixel_l1 < 0:
-        raise ValueError(f"--pixel-l1 must be 0 or more, got {args.pixel_l1}")
-    if args.pixel_batch < 1:
-        raise ValueError(f"--pixel-batch must be at least 1, got {args.pixel_batch}")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}")
     info = dist.setup(args.device)
@@ -214,8 +207,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))
         if adv is not None:
             adv.load(out)
-    fields = (["step", "loss", "loss_covered", "loss_uncovered"] + (["g_adv", "d_loss", "adv_w"] if adv else [])
-              + (["pixel_l1"] if args.pixel_l1 > 0 else []) + ["sec"])
+    fields = (["step", "loss", "loss_covered", "loss_uncovered"] + (["g_adv", "d_loss", "adv_w"] if adv else []) + ["sec"])
     log = LossLog(out / "world_loss.csv", fields) if info.main else None
     t0 = time.time()
     step = start - 1   # a resumed run that has no steps left runs none
@@ -240,13 +232,10 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
             pred = gen(noisy(x0, t, noise), t, cond)
         err = (pred.float() - x0).pow(2).mean(dim=1, keepdim=True)
         loss = err.mean()
-        total, g_adv, adv_w, pix = loss, 0.0, 0.0, None
-        if args.pixel_l1 > 0:
-            pix = pixel_l1(model, pred, x0, min(args.pixel_batch, len(x0)))
-            total = total + args.pixel_l1 * pix
+        total, g_adv, adv_w = loss, 0.0, 0.0
         if adv is not None:
             term, g_adv, adv_w = adv.generator_term(loss, pred, cond, model.gen.out.weight, step)
-            total = total + term   # on top of --pixel-l1's term, not in place of it
+            total = total + term
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.gen.parameters(), 1.0)
@@ -261,8 +250,6 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
                    "sec": time.time() - t0}
             if adv is not None:
                 row.update(g_adv=g_adv, d_loss=d_loss, adv_w=adv_w)
-            if pix is not None:
-                row["pixel_l1"] = pix.item()
             log.append(row)
         done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)
         if info.main and ((step + 1) % args.save_every == 0 or done):
