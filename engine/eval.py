@@ -15,7 +15,6 @@ Summaries are means over trajectories (each trajectory counts once).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 from engine.metrics import gradient_energy, mean_or_nan, psnr, ssim
 from engine.model.autoencoder import to_model_image, to_uint8_image
 from engine.model.world_model import WorldModel
+from engine.rollout import rollout
 from engine.session import WorldSession
 from engine.trajectory import Trajectory, make_trajectory
 from engine.world.geometry import EVAL_SEED_RANGE
@@ -93,21 +93,22 @@ def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, r
     for mode in MODES:
         sess = WorldSession(model, memory=(mode == "memory_on"), steps=steps, seed=seed, temperature=temperature)
         shown = np.empty_like(gt)
-        for i in range(traj.observe):
-            sess.observe(gt[i], traj.frames[i], depth[i])
-            shown[i] = gt[i]
-        t1 = time.perf_counter()
-        for i in gen_idx:
-            shown[i] = sess.step(traj.frames[i]).frame
-        t2 = time.perf_counter()
+        finite = True
+        gen_s = 0.0
+        for i, [(_, res)] in rollout([(mode, sess)], traj.frames, traj.observe, lambda i: (gt[i], depth[i])):
+            shown[i] = gt[i] if res.observed else res.frame   # observed frames are shown as they are
+            if not res.observed:
+                gen_s += res.timings["wall"] / 1e3
+                finite = finite and res.finite
         g_psnr = [psnr(shown[i], gt[i]) for i in gen_idx]
         g_ssim = [ssim(shown[i], gt[i]) for i in gen_idx]
         rev = [psnr(shown[a], shown[b]) for a, b in traj.revisits]
         ge_gen = mean_or_nan([gradient_energy(shown[i]) for i in gen_idx])
         row[mode] = {"psnr_gt": mean_or_nan(g_psnr), "ssim_gt": mean_or_nan(g_ssim), "psnr_revisit": mean_or_nan(rev),
                      "sharpness_ratio": _ratio(ge_gen, ge_gt),
-                     "generated_fps": len(gen_idx) / max(t2 - t1, 1e-9),
-                     "any_nan": bool(not np.isfinite(shown.astype(np.float32)).all())}
+                     "generated_fps": len(gen_idx) / max(gen_s, 1e-9),
+                     # On the model's float output, before it is made uint8 (where NaN turns into 0).
+                     "any_nan": not finite}
         frames_by_mode[mode] = shown
     if keep_frames:
         row["_frames"] = {"gt": gt, **frames_by_mode}
@@ -164,8 +165,8 @@ def run_eval(named: list[tuple[str, Trajectory]], model_dir: str | Path | None =
     kinds = sorted({r["kind"] or "unknown" for r in rows})
     return {
         "model": str(model_dir or "default"),
-        "steps": steps or model.cfg.default_steps,
-        "temperature": model.cfg.default_temperature if temperature is None else temperature,
+        "steps": steps or model.cfg.inference.steps,
+        "temperature": model.cfg.inference.temperature if temperature is None else temperature,
         "seed": seed,
         "summary": summarise(rows),
         "by_kind": {k: summarise([r for r in rows if (r["kind"] or "unknown") == k]) for k in kinds},

@@ -24,8 +24,8 @@ from engine.backends import Backend, select_backend
 from engine.camera import Pose
 from engine.memory import LatentMemory
 from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
+from engine.model.conditioning import condition
 from engine.model.config import check_temperature
-from engine.model.generator import build_cond
 from engine.model.latent_range import clamp_channel_means
 from engine.model.sampler import sample
 from engine.model.world_model import WorldModel
@@ -41,6 +41,7 @@ class StepResult:
     timings: dict[str, float] = field(default_factory=dict)   # milliseconds per stage and total
     memory: dict = field(default_factory=dict)                # memory stats after this frame
     coverage: float = 0.0             # fraction of latent cells the memory canvas covered
+    finite: bool = True               # the model's float latent and frame had no NaN or inf
 
 
 def _c2w(pose: Pose, device) -> torch.Tensor:
@@ -62,13 +63,13 @@ class WorldSession:
             self.backend, self.backend_message = select_backend(backend, self.model)
         cfg = self.model.cfg
         self.memory_enabled = bool(memory)
-        self.steps = int(cfg.default_steps if steps is None else steps)
+        self.steps = int(cfg.inference.steps if steps is None else steps)
         if self.steps < 1:
             raise ValueError(f"sampling steps must be at least 1, got {self.steps}")
         # A bad value from the model's config.json is named as such, not as the caller's argument.
-        source = "the model's config default_temperature" if temperature is None else "temperature"
+        source = "the model's config inference.temperature" if temperature is None else "temperature"
         try:
-            self.temperature = float(cfg.default_temperature if temperature is None else temperature)
+            self.temperature = float(cfg.inference.temperature if temperature is None else temperature)
             check_temperature(self.temperature)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{source}: {e}") from None
@@ -76,10 +77,8 @@ class WorldSession:
         # The latent range guard's bounds as a tensor once, not rebuilt from the config every step.
         r = cfg.latent_mean_range
         self._latent_bounds = None if r is None else torch.tensor(r, dtype=torch.float32, device=self.device)
-        self.memory = LatentMemory(self.model.latent_channels, int(capacity or cfg.memory_capacity), cfg.voxel_size,
-                                   self.model.cells, cfg.fov_deg, self.device,
-                                   skip_recent_generated=cfg.memory_skip_recent_generated,
-                                   keep_drawn_view=cfg.memory_keep_drawn_view)
+        self.memory = LatentMemory.from_config(self.model.latent_channels, cfg.memory, self.model.cells, cfg.fov_deg,
+                                               self.device, capacity)
         self.reset()
 
     @property
@@ -158,11 +157,7 @@ class WorldSession:
             mdepth = torch.zeros_like(mask)
         t1 = time.perf_counter()
         pts = projection.lift(prev_cells[:, 0], prev_c2w[None], fov)
-        feats = prev_z.flatten(2).transpose(1, 2)
-        warp, wmask, _ = projection.splat(pts, feats, torch.ones(pts.shape[:2], dtype=torch.bool, device=self.device),
-                                          c2w[None], s, fov)
-        rays = projection.plucker(c2w[None], prev_c2w[None], s, fov)
-        cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
+        cond = condition(prev_z, pts, prev_c2w[None], c2w[None], canvas, mask, mdepth, fov)
         z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device,
                    temperature=self.temperature)
         # Keep each channel's mean where real frames keep it: against colour drift in long walks.
@@ -177,7 +172,8 @@ class WorldSession:
         self._prev = (z, cells, c2w)
         timings = {"memory_read": 1e3 * (t1 - t0), "generator": 1e3 * (t2 - t1), "decode": 1e3 * (t3 - t2),
                    "memory_write": 1e3 * (t4 - t3), "total": 1e3 * (t4 - t0)}
+        finite = bool(torch.isfinite(z).all() and torch.isfinite(rgb).all())
         res = StepResult(to_uint8_image(rgb)[0].cpu().numpy(), depth[0, 0].cpu().numpy(), pose, self.index, False,
-                         timings, self.memory.stats().as_dict(), float(mask.mean()))
+                         timings, self.memory.stats().as_dict(), float(mask.mean()), finite)
         self.index += 1
         return res

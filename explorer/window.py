@@ -8,7 +8,6 @@ renderer and model loading all live on the worker thread (explorer/worker.py).
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -21,6 +20,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow
 
 from engine.camera import Pose
+from engine.files import atomic_path
 from explorer import keymap
 from explorer.controller import Action, Controller
 from explorer.gui_gc import GuiThreadGC
@@ -326,10 +326,9 @@ class MainWindow(QMainWindow):
         self.minimap.refresh()
         self._update_status()
         self.viewport.repaint()
-        tmp = path.with_name(f".{path.name}.tmp")
-        if not self.grab().save(str(tmp), "PNG"):
-            raise OSError(f"could not write the screenshot {path}")
-        os.replace(tmp, path)            # whoever watches the folder never sees half a PNG
+        with atomic_path(path) as tmp:   # whoever watches the folder never sees half a PNG
+            if not self.grab().save(str(tmp), "PNG"):
+                raise OSError(f"could not write the screenshot {path}")
         return path
 
     def viewport_array(self) -> np.ndarray | None:

@@ -30,8 +30,18 @@ from PySide6.QtCore import QThread, Signal
 from engine.camera import Pose
 from engine.metrics import psnr as psnr_db
 from explorer.controller import start_pose
-from explorer.world_state import (GT_LABEL, LABEL_OFF, LABEL_ON, FrameBundle, Pane, RunConfig, WorldInfo,
-                                  load_backend, load_model, memory_points_for_map)
+from explorer.world_state import (
+    GT_LABEL,
+    LABEL_OFF,
+    LABEL_ON,
+    FrameBundle,
+    Pane,
+    RunConfig,
+    WorldInfo,
+    load_backend,
+    load_model,
+    memory_points_for_map,
+)
 
 SessionFactory = Callable[..., object]   # (model, memory=, capacity=, steps=, seed=, backend=, temperature=)
 
@@ -272,20 +282,23 @@ class Worker(QThread):
         self._republish(seq)
 
     def _observe(self, seq: int, pose: Pose, reset: bool) -> None:
+        from engine.rollout import (
+            advance,  # torch loads on the worker thread, not at window start
+        )
+
         rgb, depth = self.renderer.render_one(pose)
-        results = []
-        for label, s in self.sessions:
-            if reset:
+        if reset:
+            for _, s in self.sessions:
                 s.reset(self.config.sample_seed)
-            results.append((label, s.observe(rgb, pose, depth)))
-        self._publish_results(seq, pose, results, rgb, force_points=True)
+        self._publish_results(seq, pose, advance(self.sessions, pose, (rgb, depth)), rgb, force_points=True)
 
     def _step(self, seq: int, pose: Pose) -> None:
         if self.renderer is None:
             return
+        from engine.rollout import advance
+
         gt, _ = self.renderer.render_one(pose)   # for the GT pane and live PSNR; never shown as generated
-        results = [(label, s.step(pose)) for label, s in self.sessions]
-        self._publish_results(seq, pose, results, gt)
+        self._publish_results(seq, pose, advance(self.sessions, pose), gt)
 
     def _publish_results(self, seq: int, pose: Pose, results: list, gt: np.ndarray, force_points: bool = False) -> None:
         for label, r in results:

@@ -1,53 +1,16 @@
-"""Small file helpers shared by the exporters: atomic writes and early output checks.
-
-Temporary files are created next to their target (a rename is only atomic within one
-file system) with a random name, exclusively, and with the permissions a plain `open`
-would give (0666 less the umask), unlike tempfile.mkstemp's 0600.
-"""
+"""Early output checks shared by the exporters: refuse an output before any work starts.
+Atomic writes are engine/files.py's (re-exported here for the exporters)."""
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
+
+from engine.files import atomic_bytes, atomic_text, temp_path
 
 __all__ = ["OutputError", "atomic_bytes", "atomic_text", "check_output_file", "check_writable_dir", "temp_path"]
 
 
 class OutputError(ValueError):
     """An output that cannot be written: a missing or unwritable folder, an existing file."""
-
-
-def temp_path(target: Path, suffix: str = ".tmp") -> Path:
-    """Create (exclusively, empty) and return a hidden temporary file beside `target`."""
-    target = Path(target)
-    for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{suffix}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file beside {target}")
-
-
-def atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, fsync it, rename it over `path`."""
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_bytes(path, text.encode("utf-8"))
 
 
 def check_writable_dir(folder: Path, what: str) -> None:

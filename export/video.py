@@ -29,7 +29,13 @@ from typing import Iterator
 import numpy as np
 
 from export.files import temp_path
-from export.journal import JOURNAL_SUFFIX, MjpegJournal, journal_fps, journal_path, read_journal_frames
+from export.journal import (
+    JOURNAL_SUFFIX,
+    MjpegJournal,
+    journal_fps,
+    journal_path,
+    read_journal_frames,
+)
 
 __all__ = ["CODECS", "CodecUnavailable", "VideoWriteError", "VideoWriter", "MjpegJournal", "finish_partial",
            "journal_path", "read_journal_frames"]

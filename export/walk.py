@@ -27,7 +27,13 @@ import numpy as np
 from engine.camera import Intrinsics
 from engine.model.config import check_temperature
 from engine.trajectory import Trajectory, read_trajectory
-from export.compose import PANE_GROUND_TRUTH, PANE_MEMORY_OFF, PANE_MEMORY_ON, compose_panes, layout
+from export.compose import (
+    PANE_GROUND_TRUTH,
+    PANE_MEMORY_OFF,
+    PANE_MEMORY_ON,
+    compose_panes,
+    layout,
+)
 from export.dataset import DEPTH_FORMATS
 from export.files import OutputError, check_output_file, check_writable_dir
 from export.video import CONTAINERS, VideoWriter, check_codec, journal_path
@@ -178,6 +184,7 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
     # -- nothing above loads torch, the model or GL: bad input is refused at once --
 
     from engine.model.world_model import DEFAULT_MODEL_DIR, WorldModel
+    from engine.rollout import advance
     from engine.session import WorldSession
 
     if model is None and not (DEFAULT_MODEL_DIR / "config.json").is_file():
@@ -214,7 +221,11 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
 
     from export.dataset import DatasetWriter
     from export.gif import GifWriter
-    from export.trajectory_out import walked_trajectory, write_walk_csv, write_walked_trajectory
+    from export.trajectory_out import (
+        walked_trajectory,
+        write_walk_csv,
+        write_walked_trajectory,
+    )
 
     dataset = None
     if outs.transforms is not None:
@@ -243,16 +254,13 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
                 where = {i: k for k, i in enumerate(need)}
             for i in idx:
                 pose, observed = poses[i], i < n_obs
-                panes = []
-                for label, sess in sessions:
-                    if observed:
-                        res = sess.observe(gt_rgb[where[i]], pose, gt_depth[where[i]])
-                    else:
-                        res = sess.step(pose)
+                results = advance(sessions, pose, (gt_rgb[where[i]], gt_depth[where[i]]) if observed else None)
+                panes = [(label, res.frame) for label, res in results]
+                for label, res in results:
+                    if not observed:
                         gen_ms[label].append(res.timings.get("total", 0.0))
-                    panes.append((label, res.frame))
-                    if dataset is not None and label == sessions[0][0]:
-                        dataset.add(res.frame, pose, res.depth)
+                if dataset is not None:
+                    dataset.add(results[0][1].frame, pose, results[0][1].depth)
                 if gt:
                     panes.append((PANE_GROUND_TRUTH, gt_rgb[where[i]]))
                 frame = compose_panes(panes, {"frame": i, "pose": pose, "observed": observed}, scale)

@@ -94,7 +94,7 @@ def test_cli_average_sets_the_temperature(tiny_model_dir, tuned, tmp_path, capsy
     assert main(["train", "average", "--models", str(tiny_model_dir), str(tuned), "--temperature", "1.08",
                  "--out", str(out)]) == 0
     assert "averaged generator of 2 models" in capsys.readouterr().out
-    assert WorldModel.load(out).cfg.default_temperature == 1.08
+    assert WorldModel.load(out).cfg.inference.temperature == 1.08
     with pytest.raises(SystemExit, match="mirage train average: .*temperature"):
         main(["train", "average", "--models", str(tiny_model_dir), str(tuned), "--temperature", "9",
               "--out", str(tmp_path / "bad")])

@@ -12,10 +12,14 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
 
-from engine.backends import BackendUnavailable, TorchBackend, backend_availability, select_backend
+from engine.backends import (
+    BackendUnavailable,
+    TorchBackend,
+    backend_availability,
+    select_backend,
+)
 from engine.backends.networks import IO_NAMES, build_networks, example_inputs
 from engine.backends.onnx_export import StaleExportError, check_export, export_onnx
 from engine.session import WorldSession
@@ -292,7 +296,7 @@ def test_cli_export_onnx_refuses_an_existing_dir_unless_overwrite(tiny_model_dir
 
 
 def test_bench_backend_reports_fps_and_latency(tiny_model_dir, egl):
-    from engine.backends.bench import bench_backend
+    from engine.bench.backend import bench_backend
 
     r = bench_backend("onnxruntime", frames=4, warmup=1, model_dir=tiny_model_dir)
     assert r["backend"] == "onnxruntime" and r["frames"] == 4

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 
+from engine.bench.pointcloud import BYTES_PER_POINT, RGBPointCloudMemory
 from engine.camera import Pose
-from engine.pointcloud_baseline import BYTES_PER_POINT, RGBPointCloudMemory
 from explorer.cli import main
 
 
@@ -29,6 +30,7 @@ def test_pointcloud_baseline_renders_a_stored_view_back_exactly():
     assert not cloud.render(back)[1].any()
 
 
+@pytest.mark.slow
 def test_bench_memory_json(tiny_model_dir, tmp_path, capsys, egl):  # noqa: F811
     out = tmp_path / "bench.json"
     assert main(["bench", "--model", str(tiny_model_dir), "--no-step", "--memory-frames", "40",

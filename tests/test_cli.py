@@ -85,10 +85,11 @@ def test_trajectory_file(tmp_path, capsys):
 
 
 def test_render_folder_matches_renderer(tmp_path, egl):
+    import cv2
+
     from engine.trajectory import read_trajectory
     from engine.world.levels import generate_level
     from engine.world.renderer import Renderer
-    import cv2
 
     traj_path = make_traj(tmp_path, frames=10)
     out = tmp_path / "frames"

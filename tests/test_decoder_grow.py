@@ -9,12 +9,12 @@ import json
 
 import pytest
 import torch
+from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 from safetensors.torch import load_file
 
 from engine.model.autoencoder import Autoencoder, grow_decoder
 from engine.model.config import ModelConfig
 from engine.model.world_model import WorldModel
-from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,20 @@ import csv
 import numpy as np
 import pytest
 import torch
+from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
 
 from engine.eval import render_trajectory
 from engine.metrics import psnr
 from engine.model.autoencoder import to_model_image, to_uint8_image
 from engine.model.world_model import WorldModel
+from engine.train.generated_pairs import (
+    PairArgs,
+    anchor_of,
+    collect_pairs,
+    load_pairs,
+    save_pairs,
+)
 from engine.trajectory import KINDS, make_trajectory
-from engine.train.generated_pairs import PairArgs, anchor_of, collect_pairs, load_pairs, save_pairs
-from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +32,7 @@ def pairs(tiny_model, egl, train_seed):
                                               memory_share=0.5, kinds=("retrace", "explore")), progress=False)
 
 
+@pytest.mark.slow
 def test_pairs_hold_the_generated_latent_and_the_ground_truth_at_its_pose(tiny_model, pairs, train_seed):
     m = tiny_model
     n = len(pairs["psnr"])
@@ -87,6 +94,7 @@ def test_generated_loss_targets_aligned_pairs_and_holds_only_colour_elsewhere():
     assert torch.allclose(moved, torch.full((2,), 0.5), atol=1e-5), "a colour shift is what it holds"
 
 
+@pytest.mark.slow
 def test_decoder_trains_on_pairs_and_keeps_the_latent_space(tiny_model_dir, pairs, tmp_path):
     from engine.train.decoder import DecoderTrainArgs, train_decoder
 

@@ -366,5 +366,5 @@ def test_sampling_temperature_comes_from_the_launch_then_the_panel(qtbot, make_w
     assert panel.temperature.value() == pytest.approx(1.3)
     panel.temperature.setValue(0.0)                       # "model default"
     panel._apply()
-    qtbot.waitUntil(lambda: temperatures(w) == {w.worker.model.cfg.default_temperature}, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: temperatures(w) == {w.worker.model.cfg.inference.temperature}, timeout=WAIT_MS)
     assert float(open_store(tmp_path / "settings0.ini").value("explorer/temperature")) == 0.0   # Apply saves

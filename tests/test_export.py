@@ -25,7 +25,13 @@ from engine.camera import Pose
 from export.compose import GAP, compose_panes, layout
 from export.gif import GifWriter, clip_to_gif
 from export.journal import journal_fps
-from export.video import CodecUnavailable, VideoWriter, finish_partial, journal_path, read_journal_frames
+from export.video import (
+    CodecUnavailable,
+    VideoWriter,
+    finish_partial,
+    journal_path,
+    read_journal_frames,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,12 @@ import pytest
 from engine.camera import Intrinsics, from_nerfstudio
 from engine.trajectory import Trajectory, make_trajectory, read_trajectory
 from export.dataset import DatasetWriter, read_depth, read_transforms
-from export.trajectory_out import read_walk_csv, walked_trajectory, write_walk_csv, write_walked_trajectory
-
+from export.trajectory_out import (
+    read_walk_csv,
+    walked_trajectory,
+    write_walk_csv,
+    write_walked_trajectory,
+)
 
 # --------------------------------------------------------------------------- poses out
 

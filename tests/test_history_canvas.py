@@ -4,13 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from model_fixtures import fine_tune_tiny, refuses_share, tiny_model_dir  # noqa: F401  (pytest fixture)
 
+from engine.model.conditioning import channel
 from engine.model.world_model import WorldModel
+from engine.train.checkpoint import run_args
+from engine.train.encoded_walks import KINDS_FRAMES, walk_observe_counts
 from engine.train.history import build_history, history_canvases
 from engine.train.world import _load_walks
-from engine.train.world_data import KINDS_FRAMES, WalkSampler, walk_observe_counts
+from engine.train.world_data import WalkSampler
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def test_retrace_canvas_reads_back_the_outbound_frame(trained):
     # The default capacity: the tiny config's holds 16 frames' points, so the oldest outbound frames
     # would be evicted before the return reaches them (as they should be in so small a memory).
     h = history_canvases(w.z, w.depth, w.c2w, w.observe, cfg.latent_shift, cfg.latent_scale, cfg.fov_deg,
-                         cfg.voxel_size, capacity=65536)
+                         cfg.memory.voxel_size, capacity=65536)
     n, c, s, _ = w.z.shape
     assert h.canvas.shape == (n, c, s, s) and h.mask.shape == (n, s, s) and h.depth.shape == (n, s, s)
     assert not h.mask[0].any() and float(h.canvas[0].abs().max()) == 0.0   # nothing is held before frame 0
@@ -52,8 +54,8 @@ def test_retrace_canvas_reads_back_the_outbound_frame(trained):
 def test_sampler_uses_history_canvases_and_training_stores_the_share(trained, tmp_path):
     model_dir, model, walks = trained
     cfg, c = model.cfg, model.latent_channels
-    hist = build_history(walks, cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.voxel_size,
-                         cfg.memory_capacity, progress=False)
+    hist = build_history(walks, cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.memory.voxel_size,
+                         cfg.memory.capacity, progress=False)
     sampler = WalkSampler(walks, model.cells, cfg.fov_deg, cfg.latent_shift, cfg.latent_scale,
                           np.random.default_rng(0), p_drop_memory=0.0, context_noise=0.0,
                           history=hist, history_share=1.0)
@@ -61,10 +63,10 @@ def test_sampler_uses_history_canvases_and_training_stores_the_share(trained, tm
     _, cond, _ = sampler.batch_at(picks, "cpu")
     for i, (wi, t) in enumerate(picks):
         m = hist[wi].mask[t].float()
-        assert torch.equal(cond[i, 3 * c + 1], m)                              # the memory's own coverage
-        diff = (cond[i, 2 * c:3 * c] - hist[wi].canvas[t].float()) * m
+        assert torch.equal(channel(cond, "memory_mask", c)[i, 0], m)                              # the memory's own coverage
+        diff = (channel(cond, "memory", c)[i] - hist[wi].canvas[t].float()) * m
         assert float(diff.abs().max()) < 1.0 and float(diff.std()) < 0.16       # its canvas, lightly noised
-        assert float((cond[i, 2 * c:3 * c] * (1 - m)).abs().max()) == 0.0
+        assert float((channel(cond, "memory", c)[i] * (1 - m)).abs().max()) == 0.0
     with pytest.raises(ValueError, match="history"):
         WalkSampler(walks, model.cells, cfg.fov_deg, cfg.latent_shift, cfg.latent_scale,
                     np.random.default_rng(0), history_share=0.5)
@@ -73,5 +75,5 @@ def test_sampler_uses_history_canvases_and_training_stores_the_share(trained, tm
     assert walk_observe_counts([5], cfg.fov_deg, model.image_size) == [w.observe for w in walks]
 
     trained_dir = fine_tune_tiny(model_dir, tmp_path / "hist", history_canvas=0.5)
-    assert WorldModel.load(trained_dir).cfg.generator.history_canvas == 0.5
+    assert run_args(trained_dir.parent)["history_canvas"] == 0.5
     refuses_share(model_dir, tmp_path / "bad", history_canvas=-0.1)

@@ -17,6 +17,7 @@ def _walk_latents(tiny_model_dir) -> torch.Tensor:
     return torch.cat([w.z.float() for w in walks])
 
 
+@pytest.mark.slow
 def test_discriminator_learns_real_latents_from_smoothed_ones_and_steers_the_generator(tiny_model_dir):
     """Real encoder latents against their 3x3-smoothed copies (what the generator's averages look like):
     the discriminator learns to score the real ones higher, and the generator's term then moves a
@@ -72,7 +73,7 @@ def test_covered_factor_takes_the_push_off_cells_memory_shows(tiny_model_dir):
     """--adv-covered 0: where the memory mask covers the view the generator gets no adversarial push,
     where it covers nothing the push is the unmasked one, and a half-covered view is pushed on its
     uncovered half only (a discriminator trained a few steps on real latents against smoothed ones)."""
-    from engine.model.generator import cond_channels
+    from engine.model.conditioning import channel, cond_channels
     from engine.train import dist
     from engine.train.decoder import soften
     from engine.train.latent_adv import LatentAdversary
@@ -94,7 +95,7 @@ def test_covered_factor_takes_the_push_off_cells_memory_shows(tiny_model_dir):
 
     def push(adv, coverage: torch.Tensor) -> torch.Tensor:
         cond = torch.zeros(len(z), k, s, s)
-        cond[:, 3 * c + 1] = coverage                     # build_cond's memory-mask channel
+        channel(cond, "memory_mask", c)[:, 0] = coverage
         pred = fake.clone().requires_grad_(True)
         rec = (pred - z).pow(2).mean()
         term, _, w = adv.generator_term(rec, pred, cond, pred, 0)
@@ -158,6 +159,7 @@ def test_negative_adversarial_weight_is_refused(tiny_model_dir, tmp_path):
                                    steps=1, batch=2, seeds=(5, 6), adv_weight=-1.0), progress=False)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_with_adversarial_loss(tiny_model_dir, tmp_path):
     """torchrun, 2 CPU processes (gloo): the discriminator trains under DDP and the generator's
     adaptive weight (autograd.grad through the DDP-wrapped generator) does not upset its reducer."""

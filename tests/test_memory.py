@@ -204,7 +204,7 @@ def test_a_frame_frees_the_points_it_sees_through():
 def test_generated_frames_do_not_carve_observations_and_carving_can_be_off():
     pose = Pose((0.0, 1.6, 0.0))
     # keep_observed_view off: the generated walls behind the observed one must be stored to be carved
-    mem = LatentMemory(8, capacity=10_000, voxel_size=0.05, keep_observed_view=False)
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.05, keep_observed_view=False, keep_drawn_view=False)
     mem.write(*_wall(2.0), _c2w(pose), 0, 0.0, observed=True)
     mem.write(*_wall(4.0), _c2w(pose), 1, 1.0, observed=False)
     assert mem.carved_last == 0
@@ -240,7 +240,8 @@ def test_generated_frames_leave_the_cells_observations_show():
         assert torch.allclose(depth[0, :, :8], torch.tensor(3.0), atol=1e-3)
         assert torch.allclose(canvas[:, :, :8], torch.tensor(3.0)) and torch.allclose(canvas[:, :, 8:], torch.tensor(2.0))
     # The rule off: the generated surface covers the whole view, in front of the observation.
-    mem = LatentMemory(8, capacity=10_000, voxel_size=0.02, feat_dtype=torch.float32, keep_observed_view=False)
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.02, feat_dtype=torch.float32, keep_observed_view=False,
+                       keep_drawn_view=False)
     mem.write(z_obs, d_obs, _c2w(pose), 0, 0.0, observed=True)
     mem.write(z_gen, d_gen, _c2w(pose), 1, 1.0, observed=False)
     assert torch.allclose(mem.read(_c2w(pose))[2], torch.tensor(2.0), atol=1e-3)
@@ -272,8 +273,9 @@ def test_keep_drawn_view_keeps_the_first_drawing_of_a_place():
     assert bool((mask[0] > 0).all())
     assert torch.allclose(depth[0, :, :8], torch.tensor(3.0), atol=1e-3)
     assert torch.allclose(canvas[:, :, :8], torch.tensor(3.0)) and torch.allclose(canvas[:, :, 8:], torch.tensor(2.0))
-    # The default (keep_observed_view only): the later drawing stands in front of the first.
-    mem = LatentMemory(8, capacity=10_000, voxel_size=0.02, feat_dtype=torch.float32, skip_recent_generated=20)
+    # keep_observed_view only: the later drawing stands in front of the first.
+    mem = LatentMemory(8, capacity=10_000, voxel_size=0.02, feat_dtype=torch.float32, skip_recent_generated=20,
+                       keep_drawn_view=False)
     mem.write(z_a, d_a, _c2w(pose), 5, 5.0, observed=False)
     mem.write(z_b, d_b, _c2w(pose), 30, 30.0, observed=False)
     assert torch.allclose(mem.read(_c2w(pose))[2], torch.tensor(2.0), atol=1e-3)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.memory_chunks import pack_cells
-from engine.memory_slots import VoxelSlots, _home
+from engine.memory.chunks import pack_cells
+from engine.memory.slots import VoxelSlots, _home
 
 
 def _pack(q: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ def test_temperature_scales_the_starting_noise_and_nothing_else():
 
 
 def test_session_temperature_changes_frames_and_stays_deterministic(tiny_model, walk):
-    assert tiny_model.cfg.default_temperature == 1.0
+    assert tiny_model.cfg.inference.temperature == 1.0
     default = _frames(tiny_model, walk)
     assert all(np.array_equal(a, b) for a, b in zip(default, _frames(tiny_model, walk, temperature=1.0)))
     warm = _frames(tiny_model, walk, temperature=1.6)
@@ -49,21 +49,21 @@ def test_session_temperature_changes_frames_and_stays_deterministic(tiny_model, 
     assert all(np.array_equal(a, b) for a, b in zip(warm, _frames(tiny_model, walk, temperature=1.6)))
 
 
-def test_the_model_config_sets_the_default_and_older_configs_mean_one(tiny_model_dir, tmp_path, walk):
+def test_the_model_config_sets_the_default_and_a_missing_one_means_one(tiny_model_dir, tmp_path, walk):
     warm_dir = tmp_path / "warm"
     shutil.copytree(tiny_model_dir, warm_dir)
     cfg = json.loads((warm_dir / "config.json").read_text())
-    cfg["default_temperature"] = 1.6
+    cfg["inference"]["temperature"] = 1.6
     (warm_dir / "config.json").write_text(json.dumps(cfg))
     warm = WorldModel.load(warm_dir)
     assert WorldSession(warm).temperature == 1.6
     assert all(np.array_equal(a, b) for a, b in zip(_frames(warm, walk), _frames(WorldModel.load(tiny_model_dir),
                                                                                   walk, temperature=1.6)))
-    cfg["default_temperature"] = "hot"   # a hand-edited config is named as the culprit
+    cfg["inference"]["temperature"] = "hot"   # a hand-edited config is named as the culprit
     (warm_dir / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="config default_temperature"):
+    with pytest.raises(ValueError, match="config inference.temperature"):
         WorldSession(WorldModel.load(warm_dir))
-    del cfg["default_temperature"]   # a model saved before the knob existed
+    del cfg["inference"]["temperature"]   # a config that leaves it out means 1.0
     (warm_dir / "config.json").write_text(json.dumps(cfg))
     assert WorldSession(WorldModel.load(warm_dir)).temperature == 1.0
 
@@ -74,6 +74,7 @@ def test_bad_temperatures_are_refused_by_name(tiny_model):
             WorldSession(tiny_model, temperature=bad)
 
 
+@pytest.mark.slow
 def test_eval_records_the_temperature_it_ran_at(tiny_model_dir, egl, eval_seed):
     from engine.eval import run_eval
 

@@ -11,8 +11,15 @@ import pytest
 
 from engine.camera import Pose, angle_diff, wrap_degrees
 from engine.trajectory import (
-    FORMAT, KINDS, Trajectory, TrajectoryError, make_trajectory, read_trajectory, trajectory_from_dict,
-    trajectory_to_dict, write_trajectory,
+    FORMAT,
+    KINDS,
+    Trajectory,
+    TrajectoryError,
+    make_trajectory,
+    read_trajectory,
+    trajectory_from_dict,
+    trajectory_to_dict,
+    write_trajectory,
 )
 from engine.world.collision import collision_map_for_seed
 from engine.world.geometry import BODY_RADIUS, EYE_HEIGHT, FURNITURE

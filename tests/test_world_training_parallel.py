@@ -12,6 +12,7 @@ from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 
 from engine.model.config import ModelConfig
 from engine.model.world_model import WorldModel
+from engine.train.checkpoint import run_args
 from engine.train.history import build_history
 from engine.train.world import WorldTrainArgs, _load_walks, train_world
 from engine.train.world_data import WalkSampler
@@ -27,7 +28,7 @@ def trained(tiny_model_dir):
 def test_history_built_in_processes_equals_the_serial_build(trained):
     _, model, walks = trained
     cfg = model.cfg
-    args = (cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.voxel_size, 65536)
+    args = (cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.memory.voxel_size, 65536)
     serial = build_history(walks, *args, progress=False)
     parallel = build_history(walks, *args, progress=False, workers=2)
     assert len(parallel) == len(serial) == len(walks)
@@ -125,7 +126,7 @@ def test_training_with_workers_and_bf16_writes_a_model(tiny_model_dir, tmp_path)
         moved = max(float((p - q).abs().max()) for p, q in zip(tuned.gen.parameters(), init.gen.parameters()))
     assert 0 < moved < 0.1
     assert all(torch.isfinite(p).all() for p in tuned.gen.parameters())
-    assert tuned.cfg.generator.history_canvas == 0.5
+    assert run_args(model_dir.parent)["history_canvas"] == 0.5
 
 
 def test_steps_zero_prepares_walks_and_init_keeps_its_normalisation(tiny_model_dir, tmp_path):

@@ -89,7 +89,7 @@ def example_inputs(model: WorldModel, batch: int = 2, device: torch.device | str
     Batch 2 rather than 1 when exporting: a size-1 dimension can be specialised away by
     the tracer, and the batch axis must stay dynamic.
     """
-    from engine.model.generator import cond_channels
+    from engine.model.conditioning import cond_channels
 
     g = torch.Generator().manual_seed(seed)
     c, s, size = model.latent_channels, model.cells, model.image_size

@@ -25,7 +25,6 @@ after each build, so rebuilding after a weights change skips most kernel timing.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import torch
 from engine.backends.base import Backend, BackendUnavailable, cache_dir
 from engine.backends.networks import IO_NAMES
 from engine.backends.onnx_export import NETWORKS, cached_export, check_export
+from engine.files import atomic_bytes
 from engine.model.world_model import WorldModel
 
 WORKSPACE_BYTES = 1 << 30
@@ -162,9 +162,7 @@ class TensorRTBackend(Backend):
             except Exception:  # noqa: BLE001 - a corrupt or foreign plan: rebuild it
                 path.unlink(missing_ok=True)
         plan = self._build(name)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(plan)
-        tmp.replace(path)
+        atomic_bytes(path, plan)
         self.built.append(name)
         return _Engine(self.trt, plan, self.logger, self.device, IO_NAMES[name])
 
@@ -202,9 +200,7 @@ class TensorRTBackend(Backend):
             raise BackendUnavailable(f"TensorRT failed to build an engine for {onnx_path} (see its log above)")
         try:   # keep what was timed for the next build; a failure here costs only time later
             data = config.get_timing_cache().serialize()
-            tmp = timing_path.with_name(timing_path.name + f".{os.getpid()}.tmp")
-            tmp.write_bytes(bytes(memoryview(data)))
-            tmp.replace(timing_path)
+            atomic_bytes(timing_path, bytes(memoryview(data)))
         except Exception:  # noqa: BLE001
             pass
         return bytes(memoryview(plan))

@@ -1,13 +1,19 @@
-"""Model configuration saved beside the weights.
+"""config.json of a model directory, one dataclass per concern, saved beside the weights.
 
-Inference rebuilds every network from this JSON alone (nanoGPT-style), so a
-checkpoint never depends on the training command that made it.
+The networks (AutoencoderConfig, GeneratorConfig and the latent space in ModelConfig):
+inference rebuilds every network from this JSON alone (nanoGPT-style), so a checkpoint
+never depends on the training command that made it. InferenceConfig: sampling defaults.
+MemoryConfig: the memory's policy. Training settings are not here: each run keeps its
+own in its run directory (engine/train/checkpoint.py, save_run_args). Torch-free, so the
+CLI's parsers can use it.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from engine.files import atomic_text
 
 
 @dataclass
@@ -34,14 +40,6 @@ class GeneratorConfig:
     blocks: int = 4                # residual blocks at the latent grid
     mid_blocks: int = 2            # residual blocks at half the latent grid
     time_dim: int = 64
-    context_noise: float = 0.1     # std of noise added to the previous latent while training
-    # Share of training examples whose previous latent is blurred like the model's own outputs
-    # (engine/train/world_data.py, WalkSampler._context); 0 in models trained before it existed.
-    context_blur: float = 0.0
-    # Share of training examples with memory whose canvas is read from a real LatentMemory holding
-    # the walk so far (engine/train/history.py) instead of splatted from a few earlier frames; 0 in
-    # models trained before it existed.
-    history_canvas: float = 0.0
 
 
 def check_temperature(temperature: float) -> None:
@@ -52,53 +50,83 @@ def check_temperature(temperature: float) -> None:
 
 
 @dataclass
+class InferenceConfig:
+    """How a session samples unless told otherwise (chosen on the eval set with these weights)."""
+    steps: int = 4                 # flow-matching sampling steps per frame
+    temperature: float = 1.0       # scale of the sampler's starting noise (engine/model/sampler.py)
+
+
+@dataclass
+class MemoryConfig:
+    """The memory's policy (engine/memory): how big, how finely it merges, what a generated frame
+    may write. Tuned on the eval set with the weights beside it; the defaults are the shipped
+    memory's, so `LatentMemory()` is the memory the shipped model runs with."""
+    capacity: int = 65536            # points held; when every slot is taken the oldest go
+    # Voxel edge in metres: points of one voxel merge (newest wins). Smaller voxels merge fewer
+    # neighbouring views, so a revisit reads more of its own cells (1 cm chosen on the eval set).
+    voxel_size: float = 0.01
+    # A read skips generated points of the last N frames (0: reads all): those frames are the
+    # context already, and copied back from memory too they compound their loss of detail.
+    skip_recent_generated: int = 20
+    # A generated frame writes only cells its read showed nothing in, so a place keeps its first
+    # drawing; False: only cells not shown from an observation (keep_observed_view).
+    keep_drawn_view: bool = True
+
+    def check(self) -> None:
+        """Refuse values no memory can run with, naming the field."""
+        if not (isinstance(self.capacity, int) and self.capacity >= 1):
+            raise ValueError(f"memory capacity must be a whole number of at least 1, got {self.capacity!r}")
+        if not (isinstance(self.voxel_size, (int, float)) and 0 < self.voxel_size < 10):
+            raise ValueError(f"memory voxel_size must be in (0, 10) metres, got {self.voxel_size!r}")
+        if not (isinstance(self.skip_recent_generated, int) and self.skip_recent_generated >= 0):
+            raise ValueError(f"memory skip_recent_generated must be a whole number >= 0, "
+                             f"got {self.skip_recent_generated!r}")
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"model config: {where} must be an object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"model config: unknown keys in {where}: {sorted(unknown)}")
+    return cls(**data)
+
+
+@dataclass
 class ModelConfig:
+    """config.json of a model directory. Top level: the networks and their latent space, what the
+    weights beside it were trained as (nothing here may change without retraining). Sections
+    `inference` and `memory`: how the shipped session runs them (tunable without training)."""
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     fov_deg: float = 70.0
     latent_scale: float = 1.0      # latents are divided by this before the generator sees them
     latent_shift: float = 0.0
-    default_steps: int = 4
-    # Scale of the sampler's starting noise (engine/model/sampler.py); 1.0 in models from before it.
-    default_temperature: float = 1.0
-    memory_capacity: int = 65536
-    # Memory voxel edge in metres: points of one voxel merge (newest wins). 2 cm, chosen on training
-    # worlds 500-503 with the stage-6 model (retrace 24.54 / 24.74 / 24.80 / 24.84 dB at 4 / 3 / 2 /
-    # 1 cm): smaller voxels merge fewer neighbouring views, so a revisit reads more of its own cells.
-    voxel_size: float = 0.02
-    # A memory read skips generated points of the last N frames (engine/memory.py; 0: reads all).
-    memory_skip_recent_generated: int = 0
-    # A generated frame writes only cells its memory read showed nothing in (engine/memory.py,
-    # keep_drawn_view); False: only cells not shown from an observation (keep_observed_view).
-    memory_keep_drawn_view: bool = False
     # Per channel [lowest, highest] spatial mean of real frames' normalised latents, measured on
     # training worlds (engine/model/latent_range.py). A generated latent's channel means are kept
-    # inside it; None (older models, tests that do not set it) turns the guard off.
+    # inside it; None (tests that do not set it) turns the guard off.
     latent_mean_range: list[list[float]] | None = None
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @staticmethod
     def from_dict(d: dict) -> "ModelConfig":
-        def build(cls, data):
-            known = {f.name for f in fields(cls)}
-            unknown = set(data) - known
-            if unknown:
-                raise ValueError(f"model config: unknown keys for {cls.__name__}: {sorted(unknown)}")
-            return cls(**data)
-
+        if not isinstance(d, dict):
+            raise ValueError(f"model config must be a JSON object, got {type(d).__name__}")
         d = dict(d)
-        ae = build(AutoencoderConfig, d.pop("autoencoder", {}))
-        gen = build(GeneratorConfig, d.pop("generator", {}))
-        return build(ModelConfig, {**d, "autoencoder": ae, "generator": gen})
+        parts = {"autoencoder": AutoencoderConfig, "generator": GeneratorConfig, "inference": InferenceConfig,
+                 "memory": MemoryConfig}
+        built = {k: _build(cls, d.pop(k, {}), k) for k, cls in parts.items()}
+        built["memory"].check()
+        return _build(ModelConfig, {**d, **built}, "the top level")
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a config.json is never left half-written beside its weights."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        atomic_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @staticmethod
     def load(path: str | Path) -> "ModelConfig":
@@ -113,5 +141,6 @@ def tiny_config() -> ModelConfig:
     return ModelConfig(
         autoencoder=AutoencoderConfig(image_size=64, width=24, width_low=32, blocks=1, latent_channels=8),
         generator=GeneratorConfig(width=32, blocks=1, mid_blocks=1, time_dim=16),
-        memory_capacity=4096,
+        # The memory the tiny models' tests were written against (before the shipped policy).
+        memory=MemoryConfig(capacity=4096, voxel_size=0.02, skip_recent_generated=0, keep_drawn_view=False),
     )

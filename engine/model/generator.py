@@ -1,12 +1,9 @@
 """Pose-conditioned latent generator: predicts the clean next latent (x0) from a noisy one.
 
-Conditioning, all at the latent grid (S x S):
-  - the previous latent, and the previous latent warped into the target view by
-    its own depth (short-term geometry every mode has),
-  - the memory canvas, its coverage mask and its depth (zeros when memory is off:
-    memory off is a mode of this same network, trained with memory dropped),
-  - a Plucker ray map of the target camera in the previous camera's frame.
-A small U-Net (S and S/2) with FiLM from the flow time. Imports only torch.
+Its conditioning is the named channel stack of engine/model/conditioning.py (previous
+latent and its warp, memory canvas, mask and depth, rays), read here by name.
+A small U-Net (S and S/2) with FiLM from the flow time. Imports only torch (and the
+conditioning's channel layout).
 """
 from __future__ import annotations
 
@@ -16,14 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.model.conditioning import channel, cond_channels
 from engine.model.config import GeneratorConfig
-
-COND_EXTRA = 1 + 1 + 1 + 6  # warp mask, memory mask, memory depth, Plucker
-
-
-def cond_channels(latent_channels: int) -> int:
-    """Channels of the conditioning stack: prev, prev-warp, memory canvas + the extras."""
-    return 3 * latent_channels + COND_EXTRA
 
 
 class FiLMBlock(nn.Module):
@@ -86,17 +77,4 @@ class Generator(nn.Module):
             h = blk(h, temb)
         # Residual on the memory canvas where it covers the view: copying memory is the easy path.
         c = self.latent_channels
-        return cond[:, 2 * c:3 * c] * memory_mask(cond, c) + self.out(F.silu(h))
-
-
-def memory_mask(cond: torch.Tensor, latent_channels: int) -> torch.Tensor:
-    """The memory-coverage channel (B, 1, S, S) of a build_cond stack."""
-    i = 3 * latent_channels + 1
-    return cond[:, i:i + 1]
-
-
-def build_cond(prev: torch.Tensor, warp: torch.Tensor, warp_mask: torch.Tensor, canvas: torch.Tensor,
-               mask: torch.Tensor, mem_depth: torch.Tensor, rays: torch.Tensor) -> torch.Tensor:
-    """Stack the conditioning in the order the network expects; depth goes in as log, 0 where empty."""
-    logd = torch.where(mask > 0, mem_depth.clamp(min=0.05).log(), torch.zeros_like(mem_depth))
-    return torch.cat([prev, warp, canvas, warp_mask, mask, logd, rays], dim=1)
+        return channel(cond, "memory", c) * channel(cond, "memory_mask", c) + self.out(F.silu(h))

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from engine.files import atomic_path
 from engine.model.autoencoder import Autoencoder, cell_depth
 from engine.model.config import ModelConfig
 from engine.model.generator import Generator
@@ -60,9 +61,9 @@ class WorldModel(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         meta = {k: str(v) for k, v in (metadata or {}).items()}
         for name, mod in (("autoencoder", self.ae), ("generator", self.gen)):
-            tmp = out / f"{name}.safetensors.tmp"
-            save_file({k: v.detach().contiguous().cpu() for k, v in mod.state_dict().items()}, str(tmp), metadata=meta)
-            tmp.replace(out / f"{name}.safetensors")
+            with atomic_path(out / f"{name}.safetensors") as tmp:
+                save_file({k: v.detach().contiguous().cpu() for k, v in mod.state_dict().items()}, str(tmp),
+                          metadata=meta)
         self.cfg.save(out / "config.json")
 
     @staticmethod

@@ -18,7 +18,13 @@ import torch.nn.functional as F
 from engine.camera import Pose
 from engine.model.autoencoder import Autoencoder, to_model_image
 from engine.model.config import ModelConfig
-from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint, save_tensors
+from engine.train.checkpoint import (
+    LossLog,
+    load_checkpoint,
+    save_checkpoint,
+    save_run_args,
+    save_tensors,
+)
 from engine.world.geometry import EYE_HEIGHT, TRAIN_SEED_LIMIT
 from engine.world.levels import Level, generate_level
 
@@ -124,6 +130,7 @@ def train_autoencoder(cfg: ModelConfig, args: AETrainArgs, progress: bool = True
     if (out / "state.json").exists():
         state = load_checkpoint(out, {"autoencoder": ae}, opt)
         start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))
+    save_run_args(out, args, start)
     log = LossLog(out / "ae_loss.csv", ["step", "loss", "psnr", "depth_l1log", "latent_rms", "sec"])
     pool = FramePool(cfg.autoencoder.image_size, args.seeds, args.pool_scenes, args.pool_frames, rng, cfg.fov_deg)
     t0 = time.time()

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from engine.files import atomic_path, atomic_text
 from engine.model.config import ModelConfig, check_temperature
-from engine.train.checkpoint import atomic_write_text, save_tensors
+from engine.train.checkpoint import save_tensors
 
 PARTS = ("generator", "autoencoder")
 
@@ -100,13 +101,12 @@ def average_models(models: list[Path], out: Path, shares: list[float] | None = N
     out.mkdir(parents=True, exist_ok=True)
     provenance = {"averaged_from": json.dumps([str(m) for m in models]), "shares": json.dumps(shares)}
     save_tensors(out / f"{part}.safetensors", mean, metadata=provenance)
-    tmp = out / f"{other}.safetensors.tmp"
-    shutil.copyfile(models[0] / f"{other}.safetensors", tmp)
-    tmp.replace(out / f"{other}.safetensors")
+    with atomic_path(out / f"{other}.safetensors") as tmp:
+        shutil.copyfile(models[0] / f"{other}.safetensors", tmp)
     cfg = cfgs[0]
     if temperature is not None:
-        cfg.default_temperature = float(temperature)
+        cfg.inference.temperature = float(temperature)
     cfg.save(out / "config.json")
-    atomic_write_text(out / "averaged.json", json.dumps({"part": part, "models": [str(m) for m in models],
+    atomic_text(out / "averaged.json", json.dumps({"part": part, "models": [str(m) for m in models],
                                                          "shares": shares}, indent=2) + "\n")
     return out

@@ -9,24 +9,38 @@ from __future__ import annotations
 
 import csv
 import json
-import os
+import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.files import atomic_path, atomic_text
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+RUN_ARGS = "args.json"
+
+
+def save_run_args(run_dir: str | Path, args: Any, step: int) -> None:
+    """Record one start of a training run in RUN_DIR/args.json: its arguments (a dataclass) and the step
+    it starts from. A resumed run appends, so the file lists every start, settings changed on a
+    resume included: the run's own record of how it was trained, never the model's config."""
+    path = Path(run_dir) / RUN_ARGS
+    starts = json.loads(path.read_text()) if path.is_file() else []
+    starts.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "step": int(step), "args": asdict(args)})
+    atomic_text(path, json.dumps(starts, indent=1) + "\n")
+
+
+def run_args(run_dir: str | Path) -> dict:
+    """The arguments of a run's latest start (RUN_DIR/args.json)."""
+    return json.loads((Path(run_dir) / RUN_ARGS).read_text())[-1]["args"]
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-              metadata={k: str(v) for k, v in (metadata or {}).items()})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                  metadata={k: str(v) for k, v in (metadata or {}).items()})
 
 
 def _optim_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -49,7 +63,7 @@ def save_checkpoint(ckpt_dir: str | Path, modules: dict[str, torch.nn.Module], o
         save_tensors(d / f"{name}.safetensors", unwrap(m).state_dict())
     tensors, scalars = _optim_flat(opt)
     save_tensors(d / "optim.safetensors", tensors)
-    atomic_write_text(d / "state.json", json.dumps({"step": step, "optim": scalars, **(extra or {})}))
+    atomic_text(d / "state.json", json.dumps({"step": step, "optim": scalars, **(extra or {})}))
 
 
 def load_checkpoint(ckpt_dir: str | Path, modules: dict[str, torch.nn.Module],
@@ -79,7 +93,7 @@ def save_optimizer(path: Path, opt: torch.optim.Optimizer) -> None:
     """A second optimizer beside a checkpoint's main one: PATH (tensors) and PATH.json (the rest)."""
     tensors, scalars = _optim_flat(opt)
     save_tensors(path, tensors)
-    atomic_write_text(path.with_name(path.name + ".json"), json.dumps(scalars))
+    atomic_text(path.with_name(path.name + ".json"), json.dumps(scalars))
 
 
 def load_optimizer(path: Path, opt: torch.optim.Optimizer) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -29,8 +28,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from engine.camera import Intrinsics, Pose
-from engine.world.geometry import EVAL_SEED_RANGE
+from engine.files import atomic_bytes, atomic_path
 from engine.train.walks import sample_walk_poses
+from engine.world.geometry import EVAL_SEED_RANGE
 
 DATASET_FORMAT = "mirage-dataset/1"
 SHARD_KEYS = ("rgb", "depth", "pose", "c2w", "intrinsics", "scene_seed", "frame_index")
@@ -117,23 +117,6 @@ def render_walk(renderer, level, n: int, rng, depth_dtype=np.float32) -> dict[st
 
 # --------------------------------------------------------------------------- shards on disk
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over `path`.
-
-    The temporary is opened exclusively with a unique name (not mkstemp, which would
-    leave the file mode 0600 instead of what the umask gives).
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
@@ -145,7 +128,8 @@ def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray], compress
         if k != "intrinsics" and len(arrays[k]) != n:
             raise ValueError(f"shard array {k!r} has {len(arrays[k])} rows, rgb has {n}")
     save = np.savez_compressed if compress else np.savez
-    _atomic_write(Path(path), lambda f: save(f, **{k: arrays[k] for k in SHARD_KEYS}))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        save(f, **{k: arrays[k] for k in SHARD_KEYS})
 
 
 def read_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -231,7 +215,7 @@ def write_shards(seeds: Iterable[int], frames_per_scene: int, out_dir: str | os.
         "shards": shards,
     }
     text = json.dumps(manifest, indent=1).encode()
-    _atomic_write(out / "manifest.json", lambda f: f.write(text))
+    atomic_bytes(out / "manifest.json", text)
     return manifest
 
 

@@ -29,7 +29,15 @@ from safetensors.torch import load_file
 from engine.model.autoencoder import Autoencoder, grow_decoder, to_model_image
 from engine.model.config import ModelConfig
 from engine.train.ae import FramePool, pick_device
-from engine.train.checkpoint import LossLog, load_checkpoint, load_optimizer, save_checkpoint, save_optimizer, save_tensors
+from engine.train.checkpoint import (
+    LossLog,
+    load_checkpoint,
+    load_optimizer,
+    save_checkpoint,
+    save_optimizer,
+    save_run_args,
+    save_tensors,
+)
 from engine.train.latent_adv import adaptive_weight, hinge_d_loss
 
 
@@ -167,6 +175,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         # discriminator rather than one whose optimiser restarts cold against a trained decoder.
         load_optimizer(out / "discriminator_optim.safetensors", opt_d)
         start, elapsed0 = st["step"], float(st.get("wall_s", 0.0))
+    save_run_args(out, args, start)
     pairs, n_gen = None, 0
     if args.pairs:
         from engine.train.generated_pairs import load_pairs

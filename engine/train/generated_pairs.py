@@ -28,9 +28,10 @@ from engine.eval import render_trajectory
 from engine.metrics import psnr
 from engine.model.autoencoder import to_model_image
 from engine.model.world_model import WorldModel
+from engine.rollout import rollout
 from engine.session import WorldSession
-from engine.trajectory import KINDS, make_trajectory
 from engine.train.checkpoint import save_tensors
+from engine.trajectory import KINDS, make_trajectory
 from engine.world.geometry import TRAIN_SEED_LIMIT
 
 FIELDS = ("latent", "rgb", "depth", "anchor", "psnr", "memory", "kind", "frame", "scene")
@@ -78,12 +79,9 @@ def collect_pairs(model: WorldModel, args: PairArgs, progress: bool = True) -> d
         gt, depth = render_trajectory(model, traj, cache)
         memory = bool(rng.random() < args.memory_share)
         sess = WorldSession(model, memory=memory, steps=args.steps, seed=int(rng.integers(1 << 31)))
-        for i in range(traj.observe):
-            sess.observe(gt[i], traj.frames[i], depth[i])
         offset = int(rng.integers(args.every))  # so the kept frames are not always the same phase of a walk
-        for i in range(traj.observe, len(traj.frames)):
-            res = sess.step(traj.frames[i])
-            if (i - traj.observe) % args.every != offset:
+        for i, [(_, res)] in rollout([(kind, sess)], traj.frames, traj.observe, lambda i: (gt[i], depth[i])):
+            if res.observed or (i - traj.observe) % args.every != offset:
                 continue
             out["latent"].append(model.ae_latent(sess.last_latent)[0].float().cpu())
             out["rgb"].append(torch.from_numpy(gt[i]))

@@ -22,14 +22,11 @@ in fp16 (rebuilt each run, not cached): about 9 KB a frame, 0.4 GB for the defau
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from engine.memory import LatentMemory
-
-if TYPE_CHECKING:  # world_data imports this module for HistoryCanvas
-    from engine.train.world_data import Walk
+from engine.train.encoded_walks import Walk
 
 
 @dataclass
@@ -51,7 +48,9 @@ def history_canvases(z: torch.Tensor, depth: torch.Tensor, c2w: torch.Tensor, ob
     if depth.shape != (n, s, s) or c2w.shape != (n, 4, 4):
         raise ValueError(f"walk arrays disagree: latents {tuple(z.shape)}, depth {tuple(depth.shape)}, "
                          f"poses {tuple(c2w.shape)}")
-    mem = LatentMemory(c, capacity, voxel_size, s, fov_deg)
+    # Every write is kept as written (no skip of recent frames, no keep-drawn rule): the walk's frames
+    # are ground truth here, and these canvases are what stage 6 of the v1 model trained on.
+    mem = LatentMemory(c, capacity, voxel_size, s, fov_deg, skip_recent_generated=0, keep_drawn_view=False)
     canvas = torch.zeros(n, c, s, s, dtype=torch.float16)
     mask = torch.zeros(n, s, s, dtype=torch.bool)
     mdepth = torch.zeros(n, s, s, dtype=torch.float16)

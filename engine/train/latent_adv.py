@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.generator import memory_mask
+from engine.model.conditioning import channel
 from engine.train import dist
 from engine.train.checkpoint import load_optimizer, save_optimizer, save_tensors
 
@@ -110,7 +110,7 @@ class LatentAdversary:
             # discriminator still judges the whole latent, but its gradient reaches a covered cell
             # `covered` times (its receptive field spans the grid, so masking its patch logits
             # instead would not keep the push off covered cells).
-            keep = 1.0 - (1.0 - self.covered) * memory_mask(cond, self.latent_channels).float()
+            keep = 1.0 - (1.0 - self.covered) * channel(cond, "memory_mask", self.latent_channels).float()
             pred = pred.float()
             pred = pred * keep + pred.detach() * (1.0 - keep)
         g_adv = -self.disc(pred.float(), cond.float()).mean()

@@ -17,16 +17,28 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.files import atomic_path
+from engine.model.conditioning import channel, cond_channels
 from engine.model.config import ModelConfig
-from engine.model.generator import cond_channels, memory_mask
 from engine.model.latent_range import channel_mean_range
 from engine.model.sampler import noisy, sample, sample_train_t
 from engine.model.world_model import WorldModel
 from engine.train import dist
-from engine.train.checkpoint import LossLog, load_checkpoint, save_checkpoint
+from engine.train.checkpoint import (
+    LossLog,
+    load_checkpoint,
+    save_checkpoint,
+    save_run_args,
+)
+from engine.train.encoded_walks import (
+    Walk,
+    build_walks,
+    latent_stats,
+    walk_observe_counts,
+)
 from engine.train.history import build_history
 from engine.train.latent_adv import LatentAdversary
-from engine.train.world_data import Walk, WalkSampler, build_walks, latent_stats, replace_prev, walk_observe_counts
+from engine.train.world_data import WalkSampler, replace_prev
 from engine.train.world_loader import WorkerBatches, default_workers
 
 
@@ -45,18 +57,19 @@ class WorldTrainArgs:
     self_rollout: int = 0           # up to this many of the model's own frames as context (0: ground truth only)
     self_steps: int = 2             # sampling steps for those frames
     init: str = ""                  # start from this model dir's generator (fine-tuning), not from scratch
-    context_blur: float | None = None  # override the config's share of blurred contexts (kept in the config)
-    history_canvas: float | None = None  # override the config's share of memory-read canvases (kept too)
+    context_noise: float = 0.1      # std of the noise put on the previous latent (GameNGen/DIAMOND-style)
+    # Share of examples whose previous latent is blurred like the model's own outputs
+    # (engine/train/world_data.py, WalkSampler._context).
+    context_blur: float = 0.0
+    # Share of examples with memory whose canvas a real LatentMemory holding the walk so far reads
+    # (engine/train/history.py) instead of one splatted from a few earlier frames.
+    history_canvas: float = 0.0
     workers: int | None = None      # batch-building processes (None: engine/train/world_loader.default_workers)
     precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16
     adv_weight: float = 0.0         # latent discriminator's share of the gradient (engine/train/latent_adv.py); 0: none
     adv_start: int = 300            # step from which the generator gets the adversarial term (its discriminator 200 before)
     adv_lr: float = 5e-4            # the discriminator's learning rate (constant)
     adv_covered: float = 1.0        # that term's weight on memory-covered cells, relative to uncovered ones
-
-
-# Training shares given on the command line override the config's and are stored in it (same names).
-_SHARES = ("context_blur", "history_canvas")
 
 
 def _save_walks(path: Path, walks: list[Walk]) -> None:
@@ -66,9 +79,8 @@ def _save_walks(path: Path, walks: list[Walk]) -> None:
         t[f"{i}.fwd"], t[f"{i}.pos"] = torch.from_numpy(w.fwd).float(), torch.from_numpy(w.pos).float()
         if w.observe is not None:
             t[f"{i}.observe"] = torch.tensor([w.observe])
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in t.items()}, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in t.items()}, str(tmp))
 
 
 def _load_walks(path: Path) -> list[Walk]:
@@ -106,10 +118,11 @@ def _rollout(model: WorldModel, links: list, args: WorldTrainArgs, device):
 def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     from tqdm import tqdm
 
-    shares = {k: getattr(args, k) for k in _SHARES if getattr(args, k) is not None}
-    for k, v in shares.items():
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"{k} is a share of examples in [0, 1], got {v}")
+    for k in ("context_blur", "history_canvas"):
+        if not 0.0 <= getattr(args, k) <= 1.0:
+            raise ValueError(f"{k} is a share of examples in [0, 1], got {getattr(args, k)}")
+    if not 0.0 <= args.context_noise <= 1.0:
+        raise ValueError(f"context_noise is a noise level in [0, 1], got {args.context_noise}")
     if args.precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"--precision must be auto, fp32 or bf16, got {args.precision!r}")
     if args.save_every < 1:
@@ -163,13 +176,8 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         # trains from them (e.g. with the time budget known once rendering is done).
         dist.cleanup(info)
         return out
-    if shares:
-        for k, v in shares.items():
-            setattr(cfg.generator, k, float(v))
-        if info.main:
-            cfg.save(out / "config.json")
     history = None
-    if cfg.generator.history_canvas > 0:
+    if args.history_canvas > 0:
         if any(w.observe is None for w in walks):   # a cache from before Walk.observe was stored
             counts = walk_observe_counts(list(range(*args.seeds)), cfg.fov_deg, model.image_size)
             if len(counts) != len(walks):
@@ -178,18 +186,18 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
             for w, n_obs in zip(walks, counts):
                 w.observe = n_obs
         # Cheap (milliseconds a frame) and derived from the walks, so rebuilt rather than cached.
-        history = build_history(walks, cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.voxel_size,
-                                cfg.memory_capacity, progress and info.main, workers=workers)
+        history = build_history(walks, cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.memory.voxel_size,
+                                cfg.memory.capacity, progress and info.main, workers=workers)
     model.cfg = cfg
-    if args.adv_weight > 0 and cfg.generator.context_blur <= 0 and info.main:
+    if args.adv_weight > 0 and args.context_blur <= 0 and info.main:
         print("--adv-weight without --context-blur: with clean contexts the generator's predictions are close "
               "to real latents and the discriminator has little to judge (engine/train/latent_adv.py)")
     torch.manual_seed(args.seed + info.rank)
     data_seed = args.seed + 1000 * info.rank
     rng = np.random.default_rng(data_seed)
     sampler_kwargs = dict(cells=model.cells, fov_deg=cfg.fov_deg, shift=cfg.latent_shift, scale=cfg.latent_scale,
-                          context_noise=cfg.generator.context_noise, context_blur=cfg.generator.context_blur,
-                          history_share=cfg.generator.history_canvas)
+                          context_noise=args.context_noise, context_blur=args.context_blur,
+                          history_share=args.history_canvas)
     # Batches come from worker processes or from a sampler in this process, never both.
     feed = (WorkerBatches(walks, history, args.batch, data_seed, workers, info.device, args.self_rollout,
                           **sampler_kwargs) if workers else None)
@@ -207,6 +215,8 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))
         if adv is not None:
             adv.load(out)
+    if info.main:
+        save_run_args(out, args, start)
     fields = (["step", "loss", "loss_covered", "loss_uncovered"] + (["g_adv", "d_loss", "adv_w"] if adv else []) + ["sec"])
     log = LossLog(out / "world_loss.csv", fields) if info.main else None
     t0 = time.time()
@@ -242,7 +252,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         opt.step()
         d_loss = adv.discriminator_step(x0, pred, cond, step) if adv is not None else 0.0
         if info.main and step % 20 == 0:
-            mask = memory_mask(cond, c)
+            mask = channel(cond, "memory_mask", c)
             cov = (err * mask).sum() / mask.sum().clamp(min=1)
             unc = (err * (1 - mask)).sum() / (1 - mask).sum().clamp(min=1)
             bar.set_postfix(loss=f"{loss.item():.4f}")

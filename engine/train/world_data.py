@@ -23,80 +23,10 @@ import numpy as np
 import torch
 
 from engine import projection
-from engine.model.autoencoder import cell_depth, to_model_image
-from engine.model.generator import build_cond
-from engine.model.world_model import WorldModel
+from engine.model.conditioning import condition, warp_prev, with_channels
 from engine.train.decoder import soften
+from engine.train.encoded_walks import Walk
 from engine.train.history import HistoryCanvas
-from engine.trajectory import make_trajectory
-from engine.world.geometry import TRAIN_SEED_LIMIT
-from engine.world.levels import generate_level
-
-KINDS_FRAMES = (("turnaround", None), ("retrace", None), ("out-and-back", None), ("explore", 300))
-
-
-@dataclass
-class Walk:
-    z: torch.Tensor       # (L, C, S, S) float16 raw (unnormalised) latents
-    depth: torch.Tensor   # (L, S, S) float32 latent-cell depth in metres
-    c2w: torch.Tensor     # (L, 4, 4) float32
-    fwd: np.ndarray       # (L, 3) forward vectors, for choosing relevant memory frames
-    pos: np.ndarray       # (L, 3)
-    # Leading frames a session observes (the trajectory's `observe`); the rest are generated at
-    # inference. None for walks cached before it was stored (walk_observe_counts rebuilds it).
-    observe: int | None = None
-
-
-@torch.no_grad()
-def build_walks(model: WorldModel, seeds: list[int], fov_deg: float, device, progress: bool = True,
-                encode_batch: int = 64) -> list[Walk]:
-    """Render and encode one walk of each kind per training seed."""
-    from tqdm import tqdm
-
-    from engine.world.renderer import Renderer
-
-    bad = [s for s in seeds if not 0 <= s < TRAIN_SEED_LIMIT]
-    if bad:
-        raise ValueError(f"training seeds must be in [0, {TRAIN_SEED_LIMIT}), got {bad[:5]}")
-    size, cells = model.image_size, model.cells
-    renderer = None
-    walks: list[Walk] = []
-    for seed in tqdm(seeds, desc="render+encode walks", disable=not progress):
-        level = generate_level(seed)
-        if renderer is None:
-            renderer = Renderer(level, size, size, fov_deg)
-        else:
-            renderer.set_level(level)
-        for traj in _walk_trajectories(level, seed, fov_deg, size):
-            poses = traj.frames
-            rgb, depth = renderer.render(poses)
-            zs = []
-            for i in range(0, len(poses), encode_batch):
-                x = to_model_image(torch.from_numpy(rgb[i:i + encode_batch])).to(device)
-                zs.append(model.ae.encode(x).half().cpu())
-            d = cell_depth(torch.from_numpy(depth)[:, None], cells)[:, 0]
-            c2w = torch.from_numpy(np.stack([p.c2w() for p in poses]).astype(np.float32))
-            walks.append(Walk(torch.cat(zs), d, c2w, np.stack([p.forward() for p in poses]),
-                              np.stack([p.xyz for p in poses]), traj.observe))
-    return walks
-
-
-def _walk_trajectories(level, seed: int, fov_deg: float, size: int) -> list:
-    """The trajectories a training world's walks follow, one per kind (KINDS_FRAMES order)."""
-    return [make_trajectory(level, kind, frames=frames, fov_deg=fov_deg, resolution=(size, size),
-                            rng_seed=seed * 7 + k) for k, (kind, frames) in enumerate(KINDS_FRAMES)]
-
-
-def walk_observe_counts(seeds: list[int], fov_deg: float, size: int) -> list[int]:
-    """Observed-frame counts of the walks build_walks makes for these seeds, without rendering
-    (trajectories are cheap to rebuild): for walk caches written before Walk.observe existed."""
-    return [t.observe for seed in seeds for t in _walk_trajectories(generate_level(seed), seed, fov_deg, size)]
-
-
-def latent_stats(walks: list[Walk]) -> tuple[float, float]:
-    """Mean and std over all latents: the normalisation the generator and memory use."""
-    allz = torch.cat([w.z.float().flatten() for w in walks])
-    return float(allz.mean()), float(allz.std())
 
 
 class WalkSampler:
@@ -220,10 +150,7 @@ class WalkSampler:
         # random level per example, on the covered cells of whichever canvas it got.
         canvas = canvas + torch.rand(b, 1, 1, 1) * 0.15 * torch.randn_like(canvas) * mask
         geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise)
-        prev_z = geo.noised(prev_z)
-        warp, wmask = geo.warp(prev_z)
-        rays = projection.plucker(tc, pc, s, self.fov)
-        cond = build_cond(prev_z, warp, wmask, canvas, mask, mdepth, rays)
+        cond = condition(geo.noised(prev_z), geo.points, pc, tc, canvas, mask, mdepth, self.fov)
         return x0.to(device), cond.to(device), geo
 
 
@@ -241,18 +168,12 @@ class PrevGeometry:
         return z + torch.rand(len(z), 1, 1, 1, device=z.device) * 2 * self.noise * torch.randn_like(z)
 
     def warp(self, prev_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b = len(prev_z)
-        pts = self.points.to(prev_z.device)
-        ok = torch.ones(b, pts.shape[1], dtype=torch.bool, device=prev_z.device)
-        warp, wmask, _ = projection.splat(pts, prev_z.flatten(2).transpose(1, 2), ok, self.target.to(prev_z.device),
-                                          self.cells, self.fov)
-        return warp, wmask
+        return warp_prev(prev_z, self.points.to(prev_z.device), self.target.to(prev_z.device), self.cells, self.fov)
 
 
 def replace_prev(cond: torch.Tensor, geo: PrevGeometry, new_prev: torch.Tensor) -> torch.Tensor:
     """The same conditioning with another previous latent (e.g. the model's own): context
     and its warp are rebuilt, memory, masks and rays stay."""
-    c = new_prev.shape[1]
     z = geo.noised(new_prev)
     warp, _ = geo.warp(z)
-    return torch.cat([z, warp, cond[:, 2 * c:]], dim=1)
+    return with_channels(cond, z.shape[1], prev=z, prev_warp=warp)

@@ -24,8 +24,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from engine.train.encoded_walks import Walk
 from engine.train.history import HistoryCanvas
-from engine.train.world_data import PrevGeometry, Walk, WalkSampler
+from engine.train.world_data import PrevGeometry, WalkSampler
 
 # A plain batch (x0, cond) or a chain of consecutive links (x0, cond, geometry), oldest first.
 Batch = tuple[torch.Tensor, torch.Tensor] | list[tuple[torch.Tensor, torch.Tensor, PrevGeometry]]

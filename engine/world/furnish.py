@@ -12,7 +12,16 @@ import colorsys
 import numpy as np
 
 from engine.world.geometry import (
-    DOOR_H, FURNITURE, LANDMARK, PAT_PLAIN, PAT_PLANKS, PAT_STRIPES, POSTER_PATTERNS, Box, Door, Room,
+    DOOR_H,
+    FURNITURE,
+    LANDMARK,
+    PAT_PLAIN,
+    PAT_PLANKS,
+    PAT_STRIPES,
+    POSTER_PATTERNS,
+    Box,
+    Door,
+    Room,
 )
 
 Rect = tuple[tuple[float, float], tuple[float, float]]

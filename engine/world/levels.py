@@ -17,8 +17,26 @@ import numpy as np
 
 from engine.world.furnish import furnish_room
 from engine.world.geometry import (  # noqa: F401  (re-exported)
-    BODY_RADIUS, CEILING, DOOR_H, EVAL_SEED_RANGE, EYE_HEIGHT, FLOOR, FURNITURE, LANDMARK, PAT_BRICK,
-    PAT_PLAIN, PAT_PLANKS, PAT_STRIPES, PAT_TILES, SLOT, TRAIN_SEED_LIMIT, WALL, WALL_T, Box, Door, Room,
+    BODY_RADIUS,
+    CEILING,
+    DOOR_H,
+    EVAL_SEED_RANGE,
+    EYE_HEIGHT,
+    FLOOR,
+    FURNITURE,
+    LANDMARK,
+    PAT_BRICK,
+    PAT_PLAIN,
+    PAT_PLANKS,
+    PAT_STRIPES,
+    PAT_TILES,
+    SLOT,
+    TRAIN_SEED_LIMIT,
+    WALL,
+    WALL_T,
+    Box,
+    Door,
+    Room,
 )
 
 

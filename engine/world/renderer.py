@@ -18,9 +18,17 @@ from typing import Sequence
 import numpy as np
 
 from engine.camera import Intrinsics, Pose, view_matrix_gl
-from engine.world.geometry import CEILING, FLOOR, FURNITURE, LANDMARK, PAT_PLAIN, WALL, Box
-from engine.world.levels import Level
 from engine.world import shaders
+from engine.world.geometry import (
+    CEILING,
+    FLOOR,
+    FURNITURE,
+    LANDMARK,
+    PAT_PLAIN,
+    WALL,
+    Box,
+)
+from engine.world.levels import Level
 
 FAR = 100.0
 NEAR = 0.05

@@ -1,6 +1,6 @@
 """`mirage walk`: walk a trajectory headless and write the clip, poses, dataset and GIF.
 
-Registered from explorer/cli.py's SUBCOMMANDS. Nothing heavy at import time: the
+Registered from explorer/cli/main.py's SUBCOMMANDS. Nothing heavy at import time: the
 handler imports export.walk (and through it torch and the renderer) when it runs.
 """
 from __future__ import annotations
@@ -9,34 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from explorer.cli.common import positive_int, seed_arg
 
 
 class WalkError(ValueError):
-    """A failure the user can act on; explorer.cli prints it as `mirage: error: ...`, exit 2.
-
-    A ValueError rather than explorer.cli.CLIError: under `python -m explorer.cli` that
-    module runs as __main__, and a CLIError imported from explorer.cli would be another class.
-    """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a scene seed is a non-negative whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"a scene seed is a non-negative whole number, got {v}")
-    return v
+    """A failure the user can act on; explorer.cli prints it as `mirage: error: ...`, exit 2."""
 
 
 def _fps(text: str) -> float:
@@ -67,25 +44,25 @@ def register(sub) -> None:
                    help="also write the memory-on (or only) session's frames as a nerfstudio dataset")
     p.add_argument("--depth", choices=("npy", "png16", "none"), default="npy",
                    help="dataset depth files: float32 metres .npy, 16-bit PNG millimetres, or none")
-    p.add_argument("--steps", type=_positive_int, default=None, metavar="K",
+    p.add_argument("--steps", type=positive_int, default=None, metavar="K",
                    help="sampling steps per frame (default: the model's)")
     p.add_argument("--temperature", type=float, default=None, metavar="T",
                    help="scale of the sampler's starting noise (default: the model's)")
     p.add_argument("--model", type=Path, default=None, metavar="DIR", help="model directory (default: shipped)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for memory on and off)")
-    p.add_argument("--scene-seed", type=_seed, default=None, metavar="N",
+    p.add_argument("--scene-seed", type=seed_arg, default=None, metavar="N",
                    help="scene of an imported transforms.json that has no 'mirage' block")
-    p.add_argument("--frames", type=_positive_int, default=None, metavar="N", help="walk only the first N frames")
+    p.add_argument("--frames", type=positive_int, default=None, metavar="N", help="walk only the first N frames")
     p.add_argument("--fps", type=_fps, default=None, help="clip frame rate (default: the trajectory's)")
     p.add_argument("--codec", choices=("mp4v", "h264"), default="mp4v",
                    help="mp4v (OpenCV) or h264 (needs the [h264] extra, PyAV)")
-    p.add_argument("--scale", type=_positive_int, default=None, metavar="S",
+    p.add_argument("--scale", type=positive_int, default=None, metavar="S",
                    help="magnify panes S times (default: enough for 128 px panes)")
     p.add_argument("--gif", type=Path, default=None, metavar="out.gif", help="also write a GIF of the clip")
-    p.add_argument("--gif-every", type=_positive_int, default=1, metavar="N", help="keep one frame in N in the GIF")
-    p.add_argument("--gif-width", type=_positive_int, default=None, metavar="PX", help="shrink the GIF to this width")
+    p.add_argument("--gif-every", type=positive_int, default=1, metavar="N", help="keep one frame in N in the GIF")
+    p.add_argument("--gif-width", type=positive_int, default=None, metavar="PX", help="shrink the GIF to this width")
     p.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda, cuda:N)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)

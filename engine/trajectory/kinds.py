@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from engine.camera import Pose, angle_diff, wrap_degrees
-from engine.trajectory import KINDS, Trajectory
+from engine.trajectory.format import KINDS, Trajectory
 from engine.world.collision import CollisionMap, collision_map_for_seed
 from engine.world.levels import Level, generate_level
 

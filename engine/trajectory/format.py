@@ -6,22 +6,22 @@ frames at the same pose. The reader refuses anything it cannot trust, naming the
 the JSON path of the field (`frames[12].yaw`) and the offending value, because a silently
 clamped or skipped pose would corrupt every metric computed on it.
 
-The builders of the four trajectory kinds live in engine/trajectory_kinds.py;
-`make_trajectory` is importable from here as well.
+The builders of the four trajectory kinds live in engine/trajectory/kinds.py; the
+package (`engine.trajectory`) exports both.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.camera import PITCH_LIMIT_DEG, Intrinsics, Pose, angle_diff
+from engine.files import atomic_text
 
-__all__ = ["FORMAT", "KINDS", "MIN_CLEARANCE", "Trajectory", "TrajectoryError", "make_trajectory", "read_trajectory",
+__all__ = ["FORMAT", "KINDS", "MIN_CLEARANCE", "Trajectory", "TrajectoryError", "read_trajectory",
            "trajectory_from_dict", "trajectory_to_dict", "write_trajectory"]
 
 FORMAT = "mirage-trajectory/1"
@@ -228,25 +228,12 @@ def _dumps(d: dict) -> str:
 
 
 def write_trajectory(traj: Trajectory, path: str | os.PathLike) -> None:
-    """Write atomically (a temp file in the same folder, then os.replace).
-
-    The dict is validated first, so a file this writes is one the reader accepts.
-    """
+    """Write atomically (engine/files.py). The dict is validated first, so a file this writes is
+    one the reader accepts."""
     path = Path(path)
     d = trajectory_to_dict(traj)
     trajectory_from_dict(d, source=f"{path} (being written)")
-    text = _dumps(d)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_text(path, _dumps(d))
 
 
 def read_trajectory(path: str | os.PathLike, check_scene: bool = True) -> Trajectory:
@@ -261,10 +248,3 @@ def read_trajectory(path: str | os.PathLike, check_scene: bool = True) -> Trajec
         raise TrajectoryError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     return trajectory_from_dict(d, source=str(path), check_scene=check_scene)
 
-
-def __getattr__(name: str) -> Any:
-    # The builders import this module, so they are reached lazily to keep imports one-way.
-    if name == "make_trajectory":
-        from engine.trajectory_kinds import make_trajectory
-        return make_trajectory
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

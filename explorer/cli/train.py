@@ -1,31 +1,14 @@
-"""`mirage train` and `mirage eval`: the world model's subcommands.
+"""`mirage train`: the world model's training subcommands (recipes and configure: recipe.py).
 
-Registered from explorer/cli.py's SUBCOMMANDS. Nothing heavy at import time: torch
+Registered from explorer/cli/main.py's SUBCOMMANDS. Nothing heavy at import time: torch
 and the engine load inside the handlers.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from pathlib import Path
 
-
-def _seed_range(text: str) -> tuple[int, int]:
-    from engine.train.data import parse_seed_range
-
-    try:
-        r = parse_seed_range(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return r.start, r.stop
-
-
-def _threads(n: int | None) -> None:
-    import torch
-
-    if n:
-        torch.set_num_threads(n)
+from explorer.cli.common import seed_range, set_threads
 
 
 def register_train(sub) -> None:
@@ -37,7 +20,7 @@ def register_train(sub) -> None:
     a.add_argument("--steps", type=int, default=3000)
     a.add_argument("--batch", type=int, default=32)
     a.add_argument("--lr", type=float, default=1e-3)
-    a.add_argument("--seeds", type=_seed_range, default=(0, 100_000), metavar="A:B", help="training scene seeds")
+    a.add_argument("--seeds", type=seed_range, default=(0, 100_000), metavar="A:B", help="training scene seeds")
     a.add_argument("--config", choices=["default", "tiny"], default="default", help="network size preset")
     a.add_argument("--image-size", type=int, default=None, help="override the preset's frame size (e.g. 256)")
     _common(a)
@@ -50,7 +33,7 @@ def register_train(sub) -> None:
                         "config.json) and stops, for a later run to train from")
     w.add_argument("--batch", type=int, default=32)
     w.add_argument("--lr", type=float, default=5e-4)
-    w.add_argument("--seeds", type=_seed_range, default=(100_000, 100_064), metavar="A:B",
+    w.add_argument("--seeds", type=seed_range, default=(100_000, 100_064), metavar="A:B",
                    help="training worlds; one walk of every trajectory kind each")
     w.add_argument("--init", type=Path, default=None, metavar="MODEL_DIR",
                    help="fine-tune: start from this model's generator instead of from scratch")
@@ -58,12 +41,15 @@ def register_train(sub) -> None:
                    help="half the batches use up to K of the model's own generated frames as context "
                         "(against drift on long walks); 0: ground-truth context only")
     w.add_argument("--self-steps", type=int, default=2, help="sampling steps for those self-generated frames")
-    w.add_argument("--context-blur", type=float, default=None, metavar="P",
+    w.add_argument("--context-noise", type=float, default=0.1, metavar="S",
+                   help="std of the noise put on the previous latent, so long rollouts don't drift on their "
+                        "own errors")
+    w.add_argument("--context-blur", type=float, default=0.0, metavar="P",
                    help="share of examples whose context is blurred like generated frames, so the model "
-                        "learns to restore detail on long walks (stored in the config; default: the config's)")
-    w.add_argument("--history-canvas", type=float, default=None, metavar="P",
+                        "learns to restore detail on long walks")
+    w.add_argument("--history-canvas", type=float, default=0.0, metavar="P",
                    help="share of examples with memory whose canvas is read from a real memory holding the "
-                        "walk so far, as at inference (stored in the config; default: the config's)")
+                        "walk so far, as at inference")
     w.add_argument("--adv-weight", type=float, default=0.0, metavar="W",
                    help="add a latent discriminator's loss at W times the reconstruction gradient (VQGAN-style "
                         "adaptive weight), so x0 predictions look like real latents, not their average; use with "
@@ -99,7 +85,7 @@ def register_train(sub) -> None:
                    help="cap on that adaptive weight, so a discriminator near chance is not amplified")
     d.add_argument("--latent-degrade", type=float, default=1.0,
                    help="blur/noise put on latents so the decoder also sharpens generated ones (0: off)")
-    d.add_argument("--seeds", type=_seed_range, default=(200_000, 300_000), metavar="A:B")
+    d.add_argument("--seeds", type=seed_range, default=(200_000, 300_000), metavar="A:B")
     d.add_argument("--pairs", type=Path, nargs="+", default=None, metavar="FILE",
                    help="mirage train decoder-pairs file(s), joined: train on latents the generator really "
                         "made too")
@@ -119,7 +105,7 @@ def register_train(sub) -> None:
                                                "it generates with the ground truth at their poses (decoder data)")
     q.add_argument("--model", type=Path, default=None, help="whole model directory (default: the shipped model)")
     q.add_argument("--out", type=Path, required=True, help="pairs file to write (.safetensors)")
-    q.add_argument("--seeds", type=_seed_range, default=(200_000, 200_016), metavar="A:B",
+    q.add_argument("--seeds", type=seed_range, default=(200_000, 200_016), metavar="A:B",
                    help="training worlds; every trajectory kind is walked in each")
     q.add_argument("--kinds", default="turnaround,retrace,out-and-back,explore",
                    help="comma-separated trajectory kinds walked in each world")
@@ -134,7 +120,7 @@ def register_train(sub) -> None:
     r = tsub.add_parser("latent-range", help="measure the range real frames' latents keep and store it in the "
                                               "model's config (the guard against colour drift in long walks)")
     r.add_argument("--model", type=Path, required=True, help="model directory; its config.json is updated")
-    r.add_argument("--seeds", type=_seed_range, default=(600, 612), metavar="A:B", help="training worlds")
+    r.add_argument("--seeds", type=seed_range, default=(600, 612), metavar="A:B", help="training worlds")
     r.add_argument("--frames", type=int, default=200, help="explore walk length per world (every 4th is encoded)")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     r.set_defaults(handler=_cmd_latent_range)
@@ -150,6 +136,9 @@ def register_train(sub) -> None:
     v.add_argument("--out", type=Path, required=True, help="new model directory")
     v.set_defaults(handler=_cmd_average)
 
+    from explorer.cli.recipe import register as register_recipe
+
+    register_recipe(tsub)
 
 def _common(p) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -161,7 +150,7 @@ def _common(p) -> None:
 
 
 def _cmd_train_ae(args) -> int:
-    _threads(args.threads)
+    set_threads(args.threads)
     from engine.model.config import ModelConfig, tiny_config
     from engine.train.ae import AETrainArgs, train_autoencoder
 
@@ -179,14 +168,15 @@ def _cmd_train_ae(args) -> int:
 
 
 def _cmd_train_world(args) -> int:
-    _threads(args.threads)
+    set_threads(args.threads)
     from engine.train.world import WorldTrainArgs, train_world
 
     model_dir = train_world(WorldTrainArgs(autoencoder=str(args.autoencoder), out=str(args.out), steps=args.steps,
                                            batch=args.batch, lr=args.lr, seeds=args.seeds, device=args.device,
                                            seed=args.seed, time_limit_s=60 * args.time_limit,
                                            init=str(args.init or ""), self_rollout=args.self_rollout,
-                                           self_steps=args.self_steps, context_blur=args.context_blur,
+                                           self_steps=args.self_steps, context_noise=args.context_noise,
+                                           context_blur=args.context_blur,
                                            history_canvas=args.history_canvas, workers=args.workers,
                                            save_every=args.save_every, precision=args.precision,
                                            adv_weight=args.adv_weight, adv_start=args.adv_start,
@@ -201,7 +191,7 @@ def _cmd_train_world(args) -> int:
 
 
 def _cmd_train_decoder(args) -> int:
-    _threads(args.threads)
+    set_threads(args.threads)
     from engine.train.decoder import DecoderTrainArgs, train_decoder
 
     out = train_decoder(DecoderTrainArgs(model=str(args.model), out=str(args.out), steps=args.steps, batch=args.batch,
@@ -219,9 +209,14 @@ def _cmd_train_decoder(args) -> int:
 
 
 def _cmd_decoder_pairs(args) -> int:
-    _threads(args.threads)
+    set_threads(args.threads)
     from engine.model.world_model import WorldModel
-    from engine.train.generated_pairs import PairArgs, collect_pairs, describe, save_pairs
+    from engine.train.generated_pairs import (
+        PairArgs,
+        collect_pairs,
+        describe,
+        save_pairs,
+    )
 
     model = WorldModel.load(args.model)
     pairs = collect_pairs(model, PairArgs(seeds=args.seeds, every=args.every, explore_frames=args.explore_frames,
@@ -247,7 +242,7 @@ def _cmd_average(args) -> int:
 
 
 def _cmd_latent_range(args) -> int:
-    _threads(args.threads)
+    set_threads(args.threads)
     from engine.model.latent_range import measure_latent_range
     from engine.model.world_model import WorldModel
     from engine.world.geometry import TRAIN_SEED_LIMIT
@@ -263,69 +258,3 @@ def _cmd_latent_range(args) -> int:
     hi = max(b[1] for b in model.cfg.latent_mean_range)
     print(f"{path}: latent_mean_range over {len(range(*args.seeds))} worlds, channel means {lo:.2f} .. {hi:.2f}")
     return 0
-
-
-def register_eval(sub) -> None:
-    p = sub.add_parser("eval", help="fidelity and consistency, memory on vs off, on eval worlds",
-                       description="Runs each trajectory with memory on and off (same seed): the observe frames "
-                                   "are ground-truth observations, the rest are generated.")
-    p.add_argument("--trajectories", type=Path, nargs="*", default=[], metavar="T.json")
-    p.add_argument("--kinds", default=None, help="build trajectories on the fly: comma-separated kinds")
-    p.add_argument("--seeds", type=_seed_range, default=None, metavar="A:B", help="eval seeds for --kinds")
-    p.add_argument("--json", type=Path, required=True, metavar="OUT.json")
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for memory on and off)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="scale of the sampler's starting noise (default: the model's)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--contact-sheet", type=Path, default=None, metavar="PNG",
-                   help="save frames 0, 250, 500, ... of the first explore trajectory (gt / on / off)")
-    p.set_defaults(handler=_cmd_eval)
-
-
-def _cmd_eval(args) -> int:
-    from engine.trajectory import KINDS, read_trajectory
-
-    named = [(str(t), read_trajectory(t)) for t in args.trajectories]
-    if args.kinds:
-        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-        unknown = [k for k in kinds if k not in KINDS]
-        if unknown:
-            raise ValueError(f"--kinds: unknown kind(s) {unknown}; choose from {', '.join(KINDS)}")
-        if args.seeds is None:
-            raise ValueError("--kinds needs --seeds A:B (eval seeds, e.g. 1000000:1000004)")
-        _threads(args.threads)
-        from engine.eval import eval_trajectories_for
-        from engine.model.world_model import WorldModel
-
-        size = WorldModel.load(args.model).image_size
-        named += eval_trajectories_for(kinds, range(*args.seeds), size)
-    if not named:
-        raise ValueError("nothing to evaluate: give --trajectories T.json ... or --kinds K --seeds A:B")
-    _threads(args.threads)
-    from engine.eval import run_eval
-
-    result = run_eval(named, args.model, args.steps, args.seed, args.device,
-                      contact_sheet_path=args.contact_sheet, temperature=args.temperature)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(args.json.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.json)
-    print(format_summary(result))
-    print(f"wrote {args.json}")
-    return 0
-
-
-def format_summary(result: dict) -> str:
-    lines = [f"{'':<16}{'psnr_gt':>9}{'ssim_gt':>9}{'revisit':>9}{'sharp':>7}   (memory on / off)"]
-    groups = [("all", result["summary"])] + sorted(result["by_kind"].items())
-    for name, s in groups:
-        on, off = s["memory_on"], s["memory_off"]
-        lines.append(f"{name:<16}{on['psnr_gt']:>9.2f}{on['ssim_gt']:>9.3f}{on['psnr_revisit']:>9.2f}"
-                     f"{on['sharpness_ratio']:>7.2f}   on")
-        lines.append(f"{'':<16}{off['psnr_gt']:>9.2f}{off['ssim_gt']:>9.3f}{off['psnr_revisit']:>9.2f}"
-                     f"{off['sharpness_ratio']:>7.2f}   off   (ae ceiling {s['ae_ceiling_psnr']:.2f} dB, "
-                     f"sharp {s['ae_ceiling_sharpness']:.2f})")
-    return "\n".join(lines)

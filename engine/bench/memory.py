@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.bench_step import explore_walk
-from engine.pointcloud_baseline import RGBPointCloudMemory
+from engine.bench.pointcloud import RGBPointCloudMemory
+from engine.bench.walk import explore_walk
+from engine.rollout import rollout
 
 
 def _c2w(pose) -> torch.Tensor:
@@ -49,20 +50,22 @@ def bench_memory(model_dir: str | Path | None = None, frames: int = 400, capacit
     sess = WorldSession(model_dir, memory=True, capacity=capacity, seed=0, device=device)
     traj, rgb0, depth0 = explore_walk(sess.image_size, sess.fov_deg, max(frames, fill_frames), scene_seed)
     cloud = RGBPointCloudMemory(sess.image_size, sess.fov_deg, sess.device)
-    sess.observe(rgb0, traj.frames[0], depth0)
     cloud.write(rgb0, depth0, _c2w(traj.frames[0]))
     latent_read, cloud_read, scaling, per_frame_bytes = [], [], [], None
     full_frames = 0
-    for i, pose in enumerate(traj.frames[1:], start=1):
+    before = 0
+    for i, [(_, res)] in rollout([("memory", sess)], traj.frames, 1, lambda i: (rgb0, depth0)):
+        if res.observed:
+            before = sess.memory.stats().points
+            continue
+        pose = res.pose
         compare = i < frames
         if not compare and full_frames >= 30:
             break
-        if compare:
+        if compare:   # the cloud does not depend on the session: reading it after the step times the same
             t0 = time.perf_counter()
             cloud.read(_c2w(pose), sess.model.encode)
             cloud_read.append(1e3 * (time.perf_counter() - t0))
-        before = sess.memory.stats().points
-        res = sess.step(pose)
         full_frames += before >= 0.98 * sess.memory.capacity
         if compare:
             latent_read.append(res.timings["memory_read"])
@@ -71,6 +74,7 @@ def bench_memory(model_dir: str | Path | None = None, frames: int = 400, capacit
             per_frame_bytes = _latent_bytes_in_use(sess) / sess.memory.stats().writes
         if compare:
             cloud.write(res.frame, res.depth, _c2w(pose))
+        before = sess.memory.stats().points   # points held before the next step
     if per_frame_bytes is None:                      # never reached 90 %: everything so far counts
         per_frame_bytes = _latent_bytes_in_use(sess) / sess.memory.stats().writes
     warm = slice(5, None)                             # first calls pay one-off allocation costs
@@ -142,16 +146,17 @@ def soak(model_dir: str | Path | None = None, frames: int = 20_000, window: int 
 
     sess = WorldSession(model_dir, memory=True, capacity=capacity, seed=0, device=device)
     traj, rgb0, depth0 = explore_walk(sess.image_size, sess.fov_deg, frames + 1, scene_seed)
-    sess.observe(rgb0, traj.frames[0], depth0)
     times, full_at, rss_full = [], None, None
     rss_start = resident_bytes()
-    for i, pose in enumerate(tqdm(traj.frames[1:], desc="soak", disable=not progress)):
-        t0 = time.perf_counter()
-        res = sess.step(pose)
-        times.append(time.perf_counter() - t0)
+    walk = rollout([("soak", sess)], traj.frames, 1, lambda i: (rgb0, depth0))
+    for i, [(_, res)] in tqdm(walk, total=len(traj.frames), desc="soak", disable=not progress):
+        if res.observed:
+            continue
+        i -= 1   # generated frames count from 0
+        times.append(res.timings["wall"] / 1e3)
         if full_at is None and res.memory["fill"] >= 0.98:
             full_at, rss_full = i, resident_bytes()
-        if not np.isfinite(res.frame.astype(np.float32)).all():
+        if not res.finite:
             raise RuntimeError(f"soak: frame {i} is not finite")
     rss_end = resident_bytes()
     w = min(window, max(1, len(times) // 4))

@@ -20,12 +20,12 @@ with a depth test (engine/projection.splat): a warped latent canvas, a coverage
 mask and projected depth. No RGB point cloud, no rendering to pixels, no re-encoding.
 
 So that a full memory costs about what an empty one does, the voxel hash and the free
-slots are flat arrays worked by numba loops (engine/memory_slots.py), and points are filed
-by 0.5 m chunk (engine/memory_chunks.py): a read first tests the chunks' bounding spheres
+slots are flat arrays worked by numba loops (engine/memory/slots.py), and points are filed
+by 0.5 m chunk (engine/memory/chunks.py): a read first tests the chunks' bounding spheres
 against the view frustum (a few hundred spheres) and projects only the points of
 chunks that can be in view. The canvas is exactly the one projecting every stored
 point gives, only cheaper. On the CPU the projection and depth test run as fused numba
-loops (engine/memory_kernels.py); on CUDA as the torch ops of engine/projection.py.
+loops (engine/memory/kernels.py); on CUDA as the torch ops of engine/projection.py.
 """
 from __future__ import annotations
 
@@ -34,9 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine import memory_kernels, projection
-from engine.memory_chunks import CHUNK_RADIUS, OFF_SCALE, ChunkIndex, pack_cells
-from engine.memory_slots import VoxelSlots
+from engine import projection
+from engine.memory import kernels as memory_kernels
+from engine.memory.chunks import CHUNK_RADIUS, OFF_SCALE, ChunkIndex, pack_cells
+from engine.memory.slots import VoxelSlots
+from engine.model.config import MemoryConfig
 
 # A stored point more than this fraction nearer than a new frame's surface in the same cell
 # is one the new frame sees through: stale, or depth noise, so it is freed. Chosen on
@@ -81,11 +83,13 @@ class MemoryStats:
 
 
 class LatentMemory:
-    def __init__(self, channels: int, capacity: int = 65536, voxel_size: float = 0.08, cells: int = 16,
+    def __init__(self, channels: int, capacity: int = MemoryConfig.capacity,
+                 voxel_size: float = MemoryConfig.voxel_size, cells: int = 16,
                  fov_deg: float = 70.0, device: str | torch.device = "cpu",
                  feat_dtype: torch.dtype = torch.float16, carve_tol: float | None = CARVE_TOL,
-                 use_kernel: bool = True, keep_observed_view: bool = True, skip_recent_generated: int = 0,
-                 keep_drawn_view: bool = False) -> None:
+                 use_kernel: bool = True, keep_observed_view: bool = True,
+                 skip_recent_generated: int = MemoryConfig.skip_recent_generated,
+                 keep_drawn_view: bool = MemoryConfig.keep_drawn_view) -> None:
         if capacity < 1:
             raise ValueError(f"memory capacity must be at least 1, got {capacity}")
         if voxel_size <= 0:
@@ -107,7 +111,7 @@ class LatentMemory:
         self.device = torch.device(device)
         self.chunks = ChunkIndex(self.device)
         self.off = torch.zeros(capacity, 3, device=self.device, dtype=torch.int16)  # from the chunk centre
-        # On the CPU a read runs as fused numba loops (engine/memory_kernels.py), elsewhere as torch ops.
+        # On the CPU a read runs as fused numba loops (engine/memory/kernels.py), elsewhere as torch ops.
         self._kernel = self.device.type == "cpu" and memory_kernels.HAVE_NUMBA and use_kernel
         self.feat = torch.zeros(capacity, channels, device=self.device, dtype=feat_dtype)
         self.frame = torch.full((capacity,), -1, dtype=torch.int32, device=self.device)  # -1: free slot
@@ -116,6 +120,13 @@ class LatentMemory:
         self.chunk = torch.zeros(capacity, dtype=torch.int32, device=self.device)  # dense chunk id per slot
         self.slots = VoxelSlots(capacity)
         self.reset()
+
+    @classmethod
+    def from_config(cls, channels: int, config: MemoryConfig, cells: int, fov_deg: float,
+                    device: str | torch.device = "cpu", capacity: int | None = None) -> "LatentMemory":
+        """The memory a model's config describes (capacity may be overridden, e.g. by the GUI)."""
+        return cls(channels, int(capacity or config.capacity), config.voxel_size, cells, fov_deg, device,
+                   skip_recent_generated=config.skip_recent_generated, keep_drawn_view=config.keep_drawn_view)
 
     def reset(self) -> None:
         self.frame.fill_(-1)

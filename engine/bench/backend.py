@@ -15,7 +15,6 @@ runs minutes apart can differ by 2x on such a machine.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ BENCH_SCENE = 1_000_007   # an eval-range world
 
 
 def _stats(lat: list[float], stages: dict[str, list[float]]) -> dict:
-    from engine.bench_step import percentiles
+    from engine.bench.walk import percentiles
 
     a = np.asarray(lat)
     return {"fps": float(1e3 * len(a) / a.sum()), "latency_ms_p50": float(np.percentile(a, 50)),
@@ -38,34 +37,33 @@ def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: st
                       scene_seed: int = BENCH_SCENE, cuda_graphs: bool = False) -> dict[str, dict]:
     """bench_backend for several backends at once, taking turns pose by pose (see the module doc)."""
     from engine.backends.select import select_backend
-    from engine.bench_step import explore_walk
+    from engine.bench.walk import explore_walk
     from engine.model.world_model import WorldModel
+    from engine.rollout import rollout
     from engine.session import WorldSession
 
     model = WorldModel.load(model_dir, device)
     traj, rgb, depth = explore_walk(model.image_size, model.cfg.fov_deg, frames + warmup + 1, scene_seed)
-    sessions = {}
+    sessions, messages = [], {}
     for name in backend_names:
-        backend, message = select_backend(name, model, cuda_graphs=cuda_graphs)
-        s = WorldSession(model, memory=memory, steps=steps, seed=0, backend=backend)
-        s.observe(rgb, traj.frames[0], depth)
-        sessions[name] = (s, message)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    lat: dict[str, list[float]] = {n: [] for n in sessions}
-    stages: dict[str, dict[str, list[float]]] = {n: {} for n in sessions}
-    for i, pose in enumerate(traj.frames[1:]):
-        for name, (s, _) in sessions.items():
-            t0 = time.perf_counter()
-            res = s.step(pose)
-            sync()
-            if i >= warmup:
-                lat[name].append(1e3 * (time.perf_counter() - t0))
-                for k, v in res.timings.items():
+        backend, messages[name] = select_backend(name, model, cuda_graphs=cuda_graphs)
+        sessions.append((name, WorldSession(model, memory=memory, steps=steps, seed=0, backend=backend)))
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None
+    lat: dict[str, list[float]] = {n: [] for n, _ in sessions}
+    stages: dict[str, dict[str, list[float]]] = {n: {} for n, _ in sessions}
+    # The sessions take turns pose by pose, so on a shared machine every backend sees the same load.
+    for i, results in rollout(sessions, traj.frames, 1, lambda i: (rgb, depth), sync):
+        if i <= warmup:   # the observation, then the warm-up frames
+            continue
+        for name, res in results:
+            lat[name].append(res.timings["wall"])
+            for k, v in res.timings.items():
+                if k != "wall":
                     stages[name].setdefault(k, []).append(v)
     out = {}
-    for name, (s, message) in sessions.items():
+    for name, s in sessions:
         out[name] = {**_stats(lat[name], stages[name]), "backend": s.backend.name, "reason": s.backend.reason,
-                     "message": message, "steps": s.steps, "image_size": s.image_size, "memory": memory,
+                     "message": messages[name], "steps": s.steps, "image_size": s.image_size, "memory": memory,
                      "memory_points_end": s.memory.stats().points, "torch_threads": torch.get_num_threads()}
     return out
 
@@ -94,7 +92,7 @@ def format_backend_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":   # python -m engine.backends.bench torch onnxruntime --frames 100 --threads 2
+if __name__ == "__main__":   # python -m engine.bench.backend torch onnxruntime --frames 100 --threads 2
     import argparse
     import json
 

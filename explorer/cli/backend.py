@@ -1,6 +1,6 @@
 """`mirage export onnx`: the per-frame networks as ONNX for ONNX Runtime and TensorRT.
 
-Registered from explorer/cli.py's SUBCOMMANDS. Nothing heavy at import time: torch,
+Registered from explorer/cli/main.py's SUBCOMMANDS. Nothing heavy at import time: torch,
 onnx and the engine load inside the handler. `export` is a group so that other
 export formats can sit beside `onnx` later.
 """

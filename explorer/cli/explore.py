@@ -1,6 +1,6 @@
 """`mirage explore`: open the explorer window, or drive it from a trajectory and exit.
 
-Registered from explorer/cli.py's SUBCOMMANDS. Nothing heavy at import time: Qt, torch
+Registered from explorer/cli/main.py's SUBCOMMANDS. Nothing heavy at import time: Qt, torch
 and the engine load inside the handler, so `mirage --help` stays instant and the other
 subcommands run on machines without a display.
 
@@ -16,6 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
+from explorer.cli.common import positive_int
+
 
 def _nonneg(text: str) -> int:
     try:
@@ -24,13 +26,6 @@ def _nonneg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
-    return v
-
-
-def _positive(text: str) -> int:
-    v = _nonneg(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
     return v
 
 
@@ -60,15 +55,15 @@ def register(sub) -> None:
     p.add_argument("--compare", action="store_true", help="start in compare mode: memory on | memory off")
     p.add_argument("--ground-truth", action="store_true", help="also show the ground-truth pane")
     p.add_argument("--no-memory", action="store_true", help="start with memory off")
-    p.add_argument("--steps", type=_positive, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--temperature", type=_temperature, default=None, metavar="T",
                    help="scale of the sampler's starting noise, in (0, 3] (default: the model's)")
-    p.add_argument("--capacity", type=_positive, default=None, help="memory capacity in points")
+    p.add_argument("--capacity", type=positive_int, default=None, help="memory capacity in points")
     p.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "tensorrt"], default=None,
                    help="what runs the networks (default: the saved setting, first time auto)")
     p.add_argument("--autopilot", type=Path, default=None, metavar="T.json",
                    help="drive the camera along a mirage-trajectory/1 file, then exit")
-    p.add_argument("--max-frames", type=_positive, default=None, metavar="N",
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
                    help="exit after N frames are shown (with --autopilot: the first N frames of the file)")
     p.add_argument("--screenshot", type=Path, default=None, metavar="OUT.png",
                    help="save a screenshot of the window when the run ends")

@@ -6,7 +6,7 @@ colour uint8 x3: 15 bytes; no merging, so it grows with time). Reading renders t
 cloud into the target view at full image resolution with a z-buffer (nearest point
 wins per pixel) and re-encodes that render with our own encoder, which is what a
 point-cloud memory must do before a latent generator can use it. Used only by
-`mirage bench`; the product's memory is engine/memory.py.
+`mirage bench`; the product's memory is engine/memory/store.py.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ p50/p99 latency per backend that can run here; and the memory comparison (our
 latent memory vs an RGB point cloud on the same walk, and the latent memory's
 per-frame cost as it fills, with a PNG of that curve). `--render` adds the
 ground-truth renderer; `--soak N` walks N frames and reports resident memory
-and frames/s drift. Registered from explorer/cli.py's SUBCOMMANDS; imports
+and frames/s drift. Registered from explorer/cli/main.py's SUBCOMMANDS; imports
 nothing heavy at the top.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from explorer.cli import CLIError, _positive_int, _seed, parse_resolution
+from explorer.cli.common import CLIError, parse_resolution, positive_int, seed_arg
 
 
 def register(sub) -> None:
@@ -22,26 +22,26 @@ def register(sub) -> None:
                                    "each stage), every backend that can run here, and the memory comparison. "
                                    "--render adds the ground-truth renderer, --soak N a long walk.")
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--step-frames", type=_positive_int, default=200, help="timed generated frames per backend")
+    p.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--step-frames", type=positive_int, default=200, help="timed generated frames per backend")
     p.add_argument("--backends", default="torch,onnxruntime,tensorrt", metavar="NAMES",
                    help="backends to time (comma-separated); those that cannot run here are reported and skipped")
     p.add_argument("--cuda-graphs", action="store_true", help="on CUDA also time torch with CUDA graphs")
     p.add_argument("--memory", choices=["on", "off"], default="on", help="memory during the step benchmark")
-    p.add_argument("--memory-frames", type=_positive_int, default=500,
+    p.add_argument("--memory-frames", type=positive_int, default=500,
                    help="frames of the memory comparison walk (enough to fill the default capacity)")
     p.add_argument("--no-step", action="store_true", help="skip the step and backend benchmarks")
     p.add_argument("--no-memory-bench", action="store_true", help="skip the memory comparison")
-    p.add_argument("--soak", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--soak", type=positive_int, default=None, metavar="N",
                    help="walk N frames with memory on: resident memory and frames/s at start and end")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--render", action="store_true", help="ground-truth render throughput")
-    p.add_argument("--frames", type=_positive_int, default=512, help="render benchmark frames")
+    p.add_argument("--frames", type=positive_int, default=512, help="render benchmark frames")
     p.add_argument("--resolution", type=parse_resolution, default=(128, 128), metavar="WxH",
                    help="render benchmark resolution")
     p.add_argument("--batch", default="1,64", metavar="B[,B...]", help="render batch sizes to time (default 1,64)")
-    p.add_argument("--scene-seed", type=_seed, default=1_000_000, help="render benchmark world")
+    p.add_argument("--scene-seed", type=seed_arg, default=1_000_000, help="render benchmark world")
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
     p.add_argument("--plot", type=Path, default=None, metavar="PNG",
                    help="memory scaling plot (default: beside --json as <name>.scaling.png)")
@@ -49,8 +49,8 @@ def register(sub) -> None:
 
 
 def _backends(args, result: dict, step: dict) -> None:
-    from engine.backends.bench import bench_backend
     from engine.backends.select import backend_availability
+    from engine.bench.backend import bench_backend
 
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     available = backend_availability(args.device)
@@ -80,7 +80,7 @@ def _backends(args, result: dict, step: dict) -> None:
 
 
 def _memory(args, result: dict) -> None:
-    from engine.bench_memory import bench_memory, plot_scaling
+    from engine.bench.memory import bench_memory, plot_scaling
 
     m = bench_memory(args.model, frames=args.memory_frames, device=args.device)
     result["memory"] = m
@@ -100,11 +100,11 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from engine.bench_step import machine_info
+    from engine.bench.walk import machine_info
 
     result: dict = {"machine": machine_info(args.device), "backends": {}}
     if not args.no_step:
-        from engine.bench_step import bench_step, format_table
+        from engine.bench.step import bench_step, format_table
 
         step = bench_step(args.model, frames=args.step_frames, steps=args.steps, memory=args.memory == "on",
                           device=args.device)
@@ -119,14 +119,14 @@ def run(args) -> int:
             batches = [int(b) for b in args.batch.split(",") if b.strip()]
         except ValueError:
             raise CLIError(f"--batch must be whole numbers separated by commas, got {args.batch!r}") from None
-        from engine.bench import bench_render, format_render_table
+        from engine.bench.render import bench_render, format_render_table
 
         render = bench_render(frames=args.frames, resolution=args.resolution, batch_sizes=batches,
                               scene_seed=args.scene_seed)
         print(format_render_table(render))
         result["render"] = render
     if args.soak:
-        from engine.bench_memory import soak
+        from engine.bench.memory import soak
 
         s = soak(args.model, frames=args.soak, device=args.device)
         result["soak"] = s
@@ -139,8 +139,8 @@ def run(args) -> int:
         raise CLIError("nothing to benchmark: drop --no-step / --no-memory-bench, or add --render or --soak")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(args.json)
+        from engine.files import atomic_text
+
+        atomic_text(args.json, json.dumps(result, indent=1))
         print(f"wrote {args.json}")
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.memory_kernels import cpu_kernel
+from engine.memory.kernels import cpu_kernel
 
 EMPTY = -1   # voxel keys are non-negative (memory_chunks.pack_cells)
 
