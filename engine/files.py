@@ -10,12 +10,14 @@ tempfile.mkstemp's 0600.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_bytes", "atomic_path", "atomic_text", "temp_path"]
+__all__ = ["atomic_bytes", "atomic_json", "atomic_path", "atomic_text", "json_safe", "temp_path"]
 
 
 def temp_path(target: str | os.PathLike, suffix: str = ".tmp") -> Path:
@@ -60,3 +62,20 @@ def atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_text(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
     return atomic_bytes(path, text.encode("utf-8"))
+
+
+def json_safe(obj):
+    """`obj` with every NaN or infinite float replaced by None, so it is strict JSON (null) that every
+    reader accepts; Python's json writes NaN literals that are not JSON at all."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def atomic_json(path: str | os.PathLike, obj, indent: int = 1) -> Path:
+    """Write `obj` as strict JSON (NaN and infinities as null) to `path` atomically."""
+    return atomic_text(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")

@@ -95,6 +95,11 @@ def test_cli_average_sets_the_temperature(tiny_model_dir, tuned, tmp_path, capsy
                  "--out", str(out)]) == 0
     assert "averaged generator of 2 models" in capsys.readouterr().out
     assert WorldModel.load(out).cfg.inference.temperature == 1.08
-    with pytest.raises(SystemExit, match="mirage train average: .*temperature"):
-        main(["train", "average", "--models", str(tiny_model_dir), str(tuned), "--temperature", "9",
-              "--out", str(tmp_path / "bad")])
+    # Refusals exit 2 with the message, as every other bad input does (they exited 1 before).
+    capsys.readouterr()
+    assert main(["train", "average", "--models", str(tiny_model_dir), str(tuned), "--temperature", "9",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "mirage train average:" in capsys.readouterr().err
+    assert main(["train", "average", "--models", str(tiny_model_dir), str(tuned), "--shares", "nan", "1",
+                 "--out", str(tmp_path / "nan")]) == 2
+    assert "shares" in capsys.readouterr().err and not (tmp_path / "nan").exists()

@@ -90,8 +90,9 @@ class LatentMemory:
                  use_kernel: bool = True, keep_observed_view: bool = True,
                  skip_recent_generated: int = MemoryConfig.skip_recent_generated,
                  keep_drawn_view: bool = MemoryConfig.keep_drawn_view) -> None:
-        if capacity < 1:
-            raise ValueError(f"memory capacity must be at least 1, got {capacity}")
+        if capacity < cells * cells:   # a frame writes up to one point per latent cell
+            raise ValueError(f"memory capacity {capacity} is less than one frame's {cells * cells} latent cells; "
+                             f"use at least {cells * cells}")
         if voxel_size <= 0:
             raise ValueError(f"memory voxel_size must be positive, got {voxel_size}")
         self.carve_tol = carve_tol

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from engine.device import resolve_device
 from engine.files import atomic_path
 from engine.model.autoencoder import Autoencoder, cell_depth
 from engine.model.config import ModelConfig
@@ -68,6 +69,7 @@ class WorldModel(nn.Module):
 
     @staticmethod
     def load(model_dir: str | Path | None = None, device: str | torch.device = "cpu") -> "WorldModel":
+        device = resolve_device(device)   # before any work: a device this machine lacks is named
         d = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
         cfg_path = d / "config.json"
         if not cfg_path.is_file():
@@ -85,7 +87,11 @@ class WorldModel(nn.Module):
                 state = load_file(str(path))
             except Exception as e:  # noqa: BLE001 - safetensors raises several types
                 raise ModelFileError(f"{path}: not a readable safetensors file ({e})") from None
-            missing, unexpected = mod.load_state_dict(state, strict=False)
+            try:
+                missing, unexpected = mod.load_state_dict(state, strict=False)
+            except RuntimeError as e:   # a tensor of another shape than config.json builds
+                first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e)[:200])
+                raise ModelFileError(f"{path}: weights do not match config.json ({first})") from None
             if missing or unexpected:
                 raise ModelFileError(f"{path}: weights do not match config.json "
                                      f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.camera import Pose
+from engine.device import resolve_device
 from engine.model.autoencoder import Autoencoder, to_model_image
 from engine.model.config import ModelConfig
 from engine.train.checkpoint import (
@@ -93,9 +94,8 @@ class FramePool:
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The training device (engine/device.py: a device this machine lacks is refused by name)."""
+    return resolve_device(name)
 
 
 def ae_loss(ae: Autoencoder, rgb: torch.Tensor, depth: torch.Tensor, latent_noise: float = 0.03

@@ -10,6 +10,7 @@ so both are checked before anything is written; the result is an ordinary model 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -63,7 +64,7 @@ def average_models(models: list[Path], out: Path, shares: list[float] | None = N
     weights = [1.0] * len(models) if shares is None else [float(w) for w in shares]
     if len(weights) != len(models):
         raise AverageError(f"{len(weights)} shares for {len(models)} models")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:   # NaN fails every >=
         raise AverageError(f"shares {weights}: must be non-negative with a positive sum")
     if temperature is not None:
         check_temperature(temperature)

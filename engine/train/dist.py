@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from engine.device import resolve_device
+
 
 @dataclass
 class DistInfo:
@@ -29,15 +31,9 @@ def setup(device: str = "auto") -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-    if device not in ("auto", "cuda", "cpu") and not device.startswith("cuda:"):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device.startswith("cuda:"):
-        dev = torch.device(device)
-    elif use_cuda:
-        dev = torch.device("cuda", local % torch.cuda.device_count())
-    else:
-        dev = torch.device("cpu")
+    dev = resolve_device(device)   # a named device this machine lacks is refused, never replaced
+    if dev.type == "cuda" and ":" not in str(device):
+        dev = torch.device("cuda", local % torch.cuda.device_count())   # one GPU per local rank
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not torch_dist.is_initialized():

@@ -238,18 +238,27 @@ def _room_shell(room: Room, doors: list[Door], style: dict) -> list[Box]:
 
 
 def _corridor_shell(d: Door) -> list[Box]:
+    """Floor, ceiling and side walls of a corridor. Its walls and ceiling start where the rooms'
+    walls end (WALL_T into the corridor at each end): were they to reach into a room wall, their
+    faces would lie in the same planes as that wall's inner face and the door jamb's, and the
+    depth test would draw the two boxes' colours in alternating dashes there (z-fighting)."""
     (x0, z0), (x1, z1) = d.lo, d.hi
     wall, wall2, pat = (0.75, 0.74, 0.7), (0.6, 0.6, 0.57), (float(PAT_STRIPES), 3.0, 0.0, 0.0)
+    along = 0 if d.axis == "x" else 1               # the corridor runs along x or along z
+    lo_in, hi_in = [x0, z0], [x1, z1]
+    lo_in[along] += WALL_T
+    hi_in[along] -= WALL_T
+    (ix0, iz0), (ix1, iz1) = lo_in, hi_in
     out = [
         Box((x0, -0.1, z0), (x1, 0.0, z1), FLOOR, (0.45, 0.42, 0.4), (0.3, 0.3, 0.3),
             (float(PAT_TILES), 2.0, 0.0, 0.0), -1, solid=False),
-        Box((x0, DOOR_H, z0), (x1, DOOR_H + 0.1, z1), CEILING, (0.9, 0.9, 0.88), (0.8, 0.8, 0.8),
+        Box((ix0, DOOR_H, iz0), (ix1, DOOR_H + 0.1, iz1), CEILING, (0.9, 0.9, 0.88), (0.8, 0.8, 0.8),
             (float(PAT_PLAIN), 1.0, 0.0, 0.0), -1, solid=False),
     ]
     if d.axis == "x":
-        out.append(Box((x0, 0.0, z0 - WALL_T), (x1, DOOR_H, z0), WALL, wall, wall2, pat, -1))
-        out.append(Box((x0, 0.0, z1), (x1, DOOR_H, z1 + WALL_T), WALL, wall, wall2, pat, -1))
+        out.append(Box((ix0, 0.0, z0 - WALL_T), (ix1, DOOR_H, z0), WALL, wall, wall2, pat, -1))
+        out.append(Box((ix0, 0.0, z1), (ix1, DOOR_H, z1 + WALL_T), WALL, wall, wall2, pat, -1))
     else:
-        out.append(Box((x0 - WALL_T, 0.0, z0), (x0, DOOR_H, z1), WALL, wall, wall2, pat, -1))
-        out.append(Box((x1, 0.0, z0), (x1 + WALL_T, DOOR_H, z1), WALL, wall, wall2, pat, -1))
+        out.append(Box((x0 - WALL_T, 0.0, iz0), (x0, DOOR_H, iz1), WALL, wall, wall2, pat, -1))
+        out.append(Box((x1, 0.0, iz0), (x1 + WALL_T, DOOR_H, iz1), WALL, wall, wall2, pat, -1))
     return out

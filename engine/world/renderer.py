@@ -183,6 +183,11 @@ class Renderer:
     def set_level(self, level: Level, t: float = 0.0) -> None:
         """Switch to another level (or another time of the same one)."""
         mesh, self._zones = build_zoned_mesh(level, t)
+        with self.ctx:
+            self._upload(mesh)
+        self.level = level
+
+    def _upload(self, mesh: np.ndarray) -> None:
         if self.vbo is not None:
             self.vao.release()
             self.vbo.release()
@@ -190,19 +195,26 @@ class Renderer:
         self.vao = self.ctx.vertex_array(self.prog, [(
             self.vbo, "3f 3f 2f 3f 3f 4f 3f 3f",
             "in_pos", "in_normal", "in_uv", "in_col1", "in_col2", "in_pat", "in_light", "in_lpos")])
-        self.level = level
 
     def render(self, poses: Sequence[Pose], t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """RGB (N, H, W, 3) uint8 and depth (N, H, W) float32 for each pose."""
-        import moderngl
-
         poses = list(poses)
         n, w, h = len(poses), self.width, self.height
         rgb = np.empty((n, h, w, 3), dtype=np.uint8)
         depth = np.empty((n, h, w), dtype=np.float32)
+        with self.ctx:   # make this context current: another one (the scene layout's) may be in this thread
+            self._render_into(poses, rgb, depth)
+        # Nothing drawn (never inside a closed level) reads as "far", not as zero distance.
+        depth[depth <= 0.0] = FAR
+        return rgb, depth
+
+    def _render_into(self, poses: list[Pose], rgb: np.ndarray, depth: np.ndarray) -> None:
+        import moderngl
+
+        w, h = self.width, self.height
         self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self.prog["u_proj"].write(self._proj.T.copy().tobytes())
-        for start in range(0, n, self.max_batch):
+        for start in range(0, len(poses), self.max_batch):
             chunk = poses[start:start + self.max_batch]
             for fbo, pose in zip(self._fbos, chunk):
                 fbo.use()
@@ -219,9 +231,6 @@ class Renderer:
                                     dtype=np.float32).reshape(h, w)
                 rgb[start + k] = col[::-1, :, :3]
                 depth[start + k] = dep[::-1]
-        # Nothing drawn (never inside a closed level) reads as "far", not as zero distance.
-        depth[depth <= 0.0] = FAR
-        return rgb, depth
 
     def render_one(self, pose: Pose, t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         rgb, depth = self.render([pose], t)

@@ -10,7 +10,6 @@ nothing heavy at the top.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from explorer.cli.common import CLIError, parse_resolution, positive_int, seed_arg
@@ -36,13 +35,14 @@ def register(sub) -> None:
                    help="walk N frames with memory on: resident memory and frames/s at start and end")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--render", action="store_true", help="ground-truth render throughput")
+    p.add_argument("--render", action="store_true", help="ground-truth renderer and scene layout throughput")
     p.add_argument("--frames", type=positive_int, default=512, help="render benchmark frames")
     p.add_argument("--resolution", type=parse_resolution, default=(128, 128), metavar="WxH",
                    help="render benchmark resolution")
     p.add_argument("--batch", default="1,64", metavar="B[,B...]", help="render batch sizes to time (default 1,64)")
     p.add_argument("--scene-seed", type=seed_arg, default=1_000_000, help="render benchmark world")
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     p.add_argument("--plot", type=Path, default=None, metavar="PNG",
                    help="memory scaling plot (default: beside --json as <name>.scaling.png)")
     p.set_defaults(handler=run)
@@ -96,6 +96,10 @@ def _memory(args, result: dict) -> None:
 
 
 def run(args) -> int:
+    if args.json is not None:   # before any work: a bad path must not cost the whole run
+        from export.files import check_output_file
+
+        check_output_file(args.json, "--json", args.overwrite)
     if args.threads:
         import torch
 
@@ -121,10 +125,11 @@ def run(args) -> int:
             raise CLIError(f"--batch must be whole numbers separated by commas, got {args.batch!r}") from None
         from engine.bench.render import bench_render, format_render_table
 
-        render = bench_render(frames=args.frames, resolution=args.resolution, batch_sizes=batches,
-                              scene_seed=args.scene_seed)
-        print(format_render_table(render))
-        result["render"] = render
+        for what in ("render", "layout"):   # the layout is a stage of its own for layout-conditioned models
+            r = bench_render(frames=args.frames, resolution=args.resolution, batch_sizes=batches,
+                             scene_seed=args.scene_seed, what=what)
+            print(format_render_table(r))
+            result[what] = r
     if args.soak:
         from engine.bench.memory import soak
 
@@ -138,9 +143,8 @@ def run(args) -> int:
     if args.no_step and args.no_memory_bench and not args.render and not args.soak:
         raise CLIError("nothing to benchmark: drop --no-step / --no-memory-bench, or add --render or --soak")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        from engine.files import atomic_text
+        from engine.files import atomic_json
 
-        atomic_text(args.json, json.dumps(result, indent=1))
+        atomic_json(args.json, result)
         print(f"wrote {args.json}")
     return 0

@@ -5,10 +5,9 @@ and the engine load inside the handler.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from explorer.cli.common import seed_range, set_threads
+from explorer.cli.common import positive_int, seed_range, set_threads
 
 
 def register_eval(sub) -> None:
@@ -28,13 +27,31 @@ def register_eval(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--contact-sheet", type=Path, default=None, metavar="PNG",
                    help="save frames 0, 250, 500, ... of the first explore trajectory (gt / on / off)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json / --contact-sheet")
+    p.add_argument("--perceptual-every", type=positive_int, default=4, metavar="N",
+                   help="lpips_gt and fd_alex on every N-th generated frame (their AlexNet is the slow part of "
+                        "an eval; 1: every frame)")
+    p.add_argument("--allow-training-seeds", action="store_true",
+                   help="also measure trajectories of training worlds (seeds below 1,000,000), which the "
+                        "model has seen: their numbers are not held-out results")
     p.set_defaults(handler=_cmd_eval)
 
 
 def _cmd_eval(args) -> int:
     from engine.trajectory import KINDS, read_trajectory
+    from engine.world.geometry import TRAIN_SEED_LIMIT
+    from export.files import check_output_file
 
+    # Outputs first: a bad path must not cost the whole run.
+    check_output_file(args.json, "--json", args.overwrite)
+    if args.contact_sheet is not None:
+        check_output_file(args.contact_sheet, "--contact-sheet", args.overwrite)
     named = [(str(t), read_trajectory(t)) for t in args.trajectories]
+    seen = [f"{name} (scene {t.scene_seed})" for name, t in named if t.scene_seed < TRAIN_SEED_LIMIT]
+    if seen and not args.allow_training_seeds:
+        raise ValueError(f"{', '.join(seen[:3])}: a training world (seeds below {TRAIN_SEED_LIMIT:,}), which the "
+                         f"model has seen, so its numbers would not be held-out results; eval worlds are "
+                         f"{TRAIN_SEED_LIMIT:,} and up (assets/eval/), or pass --allow-training-seeds")
     if args.kinds:
         kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
         unknown = [k for k in kinds if k not in KINDS]
@@ -52,12 +69,14 @@ def _cmd_eval(args) -> int:
         raise ValueError("nothing to evaluate: give --trajectories T.json ... or --kinds K --seeds A:B")
     set_threads(args.threads)
     from engine.eval import run_eval
-    from engine.files import atomic_text
+    from engine.files import atomic_json
 
     result = run_eval(named, args.model, args.steps, args.seed, args.device,
-                      contact_sheet_path=args.contact_sheet, temperature=args.temperature)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    atomic_text(args.json, json.dumps(result, indent=1))
+                      contact_sheet_path=args.contact_sheet, temperature=args.temperature,
+                      perceptual_every=args.perceptual_every)
+    if seen:
+        result["training_worlds"] = seen   # said in the file too, not only on the command line
+    atomic_json(args.json, result)
     print(format_summary(result))
     print(f"wrote {args.json}")
     return 0

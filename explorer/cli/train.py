@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from explorer.cli.common import seed_range, set_threads
+from explorer.cli.common import CLIError, positive_int, seed_range, set_threads
 
 
 def register_train(sub) -> None:
@@ -17,8 +17,8 @@ def register_train(sub) -> None:
     tsub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     a = tsub.add_parser("autoencoder", help="frame <-> latent autoencoder with a depth head")
     a.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, loss CSV + PNG)")
-    a.add_argument("--steps", type=int, default=3000)
-    a.add_argument("--batch", type=int, default=32)
+    a.add_argument("--steps", type=positive_int, default=3000)
+    a.add_argument("--batch", type=positive_int, default=32)
     a.add_argument("--lr", type=float, default=1e-3)
     a.add_argument("--seeds", type=seed_range, default=(0, 100_000), metavar="A:B", help="training scene seeds")
     a.add_argument("--config", choices=["default", "tiny"], default="default", help="network size preset")
@@ -31,7 +31,7 @@ def register_train(sub) -> None:
     w.add_argument("--steps", type=int, default=6000,
                    help="training steps; 0 renders and encodes the walks into OUT (walks.safetensors, "
                         "config.json) and stops, for a later run to train from")
-    w.add_argument("--batch", type=int, default=32)
+    w.add_argument("--batch", type=positive_int, default=32)
     w.add_argument("--lr", type=float, default=5e-4)
     w.add_argument("--seeds", type=seed_range, default=(100_000, 100_064), metavar="A:B",
                    help="training worlds; one walk of every trajectory kind each")
@@ -75,8 +75,8 @@ def register_train(sub) -> None:
     d.add_argument("--model", type=Path, required=True,
                    help="autoencoder run or whole model directory; a whole model comes out as OUT/model")
     d.add_argument("--out", type=Path, required=True)
-    d.add_argument("--steps", type=int, default=800)
-    d.add_argument("--batch", type=int, default=16)
+    d.add_argument("--steps", type=positive_int, default=800)
+    d.add_argument("--batch", type=positive_int, default=16)
     d.add_argument("--lr", type=float, default=2e-4)
     d.add_argument("--gan-start", type=int, default=100, help="steps before the discriminator joins")
     d.add_argument("--adv-weight", type=float, default=0.5,
@@ -112,7 +112,7 @@ def register_train(sub) -> None:
     q.add_argument("--every", type=int, default=3, help="keep every Nth generated frame")
     q.add_argument("--explore-frames", type=int, default=400, help="length of the explore walks")
     q.add_argument("--memory-share", type=float, default=0.6, help="share of walks run with memory on")
-    q.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    q.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the model's)")
     q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--no-progress", action="store_true")
@@ -236,7 +236,7 @@ def _cmd_average(args) -> int:
     try:
         out = average_models(args.models, args.out, args.shares, args.part, args.temperature)
     except (AverageError, ValueError) as e:
-        raise SystemExit(f"mirage train average: {e}") from None
+        raise CLIError(f"mirage train average: {e}") from None
     print(f"averaged {args.part} of {len(args.models)} models into {out}")
     return 0
 
@@ -248,7 +248,7 @@ def _cmd_latent_range(args) -> int:
     from engine.world.geometry import TRAIN_SEED_LIMIT
 
     if args.seeds[1] > TRAIN_SEED_LIMIT:
-        raise SystemExit(f"mirage train latent-range: --seeds {args.seeds[0]}:{args.seeds[1]} reaches past the "
+        raise CLIError(f"mirage train latent-range: --seeds {args.seeds[0]}:{args.seeds[1]} reaches past the "
                          f"training worlds (seeds below {TRAIN_SEED_LIMIT}); eval worlds are never measured")
     model = WorldModel.load(args.model)
     model.cfg.latent_mean_range = measure_latent_range(model, list(range(*args.seeds)), frames=args.frames)

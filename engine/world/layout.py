@@ -1,0 +1,188 @@
+"""Scene layout: what the level's geometry looks like from a pose, without any appearance.
+
+For each pixel: metric depth along the view axis, the surface normal in the camera's frame
+and a material class (floor, wall, ceiling, furniture, picture surface). Never a colour, a
+pattern, a light or a picture: those are the world model's to invent and its memory's to
+keep. The layout is what keeps a generated walk a walk: rooms, walls and doorways where the
+level has them, the same boxes the renderer, collision and minimap read.
+
+It is a G-buffer pass of the level's boxes on its own headless GL context (moderngl on
+EGL, as the renderer): a mesh that carries only positions, normals and classes, drawn by a
+fragment shader that writes the normal and the class. It shares no state with the
+ground-truth renderer, so a session given a layout source cannot reach a colour through it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from engine.camera import Intrinsics, Pose, view_matrix_gl
+from engine.world.geometry import CEILING, FLOOR, FURNITURE, LANDMARK, WALL, Box
+from engine.world.levels import Level
+
+# Class indices of the layout's material map; NONE where nothing was drawn.
+CLASSES = ("floor", "wall", "ceiling", "furniture", "picture")
+FLOOR_C, WALL_C, CEILING_C, FURNITURE_C, PICTURE_C = range(len(CLASSES))
+NONE = 255
+_MATERIAL_CLASS = {FLOOR: FLOOR_C, WALL: WALL_C, CEILING: CEILING_C, FURNITURE: FURNITURE_C, LANDMARK: FURNITURE_C}
+
+NEAR, FAR = 0.05, 100.0
+_POOL = 16          # framebuffers drawn before the first read-back, as the renderer does
+# Face order -x, +x, -y, +y, -z, +z, as Box.poster_face and the renderer use.
+_NORMALS = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.float32)
+
+VERTEX = """
+#version 330
+uniform mat4 u_view;
+uniform mat4 u_proj;
+in vec3 in_pos;
+in vec3 in_normal;
+in float in_class;
+out vec3 v_normal;
+out float v_depth;
+flat out float v_class;
+void main() {
+    vec4 view = u_view * vec4(in_pos, 1.0);
+    v_depth = -view.z;
+    v_normal = mat3(u_view) * in_normal;   // camera frame: x right, y up, z towards the viewer
+    v_class = in_class;
+    gl_Position = u_proj * view;
+}
+"""
+
+FRAGMENT = """
+#version 330
+in vec3 v_normal;
+in float v_depth;
+flat in float v_class;
+layout(location = 0) out vec4 f_gbuf;
+layout(location = 1) out float f_depth;
+void main() {
+    f_gbuf = vec4(normalize(v_normal) * 0.5 + 0.5, v_class / 255.0);   // classes are exact in 8 bits
+    f_depth = v_depth;
+}
+"""
+
+
+@dataclass
+class Layout:
+    """The layout of a batch of views, (N, H, W) each; normals are unit vectors in the camera frame."""
+    depth: np.ndarray      # float32 metres along the view axis (FAR where nothing is drawn)
+    normal: np.ndarray     # float32 (N, H, W, 3)
+    material: np.ndarray   # uint8 class index into CLASSES, NONE where nothing is drawn
+
+    def __len__(self) -> int:
+        return len(self.depth)
+
+    def __getitem__(self, i) -> "Layout":
+        return Layout(self.depth[i], self.normal[i], self.material[i])
+
+
+def face_class(box: Box, face: int) -> int:
+    """The class a face of a box shows: a poster's picture face is a picture surface, its frame
+    and every other box its material's class."""
+    if box.material == LANDMARK and face == box.poster_face:
+        return PICTURE_C
+    return _MATERIAL_CLASS[box.material]
+
+
+def build_layout_mesh(level: Level, t: float = 0.0) -> np.ndarray:
+    """Triangle soup (V, 7) float32: position, normal, class. No colours."""
+    rows = []
+    for box in level.boxes_at(t):
+        lo, hi = np.asarray(box.lo, dtype=np.float64), np.asarray(box.hi, dtype=np.float64)
+        for face in range(6):
+            axis, positive = face // 2, face % 2 == 1
+            u, v = [a for a in range(3) if a != axis]
+            quad = np.empty((4, 3))
+            for k, (du, dv) in enumerate(((0, 0), (1, 0), (1, 1), (0, 1))):
+                quad[k, axis] = hi[axis] if positive else lo[axis]
+                quad[k, u], quad[k, v] = (lo[u], hi[u])[du], (lo[v], hi[v])[dv]
+            n = _NORMALS[face]
+            if np.dot(np.cross(quad[1] - quad[0], quad[2] - quad[0]), n) < 0:
+                quad = quad[::-1].copy()
+            tri = np.empty((6, 7), dtype=np.float32)
+            tri[:, 0:3] = quad[[0, 1, 2, 0, 2, 3]]
+            tri[:, 3:6] = n
+            tri[:, 6] = face_class(box, face)
+            rows.append(tri)
+    return np.concatenate(rows, axis=0)
+
+
+class LayoutRenderer:
+    """Layouts of a level for batches of poses at one resolution and field of view."""
+
+    def __init__(self, level: Level, width: int = 128, height: int = 128, fov_deg: float = 70.0,
+                 t: float = 0.0) -> None:
+        import moderngl  # local: only GL users need it
+
+        if width < 8 or height < 8:
+            raise ValueError(f"layout resolution must be at least 8x8, got {width}x{height}")
+        self.intrinsics = Intrinsics(int(width), int(height), float(fov_deg))
+        try:
+            self.ctx = moderngl.create_standalone_context(backend="egl")
+        except Exception as e:  # noqa: BLE001 - name the missing system packages
+            raise RuntimeError("could not create a headless OpenGL (EGL) context for the scene layout; install "
+                               "libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri (see README): " + str(e)) from e
+        self.prog = self.ctx.program(vertex_shader=VERTEX, fragment_shader=FRAGMENT)
+        self._fbos = [self.ctx.framebuffer([self.ctx.renderbuffer((width, height), 4),
+                                            self.ctx.renderbuffer((width, height), 1, dtype="f4")],
+                                           self.ctx.depth_renderbuffer((width, height)))
+                      for _ in range(_POOL)]
+        self.prog["u_proj"].write(self.intrinsics.projection_gl(NEAR, FAR).astype("f4").T.copy().tobytes())
+        self.vao = self.vbo = None
+        self.level: Level | None = None
+        self.set_level(level, t)
+
+    def set_level(self, level: Level, t: float = 0.0) -> None:
+        mesh = build_layout_mesh(level, t)
+        with self.ctx:
+            if self.vbo is not None:
+                self.vao.release()
+                self.vbo.release()
+            self.vbo = self.ctx.buffer(mesh.tobytes())
+            self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "3f 3f 1f", "in_pos", "in_normal", "in_class")])
+        self.level = level
+
+    def layout(self, poses: Sequence[Pose]) -> Layout:
+        poses = list(poses)
+        n, w, h = len(poses), self.intrinsics.width, self.intrinsics.height
+        depth = np.empty((n, h, w), dtype=np.float32)
+        normal = np.empty((n, h, w, 3), dtype=np.float32)
+        material = np.empty((n, h, w), dtype=np.uint8)
+        with self.ctx:   # make this context current: the renderer's may be in this thread too
+            self._draw_into(poses, depth, normal, material)
+        empty = material == NONE
+        depth[empty | (depth <= 0.0)] = FAR
+        normal[empty] = 0.0
+        norm = np.linalg.norm(normal, axis=-1, keepdims=True)
+        normal /= np.maximum(norm, 1e-6)   # 8-bit storage: renormalise
+        return Layout(depth, normal, material)
+
+    def _draw_into(self, poses: list[Pose], depth: np.ndarray, normal: np.ndarray, material: np.ndarray) -> None:
+        import moderngl
+
+        n, w, h = len(poses), self.intrinsics.width, self.intrinsics.height
+        self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        for start in range(0, n, _POOL):
+            chunk = poses[start:start + _POOL]
+            for fbo, pose in zip(self._fbos, chunk):
+                fbo.use()
+                fbo.clear(0.5, 0.5, 0.5, 1.0, depth=1.0)   # alpha 1.0 reads as class 255: nothing drawn
+                self.prog["u_view"].write(view_matrix_gl(pose).astype("f4").T.copy().tobytes())
+                self.vao.render(moderngl.TRIANGLES)
+            for k, fbo in enumerate(self._fbos[:len(chunk)]):
+                g = np.frombuffer(fbo.read(components=4, alignment=1), dtype=np.uint8).reshape(h, w, 4)[::-1]
+                d = np.frombuffer(fbo.read(components=1, attachment=1, dtype="f4", alignment=1),
+                                  dtype=np.float32).reshape(h, w)[::-1]
+                normal[start + k] = g[..., :3].astype(np.float32) * (2.0 / 255.0) - 1.0
+                material[start + k] = g[..., 3]
+                depth[start + k] = d
+
+    def layout_one(self, pose: Pose) -> Layout:
+        return self.layout([pose])[0]
+
+    def close(self) -> None:
+        self.ctx.release()
