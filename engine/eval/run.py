@@ -95,20 +95,21 @@ def render_trajectory(model: WorldModel, traj: Trajectory, renderer_cache: dict)
 
 
 def baseline_frames(model: WorldModel, traj: Trajectory, idx: list[int], renderer_cache: dict) -> dict[str, np.ndarray]:
-    """The flat and layout baselines (engine/eval/baselines.py) at the poses `idx` of `traj`."""
-    from engine.world.layout import LayoutRenderer
+    """The flat and layout baselines (engine/eval/baselines.py) at the poses `idx` of `traj`; the untextured
+    level is drawn by a renderer of its own, kept in `renderer_cache` like the ground truth's."""
     from engine.world.levels import generate_level
+    from engine.world.renderer import Renderer
 
     size, fov = model.image_size, model.cfg.fov_deg
     colours = baselines.training_colours(size, fov)
-    level = generate_level(traj.scene_seed)
-    lr = renderer_cache.get("layout")
-    if lr is None:
-        lr = renderer_cache["layout"] = LayoutRenderer(level, size, size, fov)
+    level = baselines.untextured_level(generate_level(traj.scene_seed), colours)
+    r = renderer_cache.get("untextured")
+    if r is None:
+        r = renderer_cache["untextured"] = Renderer(level, size, size, fov)
     else:
-        lr.set_level(level)
-    layout = lr.layout([traj.frames[i] for i in idx])
-    return {"flat": baselines.flat_frames(colours, len(idx), size), "layout": baselines.layout_frames(colours, layout)}
+        r.set_level(level)
+    drawn, _ = r.render([traj.frames[i] for i in idx])
+    return {"flat": baselines.flat_frames(colours, len(idx), size), "layout": drawn}
 
 
 def _pooled_fd(rows: list[dict], name: str) -> float:

@@ -46,6 +46,22 @@ def seed_arg(text: str) -> int:
     return v
 
 
+def temperature_arg(text: str) -> float:
+    """A sampling temperature (an argparse type): a number in (0, 3], checked by the one rule."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    # torch-free, like the rest of this parser
+    from engine.model.config import check_temperature
+
+    try:
+        check_temperature(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return v
+
+
 def seed_kind(seed: int) -> str:
     from engine.world.geometry import EVAL_SEED_RANGE, TRAIN_SEED_LIMIT
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from explorer.cli.common import positive_int, seed_range, set_threads
+from explorer.cli.common import positive_int, seed_range, set_threads, temperature_arg
 
 
 def register_eval(sub) -> None:
@@ -21,7 +21,7 @@ def register_eval(sub) -> None:
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for memory on and off)")
-    p.add_argument("--temperature", type=float, default=None,
+    p.add_argument("--temperature", type=temperature_arg, default=None,
                    help="scale of the sampler's starting noise (default: the model's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)

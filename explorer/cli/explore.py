@@ -10,38 +10,12 @@ subcommands run on machines without a display.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 from pathlib import Path
 
-from explorer.cli.common import positive_int
-
-
-def _nonneg(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
-    return v
-
-
-def _temperature(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    # torch-free, like the rest of this parser
-    from engine.model.config import check_temperature
-
-    try:
-        check_temperature(v)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return v
+from explorer.cli.common import positive_int, seed_arg, temperature_arg
 
 
 def register(sub) -> None:
@@ -51,12 +25,12 @@ def register(sub) -> None:
                     "press F1 in the window for the controls. With --autopilot the camera follows a trajectory "
                     "file instead and the program exits after the run (works without a display).")
     p.add_argument("--model", type=Path, default=None, metavar="DIR", help="model directory (default: shipped)")
-    p.add_argument("--seed", type=_nonneg, default=None, metavar="N", help="world (scene) seed")
+    p.add_argument("--seed", type=seed_arg, default=None, metavar="N", help="world (scene) seed")
     p.add_argument("--compare", action="store_true", help="start in compare mode: memory on | memory off")
     p.add_argument("--ground-truth", action="store_true", help="also show the ground-truth pane")
     p.add_argument("--no-memory", action="store_true", help="start with memory off")
     p.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--temperature", type=_temperature, default=None, metavar="T",
+    p.add_argument("--temperature", type=temperature_arg, default=None, metavar="T",
                    help="scale of the sampler's starting noise, in (0, 3] (default: the model's)")
     p.add_argument("--capacity", type=positive_int, default=None, help="memory capacity in points")
     p.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "tensorrt"], default=None,
