@@ -95,3 +95,13 @@ def test_training_refuses_a_batch_of_zero(tmp_path, capsys):
         main(["train", "autoencoder", "--out", str(tmp_path / "ae"), "--batch", "0"])
     assert e.value.code == 2 and "--batch: expected a number >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "ae").exists()
+
+
+def test_a_retrace_shorter_than_its_shortest_walk_is_refused(tmp_path, capsys):
+    """`--frames 2` for a retrace used to write 145 frames without a word."""
+    out = tmp_path / "r.json"
+    assert main(["trajectory", "--scene-seed", "7", "--kind", "retrace", "--frames", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--frames 2: a retrace walk in scene 7 takes at least" in err and not out.exists()
+    assert main(["trajectory", "--scene-seed", "7", "--kind", "retrace", "--frames", "301", "--out", str(out)]) == 0
+    assert len(json.loads(out.read_text())["frames"]) >= 301

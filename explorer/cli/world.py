@@ -52,7 +52,9 @@ def register_trajectory(sub) -> None:
     p.add_argument("--scene-seed", type=seed_arg, required=True, metavar="N")
     p.add_argument("--kind", required=True, choices=kinds)
     p.add_argument("--out", type=Path, required=True, metavar="T.json")
-    p.add_argument("--frames", type=positive_int, default=None, help="total frames (default: the kind's own)")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="total frames (default: the kind's own); for retrace and out-and-back a minimum, at least "
+                        "the kind's shortest walk")
     p.add_argument("--fps", type=positive_int, default=15)
     p.add_argument("--fov", type=float, default=70.0, help="vertical field of view in degrees")
     p.add_argument("--resolution", type=parse_resolution, default=(128, 128), metavar="WxH")
@@ -67,8 +69,14 @@ def _cmd_trajectory(args) -> int:
     if not 1.0 <= args.fov <= 170.0:
         raise CLIError(f"--fov must be between 1 and 170 degrees, got {args.fov:g}")
     refuse_existing(args.out, args.overwrite)
-    traj = make_trajectory(args.scene_seed, args.kind, frames=args.frames, fps=args.fps, fov_deg=args.fov,
-                           resolution=args.resolution, rng_seed=args.seed)
+    build = dict(fps=args.fps, fov_deg=args.fov, resolution=args.resolution, rng_seed=args.seed)
+    if args.frames is not None and args.kind in ("retrace", "out-and-back"):
+        # For these kinds --frames lengthens the walk; below the shortest walk it cannot be honoured.
+        shortest = len(make_trajectory(args.scene_seed, args.kind, **build).frames)
+        if args.frames < shortest:
+            raise CLIError(f"--frames {args.frames}: a {args.kind} walk in scene {args.scene_seed} takes at least "
+                           f"{shortest} frames at {args.fps} fps (for {args.kind}, --frames is a minimum length)")
+    traj = make_trajectory(args.scene_seed, args.kind, frames=args.frames, **build)
     if args.out.parent and not args.out.parent.exists():
         args.out.parent.mkdir(parents=True)
     write_trajectory(traj, args.out)
