@@ -119,18 +119,6 @@ def _images(rgb: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def lpips(a: np.ndarray, b: np.ndarray, batch: int = 32) -> np.ndarray:
-    """ST-LPIPS distance per pair of uint8 (N, H, W, 3) images: (N,) float, 0 for identical images."""
-    assert a.shape == b.shape and a.dtype == np.uint8 == b.dtype, f"{a.shape} {a.dtype} vs {b.shape} {b.dtype}"
-    net, out = load_network(), []
-    for i in range(0, len(a), batch):
-        fa, fb = net.features(_images(a[i:i + batch])), net.features(_images(b[i:i + batch]))
-        d = sum(lin((_unit(x) - _unit(y)) ** 2).mean(dim=(2, 3)) for lin, x, y in zip(net.lins, fa, fb))
-        out.append(d[:, 0])
-    return torch.cat(out).numpy().astype(np.float64)
-
-
-@torch.no_grad()
 def compare(reference: np.ndarray, others: dict[str, np.ndarray], batch: int = 32
             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """LPIPS of each image set in `others` against `reference` (uint8 (N, H, W, 3) each), and the
@@ -155,15 +143,16 @@ def compare(reference: np.ndarray, others: dict[str, np.ndarray], batch: int = 3
     return {k: as_np(v) for k, v in dists.items()}, {k: as_np(v) for k, v in feats.items()}
 
 
-@torch.no_grad()
+def lpips(a: np.ndarray, b: np.ndarray, batch: int = 32) -> np.ndarray:
+    """ST-LPIPS distance per pair of uint8 (N, H, W, 3) images: (N,) float, 0 for identical images."""
+    assert a.shape == b.shape and a.dtype == np.uint8 == b.dtype, f"{a.shape} {a.dtype} vs {b.shape} {b.dtype}"
+    return compare(b, {"a": a}, batch)[0]["a"]
+
+
 def alex_features(rgb: np.ndarray, batch: int = 32) -> np.ndarray:
     """(N, 512) float64: for each image the FD_LAYERS maps, unit-normalised across channels at every
     position (as LPIPS compares them), averaged over positions and concatenated."""
-    net, out = load_network(), []
-    for i in range(0, len(rgb), batch):
-        f = net.features(_images(rgb[i:i + batch]))
-        out.append(torch.cat([_unit(f[k]).mean(dim=(2, 3)) for k in FD_LAYERS], dim=1))
-    return torch.cat(out).numpy().astype(np.float64)
+    return compare(rgb, {}, batch)[1][""]
 
 
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:

@@ -55,6 +55,15 @@ class InferenceConfig:
     steps: int = 4                 # flow-matching sampling steps per frame
     temperature: float = 1.0       # scale of the sampler's starting noise (engine/model/sampler.py)
 
+    def check(self) -> None:
+        """Refuse values no session can sample with, naming the field."""
+        if not (isinstance(self.steps, int) and self.steps >= 1):
+            raise ValueError(f"inference.steps must be a whole number >= 1, got {self.steps!r}")
+        try:
+            check_temperature(self.temperature)
+        except ValueError as e:
+            raise ValueError(f"inference.temperature: {e}") from None
+
 
 @dataclass
 class MemoryConfig:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 TRAIN_SEED_LIMIT = 1_000_000
 EVAL_SEED_RANGE = (1_000_000, 1_001_000)  # [start, stop): evaluation worlds only
 
@@ -60,3 +62,22 @@ class Door:
     lo: tuple[float, float]
     hi: tuple[float, float]
     axis: str  # "x": runs along x, "z": runs along z
+
+
+# Box faces in the order -x, +x, -y, +y, -z, +z (Box.poster_face's), and their outward normals.
+FACE_NORMALS = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.float32)
+
+
+def face_corners(lo, hi, face: int) -> np.ndarray:
+    """Four corners (4, 3) of a box face, counter-clockwise seen from outside (what back-face
+    culling keeps): shared by the renderer's and the scene layout's meshes."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    axis, positive = face // 2, face % 2 == 1
+    u, v = [a for a in range(3) if a != axis]
+    quad = np.empty((4, 3))
+    for k, (du, dv) in enumerate(((0, 0), (1, 0), (1, 1), (0, 1))):
+        quad[k, axis] = hi[axis] if positive else lo[axis]
+        quad[k, u], quad[k, v] = (lo[u], hi[u])[du], (lo[v], hi[v])[dv]
+    if np.dot(np.cross(quad[1] - quad[0], quad[2] - quad[0]), FACE_NORMALS[face]) < 0:
+        quad = quad[::-1].copy()
+    return quad

@@ -19,7 +19,16 @@ from typing import Sequence
 import numpy as np
 
 from engine.camera import Intrinsics, Pose, view_matrix_gl
-from engine.world.geometry import CEILING, FLOOR, FURNITURE, LANDMARK, WALL, Box
+from engine.world.geometry import (
+    CEILING,
+    FACE_NORMALS,
+    FLOOR,
+    FURNITURE,
+    LANDMARK,
+    WALL,
+    Box,
+    face_corners,
+)
 from engine.world.levels import Level
 
 # Class indices of the layout's material map; NONE where nothing was drawn.
@@ -30,8 +39,6 @@ _MATERIAL_CLASS = {FLOOR: FLOOR_C, WALL: WALL_C, CEILING: CEILING_C, FURNITURE: 
 
 NEAR, FAR = 0.05, 100.0
 _POOL = 16          # framebuffers drawn before the first read-back, as the renderer does
-# Face order -x, +x, -y, +y, -z, +z, as Box.poster_face and the renderer use.
-_NORMALS = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.float32)
 
 VERTEX = """
 #version 330
@@ -92,20 +99,10 @@ def build_layout_mesh(level: Level, t: float = 0.0) -> np.ndarray:
     """Triangle soup (V, 7) float32: position, normal, class. No colours."""
     rows = []
     for box in level.boxes_at(t):
-        lo, hi = np.asarray(box.lo, dtype=np.float64), np.asarray(box.hi, dtype=np.float64)
         for face in range(6):
-            axis, positive = face // 2, face % 2 == 1
-            u, v = [a for a in range(3) if a != axis]
-            quad = np.empty((4, 3))
-            for k, (du, dv) in enumerate(((0, 0), (1, 0), (1, 1), (0, 1))):
-                quad[k, axis] = hi[axis] if positive else lo[axis]
-                quad[k, u], quad[k, v] = (lo[u], hi[u])[du], (lo[v], hi[v])[dv]
-            n = _NORMALS[face]
-            if np.dot(np.cross(quad[1] - quad[0], quad[2] - quad[0]), n) < 0:
-                quad = quad[::-1].copy()
             tri = np.empty((6, 7), dtype=np.float32)
-            tri[:, 0:3] = quad[[0, 1, 2, 0, 2, 3]]
-            tri[:, 3:6] = n
+            tri[:, 0:3] = face_corners(box.lo, box.hi, face)[[0, 1, 2, 0, 2, 3]]
+            tri[:, 3:6] = FACE_NORMALS[face]
             tri[:, 6] = face_class(box, face)
             rows.append(tri)
     return np.concatenate(rows, axis=0)

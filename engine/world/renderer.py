@@ -21,12 +21,14 @@ from engine.camera import Intrinsics, Pose, view_matrix_gl
 from engine.world import shaders
 from engine.world.geometry import (
     CEILING,
+    FACE_NORMALS,
     FLOOR,
     FURNITURE,
     LANDMARK,
     PAT_PLAIN,
     WALL,
     Box,
+    face_corners,
 )
 from engine.world.levels import Level
 
@@ -34,33 +36,14 @@ FAR = 100.0
 NEAR = 0.05
 _POOL = 64  # framebuffers drawn before the first read-back
 
-# Face order: -x, +x, -y, +y, -z, +z (matches Box.poster_face).
-_NORMALS = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.float32)
 # The two in-plane axes (u, v) per face, as indices into xyz, for world-anchored texture coordinates.
 _UV_AXES = [(2, 1), (2, 1), (0, 2), (0, 2), (0, 1), (0, 1)]
 _FLOATS_PER_VERTEX = 24
 
 
-def _face_corners(lo: np.ndarray, hi: np.ndarray, face: int) -> np.ndarray:
-    """Four corners of a box face, counter-clockwise seen from outside."""
-    axis, positive = face // 2, face % 2 == 1
-    u, v = [a for a in range(3) if a != axis]
-    c = hi[axis] if positive else lo[axis]
-    quad = []
-    for du, dv in ((0, 0), (1, 0), (1, 1), (0, 1)):
-        p = np.empty(3)
-        p[axis], p[u], p[v] = c, (lo[u], hi[u])[du], (lo[v], hi[v])[dv]
-        quad.append(p)
-    quad = np.array(quad)
-    n = _NORMALS[face]
-    if np.dot(np.cross(quad[1] - quad[0], quad[2] - quad[0]), n) < 0:
-        quad = quad[::-1].copy()
-    return quad
-
-
 def _poster_uv(quad: np.ndarray, face: int) -> np.ndarray:
     """uv in [0, 1]: u to the viewer's right, v up, for a picture on a vertical face."""
-    n = _NORMALS[face].astype(np.float64)
+    n = FACE_NORMALS[face].astype(np.float64)
     right = np.cross(-n, np.array([0.0, 1.0, 0.0]))
     ru, rv = quad @ right, quad[:, 1]
     return np.stack([(ru - ru.min()) / max(np.ptp(ru), 1e-9), (rv - rv.min()) / max(np.ptp(rv), 1e-9)], axis=1)
@@ -70,7 +53,7 @@ def _box_rows(box: Box, light, lpos) -> list[np.ndarray]:
     lo, hi = np.asarray(box.lo, dtype=np.float64), np.asarray(box.hi, dtype=np.float64)
     out = []
     for face in range(6):
-        quad = _face_corners(lo, hi, face)
+        quad = face_corners(lo, hi, face)
         col1, col2, pat = box.color1, box.color2, box.pattern
         if box.material == LANDMARK:
             if face == box.poster_face:
@@ -82,7 +65,7 @@ def _box_rows(box: Box, light, lpos) -> list[np.ndarray]:
             uv = quad[:, list(_UV_AXES[face])]
         rows = np.empty((4, _FLOATS_PER_VERTEX), dtype=np.float32)
         rows[:, 0:3] = quad
-        rows[:, 3:6] = _NORMALS[face]
+        rows[:, 3:6] = FACE_NORMALS[face]
         rows[:, 6:8] = uv
         rows[:, 8:11] = col1
         rows[:, 11:14] = col2

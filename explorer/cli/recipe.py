@@ -127,7 +127,6 @@ def _cmd_configure(args: argparse.Namespace) -> int:
         InferenceConfig,
         MemoryConfig,
         ModelConfig,
-        check_temperature,
     )
 
     path = args.model / "config.json"
@@ -144,9 +143,7 @@ def _cmd_configure(args: argparse.Namespace) -> int:
         data.setdefault(section, {})[name] = _parse_value(value)
     try:
         cfg = ModelConfig.from_dict(data)
-        check_temperature(cfg.inference.temperature)
-        if not (isinstance(cfg.inference.steps, int) and cfg.inference.steps >= 1):
-            raise ValueError(f"inference.steps must be a whole number >= 1, got {cfg.inference.steps!r}")
+        cfg.inference.check()
     except (TypeError, ValueError) as e:
         raise CLIError(f"{path}: {e}") from None
     cfg.save(path)
