@@ -103,6 +103,11 @@ def angle_diff(a: float, b: float) -> float:
     return abs(wrap_degrees(a - b))
 
 
+# The largest frame side the renderer, the trajectory reader and the CLI accept (the renderer's
+# framebuffers and read-back arrays for one 4096x4096 frame take about 300 MB).
+MAX_SIDE = 4096
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Pinhole intrinsics from a vertical field of view; square pixels, centred principal point."""

@@ -5,6 +5,13 @@
     session.observe(rgb, pose, depth)      # a real observation: encoded and written to memory
     result = session.step(pose)             # a generated frame for the next pose
 
+With a layout source (engine/model/layout_cells.SceneLayout: the level's geometry as depth,
+normals and material classes, never a colour) and a generator that takes it, every step is
+grounded in the level: the generator sees the target view's layout, memory lifts cells with
+its exact depth, and step() may come before any observe() (the first frame is the model's
+own too). Layout off (set_layout(False)) is the pure world model: the same network without
+the layout, memory lifting cells with the model's own depth.
+
 The networks run on a backend (engine/backends: torch by default, or "onnxruntime",
 "tensorrt", "auto", or a Backend instance); memory and sampling stay in torch.
 It never calls the ground-truth renderer: observations come from the caller.
@@ -27,6 +34,7 @@ from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
 from engine.model.conditioning import condition
 from engine.model.config import check_temperature
 from engine.model.latent_range import clamp_channel_means
+from engine.model.layout_cells import SceneLayout, layout_off
 from engine.model.sampler import sample
 from engine.model.world_model import WorldModel
 
@@ -52,7 +60,7 @@ class WorldSession:
     def __init__(self, model: WorldModel | str | Path | None = None, memory: bool = True,
                  capacity: int | None = None, steps: int | None = None, seed: int = 0,
                  device: str | torch.device = "cpu", backend: str | Backend = "torch",
-                 temperature: float | None = None) -> None:
+                 temperature: float | None = None, layout: SceneLayout | None = None) -> None:
         self.model = model if isinstance(model, WorldModel) else WorldModel.load(model, device)
         self.device = next(self.model.parameters()).device
         # What runs the networks (engine/backends): a name is selected here, with a fallback and a
@@ -77,6 +85,11 @@ class WorldSession:
         # The latent range guard's bounds as a tensor once, not rebuilt from the config every step.
         r = cfg.latent_mean_range
         self._latent_bounds = None if r is None else torch.tensor(r, dtype=torch.float32, device=self.device)
+        if layout is not None and not self.model.takes_layout:
+            raise ValueError("this model's generator takes no scene layout (config.json generator.layout_channels "
+                             "is 0); run it with the layout off")
+        self.layout_source = layout
+        self.layout_enabled = layout is not None
         self.memory = LatentMemory.from_config(self.model.latent_channels, cfg.memory, self.model.cells, cfg.fov_deg,
                                                self.device, capacity)
         self.reset()
@@ -107,6 +120,22 @@ class WorldSession:
         """Switch memory on or off mid-walk; what is stored stays (off = not read, not written)."""
         self.memory_enabled = bool(enabled)
 
+    def set_layout(self, enabled: bool, source: SceneLayout | None = None) -> None:
+        """Switch the scene layout on or off mid-walk (on needs a layout source); `source` replaces
+        the session's source (another level)."""
+        if source is not None:
+            if not self.model.takes_layout:
+                raise ValueError("this model's generator takes no scene layout (config.json "
+                                 "generator.layout_channels is 0)")
+            self.layout_source = source
+        if enabled and self.layout_source is None:
+            raise ValueError("this session has no layout source; give WorldSession a SceneLayout")
+        self.layout_enabled = bool(enabled)
+
+    @property
+    def layout_on(self) -> bool:
+        return self.layout_enabled and self.layout_source is not None
+
     def _check_frame(self, rgb: np.ndarray) -> None:
         s = self.image_size
         if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.shape == (s, s, 3)):
@@ -124,6 +153,8 @@ class WorldSession:
         if depth is not None:
             d = torch.from_numpy(np.asarray(depth, dtype=np.float32))[None, None].to(self.device)
             cells = cell_depth(d, self.model.cells)
+        elif self.layout_on:
+            cells = self.layout_source.cells_at(pose)[1].to(self.device)
         else:
             cells = cell_depth(pred_depth, self.model.cells)
         t1 = time.perf_counter()
@@ -141,13 +172,19 @@ class WorldSession:
     @torch.no_grad()
     def step(self, pose: Pose) -> StepResult:
         """Generate the frame seen from `pose`, then remember it."""
-        if self._prev is None:
-            raise RuntimeError("WorldSession.step() before any observe(): give the session a first real frame")
+        if self._prev is None and not self.layout_on:
+            raise RuntimeError("WorldSession.step() before any observe() needs the scene layout on; "
+                               "otherwise give the session a first real frame")
         m, s, c = self.model, self.model.cells, self.model.latent_channels
         fov = m.cfg.fov_deg
-        prev_z, prev_cells, prev_c2w = self._prev
         c2w = _c2w(pose, self.device)
         t0 = time.perf_counter()
+        layout, layout_depth = None, None
+        if self.layout_on:
+            layout, layout_depth = (t.to(self.device) for t in self.layout_source.cells_at(pose))
+        elif m.takes_layout:
+            layout = layout_off(1, s, self.device)
+        tl = time.perf_counter()
         if self.memory_enabled and len(self.memory):
             canvas, mask, mdepth = self.memory.read(c2w, self.index)
             canvas, mask, mdepth = canvas[None], mask[None], mdepth[None]
@@ -156,22 +193,28 @@ class WorldSession:
             mask = torch.zeros(1, 1, s, s, device=self.device)
             mdepth = torch.zeros_like(mask)
         t1 = time.perf_counter()
-        pts = projection.lift(prev_cells[:, 0], prev_c2w[None], fov)
-        cond = condition(prev_z, pts, prev_c2w[None], c2w[None], canvas, mask, mdepth, fov)
+        if self._prev is None:   # a first frame from the layout alone
+            cond = condition(None, None, c2w[None], c2w[None], canvas, mask, mdepth, fov, layout)
+        else:
+            prev_z, prev_cells, prev_c2w = self._prev
+            pts = projection.lift(prev_cells[:, 0], prev_c2w[None], fov)
+            cond = condition(prev_z, pts, prev_c2w[None], c2w[None], canvas, mask, mdepth, fov, layout)
         z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device,
                    temperature=self.temperature)
         # Keep each channel's mean where real frames keep it: against colour drift in long walks.
         z = clamp_channel_means(z, self._latent_bounds)
         t2 = time.perf_counter()
         rgb, depth = self.backend.decode(z)
-        cells = cell_depth(depth, s)
+        # With the layout on, memory and the next step lift this frame's cells with exact geometry;
+        # the frame's shown depth stays the model's own.
+        cells = layout_depth if layout_depth is not None else cell_depth(depth, s)
         t3 = time.perf_counter()
         if self.memory_enabled:
             self.memory.write(z[0], cells[0, 0], c2w, self.index, float(self.index), observed=False)
         t4 = time.perf_counter()
         self._prev = (z, cells, c2w)
-        timings = {"memory_read": 1e3 * (t1 - t0), "generator": 1e3 * (t2 - t1), "decode": 1e3 * (t3 - t2),
-                   "memory_write": 1e3 * (t4 - t3), "total": 1e3 * (t4 - t0)}
+        timings = {"layout": 1e3 * (tl - t0), "memory_read": 1e3 * (t1 - tl), "generator": 1e3 * (t2 - t1),
+                   "decode": 1e3 * (t3 - t2), "memory_write": 1e3 * (t4 - t3), "total": 1e3 * (t4 - t0)}
         finite = bool(torch.isfinite(z).all() and torch.isfinite(rgb).all())
         res = StepResult(to_uint8_image(rgb)[0].cpu().numpy(), depth[0, 0].cpu().numpy(), pose, self.index, False,
                          timings, self.memory.stats().as_dict(), float(mask.mean()), finite)

@@ -33,6 +33,7 @@ class Action(str, Enum):
     PAUSE = "pause"
     RECORD = "record"
     MEMORY = "memory"
+    LAYOUT = "layout"
     COMPARE = "compare"
     GROUND_TRUTH = "ground_truth"
     NEW_WORLD = "new_world"

@@ -21,10 +21,10 @@ from explorer.world_state import GT_LABEL, LABEL_OFF, LABEL_ON, FrameBundle
 
 WINDOW_S = 60.0          # seconds of history shown
 RING = 2048              # samples kept per series
-STAGES = ("memory_read", "generator", "decode", "memory_write", "total")
+STAGES = ("layout", "memory_read", "generator", "decode", "memory_write", "total")
 COLORS = {
     "shown": (230, 230, 230), LABEL_ON: (130, 225, 140), LABEL_OFF: (245, 175, 95), GT_LABEL: (150, 195, 255),
-    "memory_read": (120, 170, 255), "generator": (255, 120, 120), "decode": (250, 210, 90),
+    "layout": (120, 220, 220), "memory_read": (120, 170, 255), "generator": (255, 120, 120), "decode": (250, 210, 90),
     "memory_write": (190, 140, 255), "total": (235, 235, 235),
 }
 

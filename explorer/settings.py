@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.world.geometry import MAX_SCENE_SEED
+
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 ORGANIZATION, APPLICATION = "Mirage", "Mirage Explorer"
 
@@ -64,6 +66,8 @@ def load_settings(store: QSettings) -> Settings:
             pass
     if s.backend not in BACKENDS:
         s.backend = "auto"
+    if not 0 <= s.world_seed <= MAX_SCENE_SEED:   # a hand-edited file: the seed box could not hold it
+        s.world_seed = Settings.world_seed
     return s
 
 
@@ -143,7 +147,7 @@ class SettingsPanel(QWidget):
         form.addRow("Sampling temperature", self.temperature)
         self.capacity = _spin(0, 10_000_000, settings.capacity, "model default", step=4096)
         form.addRow("Memory capacity", self.capacity)
-        self.world_seed = _spin(0, 2_000_000_000, settings.world_seed)
+        self.world_seed = _spin(0, MAX_SCENE_SEED, settings.world_seed)
         form.addRow("World seed", self.world_seed)
         self.fov = _spin(0, 150, int(round(settings.fov_deg)), "model's")
         self.fov.setSuffix("°")

@@ -49,6 +49,8 @@ class LaunchOptions:
     compare: bool = False
     ground_truth: bool = False
     memory: bool = True
+    layout: bool = True              # the scene layout grounds generation (models that take it)
+    observe_start: bool = True       # False: each world's first frame is generated from the layout alone
     start: Pose | None = None
     backend: str | None = None
 
@@ -63,6 +65,7 @@ class MainWindow(QMainWindow):
         opts = options or LaunchOptions()
         self.settings = self._with_options(load_settings(store), opts)
         self.compare, self.show_gt, self.memory_on, self.paused = opts.compare, opts.ground_truth, opts.memory, False
+        self.layout_on, self.observe_start = opts.layout, opts.observe_start
         self.controller: Controller | None = None
         self.world: WorldInfo | None = None
         self.held: set[Action] = set()
@@ -109,6 +112,7 @@ class MainWindow(QMainWindow):
         GuiThreadGC.acquire()   # before any of this window's threads start (explorer/gui_gc.py)
         self.worker = Worker(self._run_config(opts.start), session_factory)
         self.worker.compare, self.worker.show_gt, self.worker.memory_on = self.compare, self.show_gt, self.memory_on
+        self.worker.layout_on = self.layout_on
         self.worker.frame_ready.connect(self._on_frame_ready)
         self.worker.world_ready.connect(self._on_world)
         self.worker.message.connect(self.show_message)
@@ -131,7 +135,7 @@ class MainWindow(QMainWindow):
         return replace(s, **over)
 
     def _run_config(self, start: Pose | None = None) -> RunConfig:
-        return replace(RunConfig.from_settings(self.settings), start=start)
+        return replace(RunConfig.from_settings(self.settings), start=start, observe_start=self.observe_start)
 
     def apply_settings(self, s: Settings) -> None:
         """From the panel: save, then reload the model and world on the worker."""
@@ -265,6 +269,12 @@ class MainWindow(QMainWindow):
             else:
                 self.memory_on = not self.memory_on
                 self.worker.set_memory(self.memory_on)
+        elif action is Action.LAYOUT:
+            self.layout_on = not self.layout_on
+            self.worker.set_layout(self.layout_on)
+            if not self.layout_on:
+                self.show_message("info", "scene layout off: the pure world model, generating without the level's "
+                                          "geometry; press L to ground it again")
         elif action is Action.COMPARE:
             self.compare = not self.compare
             self.worker.set_compare(self.compare, self.controller.pose if self.controller else self._sent)
@@ -349,7 +359,8 @@ class MainWindow(QMainWindow):
         mode = "compare" if self.compare else ("memory on" if self.memory_on else "memory off")
         fps = self.shown_fps()
         dropped = self.last_bundle.dropped if self.last_bundle else 0
-        text = f"{mode}{' + GT' if self.show_gt else ''}  ·  world {self.settings.world_seed}"
+        text = (f"{mode}{' + GT' if self.show_gt else ''}  ·  "
+                f"{'layout on' if self.layout_on else 'layout off (pure world model)'}  ·  world {self.settings.world_seed}")
         if math.isfinite(fps):
             text += f"  ·  {fps:.1f} fps shown  ·  {dropped} dropped"
         self.status_mode.setText(text)

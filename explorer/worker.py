@@ -12,6 +12,9 @@ How frames stay fresh (dropped, never queued):
   behind therefore sees the newest bundle and never a backlog of queued signals.
 - Commands (memory on/off, compare, new world, settings) are a short ordered list, not
   dropped: each one changes what the next frame means.
+- A fast backend (onnxruntime, tensorrt) is prepared on a thread of its own: its first run
+  exports the model to ONNX (and builds engines), tens of seconds. Torch makes the frames
+  meanwhile, so the first frame comes at once, and the sessions switch when it is ready.
 
 The GUI never touches the sessions; everything it learns arrives in `FrameBundle`s and
 `WorldInfo`. The renderer's EGL context is made and used only on this thread.
@@ -83,6 +86,8 @@ class Worker(QThread):
         self.renderer = None
         self.level = None
         self.memory_on = True
+        self.layout_on = True          # the scene layout grounds generation (when the model takes it)
+        self.scene_layout = None       # engine.model.layout_cells.SceneLayout of the current level
         self.compare = False
         self.show_gt = False
         self._ema_ms: dict[str, float] = {}
@@ -118,6 +123,10 @@ class Worker(QThread):
 
     def set_memory(self, on: bool) -> int:
         return self._command("memory", bool(on))
+
+    def set_layout(self, on: bool) -> int:
+        """Scene layout on, or off: the pure world model (the same network without the level's geometry)."""
+        return self._command("layout", bool(on))
 
     def set_compare(self, on: bool, pose: Pose) -> int:
         """Compare mode restarts both sessions from one observation at `pose` with one seed."""
@@ -169,6 +178,8 @@ class Worker(QThread):
                 self._guard(self._step, *request)
         if self.renderer is not None:
             self.renderer.close()
+        if self.scene_layout is not None:
+            self.scene_layout.close()
 
     def _guard(self, fn: Callable, *args) -> None:
         """A failing step is shown in the window and the loop lives on; the next pose may work."""
@@ -194,6 +205,10 @@ class Worker(QThread):
                 if self._last is not None and self._last.results:
                     self._last.results = [(label, self._last.results[0][1])]
                 self._republish(seq)
+        elif name == "layout":
+            self.layout_on = args[0]
+            self._apply_layout()
+            self._republish(seq)
         elif name == "compare":
             self._set_compare(seq, *args)
         elif name == "gt":
@@ -204,6 +219,8 @@ class Worker(QThread):
             self._set_world(seq)
         elif name == "apply":
             self._load(args[0], seq)
+        elif name == "backend":
+            self._switch_backend(seq, *args)
 
     def _load(self, config: RunConfig, seq: int) -> None:
         """(Re)load the model when its settings changed, then build the world and observe."""
@@ -212,13 +229,43 @@ class Worker(QThread):
         if self.model is None or any(getattr(old, k) != getattr(config, k) for k in model_keys):
             self.model, notes = load_model(config)
             self.backend = None
-            if self.model is not None:
+            if self.model is not None and config.backend == "torch":
                 self.backend, more = load_backend(self.model, config.backend)
                 notes += more
+            elif self.model is not None:
+                from engine.backends.torch_backend import TorchBackend
+
+                self.backend = TorchBackend(self.model, reason="while the fast backend is prepared")
+                notes.append(("info", f"preparing the fast backend ({config.backend}) in the background; "
+                                      f"torch makes the frames until it is ready"))
+                self._prepare_backend(self.model, config.backend)
             for level, text in notes:
                 self.message.emit(level, text)
         self._make_sessions()
         self._set_world(seq)
+
+    def _prepare_backend(self, model, requested: str) -> None:
+        """Build the requested backend on a thread of its own and hand it to the worker loop."""
+        def build() -> None:
+            try:
+                backend, notes = load_backend(model, requested)
+            except Exception as e:  # noqa: BLE001 - select_backend falls back, but nothing may kill this silently
+                self.message.emit("error", f"could not prepare the {requested} backend: {type(e).__name__}: {e}")
+                return
+            self._command("backend", model, backend, notes)
+
+        threading.Thread(target=build, name="mirage-backend", daemon=True).start()
+
+    def _switch_backend(self, seq: int, model, backend, notes: list) -> None:
+        if model is not self.model:   # a later load replaced the model meanwhile: this backend is stale
+            backend.close()
+            return
+        self.backend = backend
+        for _, s in self.sessions:   # backends are stateless between calls: swapped between two steps
+            s.backend, s.backend_message = backend, f"backend {backend.name}: {backend.reason}"
+        for level, text in notes:
+            self.message.emit(level, text)
+        # No republish: a bundle under this command's number could answer a script's pending pose.
 
     def _make_sessions(self) -> None:
         self.sessions, self._ema_ms = [], {}
@@ -237,6 +284,34 @@ class Worker(QThread):
             self.sessions = [(LABEL_ON, make(True)), (LABEL_OFF, make(False))]
         else:
             self.sessions = [(LABEL_ON if self.memory_on else LABEL_OFF, make(self.memory_on))]
+        self._apply_layout()
+
+    @property
+    def layout_active(self) -> bool:
+        """Whether frames are grounded in the scene layout now (on, and a model that takes it)."""
+        return self.layout_on and self.scene_layout is not None
+
+    def _apply_layout(self) -> None:
+        """Give every session the level's layout source, on or off as L last set it."""
+        for _, s in self.sessions:
+            if hasattr(s, "set_layout") and self.scene_layout is not None:
+                s.set_layout(self.layout_on, self.scene_layout)
+
+    def _update_scene_layout(self, size: int, fov: float) -> None:
+        """The level's layout source, rebuilt when the model's resolution or field of view changes."""
+        takes = self.model is not None and getattr(self.model, "takes_layout", False)
+        sl = self.scene_layout
+        if sl is not None and (not takes or (sl.renderer.intrinsics.width, sl.renderer.intrinsics.fov_deg) != (size, fov)):
+            sl.close()
+            self.scene_layout = sl = None
+        if takes:
+            from engine.model.layout_cells import SceneLayout
+
+            if sl is None:
+                self.scene_layout = SceneLayout(self.level, size, self.model.cells, fov)
+            else:
+                sl.set_level(self.level)
+        self._apply_layout()
 
     def _image_geometry(self) -> tuple[int, float]:
         if self.model is not None:
@@ -258,10 +333,17 @@ class Worker(QThread):
             self.renderer = Renderer(self.level, size, size, fov)
         else:
             self.renderer.set_level(self.level)
+        self._update_scene_layout(size, fov)
         start = self.config.start or start_pose(self.level.spawns[0])
         self.world_ready.emit(WorldInfo(self.config.world_seed, self.level, collision, start, size, fov,
                                         self.model is not None, self.config))
-        self._observe(seq, start, reset=True)
+        if not self.config.observe_start and self.layout_active:
+            self._generate_first(seq, start)
+        else:
+            if not self.config.observe_start:
+                self.message.emit("warning", "a first frame without an observation needs the scene layout on and a "
+                                             "model that takes it; observing the start instead")
+            self._observe(seq, start, reset=True)
 
     def _set_compare(self, seq: int, on: bool, pose: Pose) -> None:
         if on == self.compare or not self.sessions:
@@ -291,6 +373,12 @@ class Worker(QThread):
             for _, s in self.sessions:
                 s.reset(self.config.sample_seed)
         self._publish_results(seq, pose, advance(self.sessions, pose, (rgb, depth)), rgb, force_points=True)
+
+    def _generate_first(self, seq: int, pose: Pose) -> None:
+        """Reset the sessions and generate the first frame from the layout alone: nothing observed."""
+        for _, s in self.sessions:
+            s.reset(self.config.sample_seed)
+        self._step(seq, pose)
 
     def _step(self, seq: int, pose: Pose) -> None:
         if self.renderer is None:
@@ -325,6 +413,8 @@ class Worker(QThread):
         for label, r in last.results:
             psnr = psnr_db(r.frame, last.gt) if r.frame.shape == last.gt.shape else None
             ms = self._ema_ms.get(label)
+            if self.scene_layout is not None and not self.layout_on:
+                label += " (no layout)"   # the pure world model, said on the pane itself
             panes.append(Pane(label, r.frame, r.observed, 1000.0 / ms if ms else float("nan"), dict(r.timings),
                               dict(r.memory), float(r.coverage), psnr))
         if self.show_gt or not panes:

@@ -30,6 +30,9 @@ class RunConfig:
     sample_seed: int = 0         # sampling noise seed, the same for memory on and off
     start: Pose | None = None    # None: the level's first spawn point
     temperature: float = 0.0     # 0: the model's default
+    # The world's first frame: a real observation (True), or generated from the scene layout alone
+    # (False; the level's whole look is the model's own; needs a model that takes the layout).
+    observe_start: bool = True
 
     @staticmethod
     def from_settings(s) -> "RunConfig":

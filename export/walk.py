@@ -158,22 +158,27 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
              gif: str | os.PathLike | None = None, overwrite: bool = False, scale: int | None = None,
              depth: str = "npy", frames: int | None = None, scene_seed: int | None = None,
              device: str = "cpu", progress: bool = True, gif_every: int = 1,
-             gif_max_width: int | None = None, temperature: float | None = None) -> WalkSummary:
+             gif_max_width: int | None = None, temperature: float | None = None,
+             scene_layout: str = "auto") -> WalkSummary:
     """Walk `trajectory` and write the clip, the walked poses and optionally a dataset and a GIF.
 
     model: a model directory, a loaded WorldModel, or None for the shipped default.
     memory: "on", "off" or "both" (two sessions, same seed). gt: add a ground-truth pane.
-    frames: walk only the first N frames. Returns a WalkSummary; raises before any
+    frames: walk only the first N frames. scene_layout: "on" (the level's scene layout grounds every
+    frame; the model must take it), "off" (the pure world model), "auto" (on when the model
+    takes it). Returns a WalkSummary; raises before any
     generation for bad input (ValueError, FileExistsError, FileNotFoundError, OutputError).
     """
     if memory not in MEMORY_MODES:
         raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}, got {memory!r}")
     if frames is not None and frames < 1:
         raise ValueError(f"frames must be at least 1, got {frames}")
-    if fps is not None and not 0 < fps <= 1000:
-        raise ValueError(f"fps must be in (0, 1000], got {fps}")
+    if fps is not None and not 1 <= fps <= 1000:
+        raise ValueError(f"fps must be in [1, 1000], got {fps}")
     if scale is not None and not 1 <= scale <= 16:
         raise ValueError(f"scale must be from 1 to 16, got {scale}")
+    if scene_layout not in ("on", "off", "auto"):
+        raise ValueError(f"scene_layout must be on, off or auto, got {scene_layout!r}")
     if depth not in DEPTH_FORMATS:
         raise ValueError(f"depth must be one of {', '.join(DEPTH_FORMATS)}, got {depth!r}")
     check_codec(codec)
@@ -194,16 +199,28 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
     if abs(source.fov_deg - wm.cfg.fov_deg) > 1e-6:
         raise ValueError(f"the trajectory's field of view ({source.fov_deg:g} deg) differs from the model's "
                          f"({wm.cfg.fov_deg:g} deg); make the trajectory with --fov {wm.cfg.fov_deg:g}")
+    if scene_layout == "on" and not wm.takes_layout:
+        raise ValueError("--layout on: this model's generator takes no scene layout (config.json "
+                         "generator.layout_channels is 0); use --layout off")
+    use_layout = wm.takes_layout and scene_layout != "off"
+    if source.observe == 0 and not use_layout:
+        raise ValueError("the trajectory observes no frame (observe 0); only the scene layout can ground its "
+                         "first frame: use a model that takes it, with --layout on")
     size = wm.image_size
     n = len(source.frames) if frames is None else min(int(frames), len(source.frames))
     poses = source.frames[:n]
     n_obs = min(source.observe, n)
+    from engine.model.layout_cells import SceneLayout
+    from engine.world.levels import generate_level
+
+    level = generate_level(source.scene_seed)
+    scene = SceneLayout(level, size, wm.cells, wm.cfg.fov_deg) if use_layout else None
     notes = []
     if tuple(source.resolution) != (size, size):
         notes.append(f"the trajectory asks for {source.resolution[0]}x{source.resolution[1]}; the model makes "
                      f"{size}x{size} frames, so every pane is {size}x{size}")
-    sessions = [(label, WorldSession(wm, memory=on, steps=steps, seed=seed,
-                                                temperature=temperature))
+    sessions = [(label, WorldSession(wm, memory=on, steps=steps, seed=seed, temperature=temperature,
+                                     layout=scene))
                 for label, on, mode in ((PANE_MEMORY_ON, True, "on"), (PANE_MEMORY_OFF, False, "off"))
                 if memory in (mode, "both")]
     labels = [label for label, _ in sessions] + ([PANE_GROUND_TRUTH] if gt else [])
@@ -211,11 +228,10 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
     lay = layout(len(labels), (size, size), scale, True, labels)
     fps = float(fps or source.fps)
 
-    from engine.world.levels import generate_level
     from engine.world.renderer import Renderer
 
     try:
-        renderer = Renderer(generate_level(source.scene_seed), size, size, wm.cfg.fov_deg)
+        renderer = Renderer(level, size, size, wm.cfg.fov_deg)
     except RuntimeError as e:
         raise ValueError(str(e)) from None
 
@@ -232,7 +248,7 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
         meta = {"scene_seed": source.scene_seed, "fps": source.fps, "observe": n_obs, "kind": source.kind,
                 "revisits": [[i, j] for i, j in source.revisits if i < n and j < n],
                 "session": sessions[0][0], "steps": sessions[0][1].steps,
-                "temperature": sessions[0][1].temperature, "seed": seed,
+                "temperature": sessions[0][1].temperature, "seed": seed, "layout": "on" if use_layout else "off",
                 "model": str(model) if model is not None and not isinstance(model, WorldModel) else None,
                 "content": "model output: decoded observations, then generated frames; predicted depth"}
         dataset = DatasetWriter(outs.transforms, Intrinsics(size, size, wm.cfg.fov_deg), depth, meta, overwrite)
@@ -275,6 +291,8 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
     finally:
         bar.close()
         renderer.close()
+        if scene is not None:
+            scene.close()
     seconds = time.perf_counter() - t0
     writer.close()
     walked = walked_trajectory(source, poses, [i < n_obs for i in range(n)])

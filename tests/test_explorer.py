@@ -368,3 +368,34 @@ def test_sampling_temperature_comes_from_the_launch_then_the_panel(qtbot, make_w
     panel._apply()
     qtbot.waitUntil(lambda: temperatures(w) == {w.worker.model.cfg.inference.temperature}, timeout=WAIT_MS)
     assert float(open_store(tmp_path / "settings0.ini").value("explorer/temperature")) == 0.0   # Apply saves
+
+
+def test_l_switches_the_scene_layout_and_the_pane_says_so(qtbot, make_window):
+    w = make_window()
+    assert w.worker.layout_active and [p.label for p in w.last_bundle.panes] == ["memory on"]
+    qtbot.keyPress(w.viewport, Qt.Key.Key_W)
+    wait_shown(qtbot, w, lambda b: not b.panes[0].observed and "layout" in b.panes[0].timings)
+    qtbot.keyRelease(w.viewport, Qt.Key.Key_W)
+    qtbot.keyPress(w.viewport, Qt.Key.Key_L)
+    wait_shown(qtbot, w, lambda b: b.panes[0].label == "memory on (no layout)")
+    assert "pure world model" in w.status_mode.text() and not w.worker.layout_active
+    qtbot.keyPress(w.viewport, Qt.Key.Key_L)
+    wait_shown(qtbot, w, lambda b: b.panes[0].label == "memory on")
+
+
+def test_a_world_can_start_without_any_observation(qtbot, make_window):
+    w = make_window(observe_start=False)
+    assert not w.last_bundle.panes[0].observed   # the first frame is the model's own, from the layout
+
+
+def test_the_first_frame_does_not_wait_for_the_fast_backend(qtbot, make_window):
+    """The first onnxruntime run exports the model (tens of seconds): torch makes frames meanwhile."""
+    pytest.importorskip("onnxruntime")
+    w = make_window(backend="onnxruntime")   # returns once the first frame is shown
+    assert any("preparing the fast backend" in t for _, t in w.messages)
+    qtbot.waitUntil(lambda: w.worker.backend is not None and w.worker.backend.name == "onnxruntime",
+                    timeout=120_000)
+    assert all(s.backend is w.worker.backend for _, s in w.worker.sessions)
+    qtbot.keyPress(w.viewport, Qt.Key.Key_Right)
+    wait_shown(qtbot, w, lambda b: not b.panes[0].observed)
+    qtbot.keyRelease(w.viewport, Qt.Key.Key_Right)

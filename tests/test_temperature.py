@@ -61,7 +61,7 @@ def test_the_model_config_sets_the_default_and_a_missing_one_means_one(tiny_mode
                                                                                   walk, temperature=1.6)))
     cfg["inference"]["temperature"] = "hot"   # a hand-edited config is named as the culprit
     (warm_dir / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="config inference.temperature"):
+    with pytest.raises(ValueError, match="config.json: inference.temperature"):
         WorldSession(WorldModel.load(warm_dir))
     del cfg["inference"]["temperature"]   # a config that leaves it out means 1.0
     (warm_dir / "config.json").write_text(json.dumps(cfg))

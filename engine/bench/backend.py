@@ -4,8 +4,8 @@
     bench_interleaved(["torch", "onnxruntime"], frames=100)  ->  {name: {...}, ...}
 
 The walk is an explore trajectory of an eval world from one rendered observation,
-memory on, at the model's resolution and default steps: the whole step (memory read,
-generator steps, decode, memory write) is timed, as a person walking would see it.
+memory on, at the model's resolution and default steps: the whole step (scene layout for a
+model that takes it, memory read, generator steps, decode, memory write) is timed, as a person walking would see it.
 Warm-up frames (first-call graph optimisation, allocator growth, CUDA-graph capture)
 are excluded. Every backend sees the same poses and the same noise seed.
 
@@ -34,8 +34,11 @@ def _stats(lat: list[float], stages: dict[str, list[float]]) -> dict:
 
 def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: str | Path | None = None,
                       steps: int | None = None, warmup: int = 10, memory: bool = True, device: str = "cpu",
-                      scene_seed: int = BENCH_SCENE, cuda_graphs: bool = False) -> dict[str, dict]:
-    """bench_backend for several backends at once, taking turns pose by pose (see the module doc)."""
+                      scene_seed: int = BENCH_SCENE, cuda_graphs: bool = False,
+                      layout: bool = True) -> dict[str, dict]:
+    """bench_backend for several backends at once, taking turns pose by pose (see the module doc).
+    layout: sessions of a model that takes the scene layout get it, each its own source, so every
+    backend pays the layout pass (a shared source would draw it once a pose)."""
     from engine.backends.select import select_backend
     from engine.bench.walk import explore_walk
     from engine.model.world_model import WorldModel
@@ -44,10 +47,17 @@ def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: st
 
     model = WorldModel.load(model_dir, device)
     traj, rgb, depth = explore_walk(model.image_size, model.cfg.fov_deg, frames + warmup + 1, scene_seed)
-    sessions, messages = [], {}
+    from engine.model.layout_cells import SceneLayout
+    from engine.world.levels import generate_level
+
+    use_layout = layout and model.takes_layout
+    level = generate_level(scene_seed) if use_layout else None
+    sessions, messages, sources = [], {}, []
     for name in backend_names:
         backend, messages[name] = select_backend(name, model, cuda_graphs=cuda_graphs)
-        sessions.append((name, WorldSession(model, memory=memory, steps=steps, seed=0, backend=backend)))
+        src = SceneLayout(level, model.image_size, model.cells, model.cfg.fov_deg) if use_layout else None
+        sources += [src] if src is not None else []
+        sessions.append((name, WorldSession(model, memory=memory, steps=steps, seed=0, backend=backend, layout=src)))
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None
     lat: dict[str, list[float]] = {n: [] for n, _ in sessions}
     stages: dict[str, dict[str, list[float]]] = {n: {} for n, _ in sessions}
@@ -64,13 +74,16 @@ def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: st
     for name, s in sessions:
         out[name] = {**_stats(lat[name], stages[name]), "backend": s.backend.name, "reason": s.backend.reason,
                      "message": messages[name], "steps": s.steps, "image_size": s.image_size, "memory": memory,
-                     "memory_points_end": s.memory.stats().points, "torch_threads": torch.get_num_threads()}
+                     "memory_points_end": s.memory.stats().points, "torch_threads": torch.get_num_threads(),
+                     "layout": "on" if use_layout else "off"}
+    for src in sources:
+        src.close()
     return out
 
 
 def bench_backend(backend_name: str, frames: int = 100, model_dir: str | Path | None = None, steps: int | None = None,
                   warmup: int = 10, memory: bool = True, device: str = "cpu", scene_seed: int = BENCH_SCENE,
-                  cuda_graphs: bool = False) -> dict:
+                  cuda_graphs: bool = False, layout: bool = True) -> dict:
     """Time `frames` generated frames on `backend_name` ("torch", "onnxruntime", "tensorrt", "auto").
 
     Returns fps (frames / total wall time of the timed steps), latency_ms_p50 and
@@ -78,7 +91,7 @@ def bench_backend(backend_name: str, frames: int = 100, model_dir: str | Path | 
     reason (it may be a fallback: check `backend`), steps, image size, torch threads.
     """
     return bench_interleaved([backend_name], frames, model_dir, steps, warmup, memory, device, scene_seed,
-                             cuda_graphs)[backend_name]
+                             cuda_graphs, layout)[backend_name]
 
 
 def format_backend_table(results: dict[str, dict]) -> str:

@@ -12,7 +12,7 @@ from engine.bench.walk import machine_info
 
 
 def bench_step(model_dir: str | Path | None = None, frames: int = 200, warmup: int = 20, steps: int | None = None,
-               memory: bool = True, scene_seed: int = 1_000_007, device: str = "cpu") -> dict:
+               memory: bool = True, scene_seed: int = 1_000_007, device: str = "cpu", layout: bool = True) -> dict:
     """Frames/s and per-stage latency of WorldSession.step at the model's resolution, on torch.
 
     The torch run of engine.bench.backend with the machine described; `mirage bench` also
@@ -21,13 +21,14 @@ def bench_step(model_dir: str | Path | None = None, frames: int = 200, warmup: i
     from engine.bench.backend import bench_backend
 
     r = bench_backend("torch", frames=frames, model_dir=model_dir, steps=steps, warmup=warmup, memory=memory,
-                      device=device, scene_seed=scene_seed)
+                      device=device, scene_seed=scene_seed, layout=layout)
     return {**r, "resolution": r["image_size"], "machine": machine_info(device)}
 
 
 def format_table(result: dict) -> str:
     lines = [f"WorldSession.step at {result['resolution']}x{result['resolution']}, {result['steps']} sampling steps, "
-             f"memory {'on' if result['memory'] else 'off'}, {result['frames']} frames",
+             f"memory {'on' if result['memory'] else 'off'}, layout {result.get('layout', 'off')}, "
+             f"{result['frames']} frames",
              f"  whole step: {result['fps']:.1f} frames/s, p50 {result['latency_ms_p50']:.1f} ms, "
              f"p99 {result['latency_ms_p99']:.1f} ms",
              f"  {'stage':<14}{'mean ms':>9}{'p50 ms':>9}{'p99 ms':>9}"]

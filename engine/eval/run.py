@@ -129,10 +129,27 @@ def _fd_floor(rows: list[dict]) -> float:
     return 1000.0 * frechet_distance(a, b) if min(len(a), len(b)) >= 2 else float("nan")
 
 
+def scene_layout(model: WorldModel, traj: Trajectory, renderer_cache: dict):
+    """The trajectory's level as a layout source (engine/model/layout_cells.SceneLayout), kept in
+    `renderer_cache` and moved from scene to scene like the renderers."""
+    from engine.model.layout_cells import SceneLayout
+    from engine.world.levels import generate_level
+
+    level = generate_level(traj.scene_seed)
+    src = renderer_cache.get("layout")
+    if src is None:
+        src = renderer_cache["layout"] = SceneLayout(level, model.image_size, model.cells, model.cfg.fov_deg)
+    else:
+        src.set_level(level)
+    return src
+
+
 def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, renderer_cache: dict,
-            keep_frames: bool = False, temperature: float | None = None, perceptual_every: int = 1) -> dict:
-    """Evaluate one trajectory with memory on and off."""
+            keep_frames: bool = False, temperature: float | None = None, perceptual_every: int = 1,
+            layout: bool = False) -> dict:
+    """Evaluate one trajectory with memory on and off (both with the scene layout when `layout`)."""
     gt, depth = render_trajectory(model, traj, renderer_cache)
+    source = scene_layout(model, traj, renderer_cache) if layout else None
     gen_idx = list(range(traj.observe, len(traj.frames)))
     # Ground truth's gradient energy on the generated frames: the denominator of every sharpness ratio.
     ge_gt = mean_or_nan([gradient_energy(gt[i]) for i in gen_idx])
@@ -142,7 +159,8 @@ def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, r
                  "ae_ceiling_psnr": ceiling_psnr, "ae_ceiling_sharpness": _ratio(ge_ceiling, ge_gt)}
     frames_by_mode, depth_by_mode = {}, {}
     for mode in MODES:
-        sess = WorldSession(model, memory=(mode == "memory_on"), steps=steps, seed=seed, temperature=temperature)
+        sess = WorldSession(model, memory=(mode == "memory_on"), steps=steps, seed=seed, temperature=temperature,
+                            layout=source)
         shown = np.empty_like(gt)
         model_depth = np.empty_like(depth)
         finite = True
@@ -217,26 +235,35 @@ def contact_sheet(frames: dict[str, np.ndarray], indices: list[int]) -> np.ndarr
 
 def run_eval(named: list[tuple[str, Trajectory]], model_dir: str | Path | None = None, steps: int | None = None,
              seed: int = 0, device: str = "cpu", progress: bool = True, contact_sheet_path: Path | None = None,
-             temperature: float | None = None, perceptual_every: int = 1) -> dict:
-    """Evaluate every trajectory; optionally save a contact sheet of the first explore rollout.
-    perceptual_every: lpips_gt and fd_alex on every N-th generated frame (1: all)."""
+             temperature: float | None = None, perceptual_every: int = 1, layout: bool = True,
+             sheet_every: int = 250) -> dict:
+    """Evaluate every trajectory; optionally save a contact sheet of the first explore rollout
+    (every `sheet_every`-th frame). perceptual_every: lpips_gt and fd_alex on every N-th
+    generated frame (1: all). layout: sessions get the level's scene layout (the model must take it)."""
     if perceptual_every < 1:
         raise ValueError(f"perceptual_every must be at least 1, got {perceptual_every}")
     from tqdm import tqdm
 
     model = WorldModel.load(model_dir, device)
+    if layout and not model.takes_layout:
+        raise ValueError(f"{model_dir or 'the default model'}: its generator takes no scene layout "
+                         f"(config.json generator.layout_channels is 0); evaluate it with --layout off")
+    blind = [name for name, t in named if t.observe == 0]
+    if blind and not layout:
+        raise ValueError(f"{blind[0]}: observe is 0 (every frame generated), which only the scene layout can "
+                         f"ground; evaluate it with --layout on")
     cache: dict = {}
     rows = []
     sheet_done = contact_sheet_path is None
     for name, traj in tqdm(named, desc="eval", disable=not progress):
         want_sheet = not sheet_done and traj.kind == "explore"
         row = run_one(model, traj, steps, seed, cache, keep_frames=want_sheet, temperature=temperature,
-                      perceptual_every=perceptual_every)
+                      perceptual_every=perceptual_every, layout=layout)
         if want_sheet:
             import cv2
 
             frames = row.pop("_frames")
-            idx = [i for i in range(0, len(traj.frames), 250)]
+            idx = [i for i in range(0, len(traj.frames), sheet_every)]
             with atomic_path(contact_sheet_path, ".tmp.png") as tmp:   # the suffix tells OpenCV the format
                 if not cv2.imwrite(str(tmp), contact_sheet(frames, idx)[..., ::-1]):
                     raise OSError(f"could not write the contact sheet {contact_sheet_path}")
@@ -253,7 +280,7 @@ def run_eval(named: list[tuple[str, Trajectory]], model_dir: str | Path | None =
         "seed": seed,
         "perceptual_every": perceptual_every,
         "summary": summarise(rows),
-        "layout": "off",   # no model so far takes the scene layout (issue "World model v2")
+        "layout": "on" if layout else "off",
         "by_kind": {k: summarise([r for r in rows if (r["kind"] or "unknown") == k]) for k in kinds},
         "trajectories": [{k: v for k, v in r.items() if k != "_feat"} for r in rows],
     }

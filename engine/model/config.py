@@ -10,6 +10,7 @@ CLI's parsers can use it.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -40,6 +41,9 @@ class GeneratorConfig:
     blocks: int = 4                # residual blocks at the latent grid
     mid_blocks: int = 2            # residual blocks at half the latent grid
     time_dim: int = 64
+    # Scene-layout channels the generator takes (engine/model/layout_cells.py): 9, or 0 for a
+    # generator that never sees the level's geometry (v1).
+    layout_channels: int = 0
 
 
 def check_temperature(temperature: float) -> None:
@@ -131,7 +135,33 @@ class ModelConfig:
                  "memory": MemoryConfig}
         built = {k: _build(cls, d.pop(k, {}), k) for k, cls in parts.items()}
         built["memory"].check()
-        return _build(ModelConfig, {**d, **built}, "the top level")
+        cfg = _build(ModelConfig, {**d, **built}, "the top level")
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Refuse values that would load and then make black or noise frames, naming the field.
+        Written as `not (ok)` so NaN, which fails every comparison, is refused too."""
+        def finite(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        if not (finite(self.fov_deg) and 1.0 <= self.fov_deg <= 170.0):
+            raise ValueError(f"fov_deg must be a number of degrees in [1, 170], got {self.fov_deg!r}")
+        if not (finite(self.latent_scale) and self.latent_scale > 1e-6):
+            raise ValueError(f"latent_scale must be a positive number, got {self.latent_scale!r}")
+        if not finite(self.latent_shift):
+            raise ValueError(f"latent_shift must be a finite number, got {self.latent_shift!r}")
+        r = self.latent_mean_range
+        if r is not None:
+            c = self.autoencoder.latent_channels
+            ok = (isinstance(r, list) and len(r) == c and all(isinstance(b, list) and len(b) == 2 and finite(b[0])
+                                                               and finite(b[1]) and b[0] <= b[1] for b in r))
+            if not ok:
+                raise ValueError(f"latent_mean_range must be {c} [lowest, highest] pairs of finite numbers, "
+                                 f"got {str(r)[:80]}")
+        if self.generator.layout_channels not in (0, 9):
+            raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")
+        self.inference.check()
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a config.json is never left half-written beside its weights."""

@@ -1,11 +1,15 @@
 """The world model as shipped: autoencoder + generator + the config they were built from.
 
 Weights live as safetensors beside `config.json` (never pickle); `load()` rebuilds
-the networks from the config alone. Latents seen by the generator and stored in
+the networks from the config alone. `checksums.json` beside them holds each weights file's
+SHA-256, written by `save()` and checked by `load()`, so flipped bytes in a weights file are
+refused instead of making noise frames (model directories from before it load unchecked). Latents seen by the generator and stored in
 memory are normalised: (z - latent_shift) / latent_scale.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -13,12 +17,42 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from engine.device import resolve_device
-from engine.files import atomic_path
+from engine.files import atomic_path, atomic_text
 from engine.model.autoencoder import Autoencoder, cell_depth
 from engine.model.config import ModelConfig
 from engine.model.generator import Generator
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "default"
+WEIGHT_FILES = ("autoencoder", "generator")
+CHECKSUMS = "checksums.json"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(model_dir: str | Path) -> None:
+    """Record the SHA-256 of every weights file of a model directory (after its weights changed)."""
+    d = Path(model_dir)
+    sums = {f"{n}.safetensors": sha256_of(d / f"{n}.safetensors") for n in WEIGHT_FILES}
+    atomic_text(d / CHECKSUMS, json.dumps({"sha256": sums}, indent=1) + "\n")
+
+
+def _expected_checksums(d: Path) -> dict[str, str]:
+    path = d / CHECKSUMS
+    if not path.is_file():
+        return {}
+    try:
+        sums = json.loads(path.read_text())["sha256"]
+        if not (isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())):
+            raise ValueError("not a map of file names to hex digests")
+        return sums
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelFileError(f"{path}: unreadable checksums ({e})") from None
 
 
 class ModelFileError(ValueError):
@@ -39,6 +73,11 @@ class WorldModel(nn.Module):
     @property
     def cells(self) -> int:
         return self.cfg.autoencoder.latent_size
+
+    @property
+    def takes_layout(self) -> bool:
+        """Whether the generator takes the scene layout (engine/model/layout_cells.py)."""
+        return self.cfg.generator.layout_channels > 0
 
     @property
     def image_size(self) -> int:
@@ -66,6 +105,7 @@ class WorldModel(nn.Module):
                 save_file({k: v.detach().contiguous().cpu() for k, v in mod.state_dict().items()}, str(tmp),
                           metadata=meta)
         self.cfg.save(out / "config.json")
+        write_checksums(out)
 
     @staticmethod
     def load(model_dir: str | Path | None = None, device: str | torch.device = "cpu") -> "WorldModel":
@@ -79,10 +119,15 @@ class WorldModel(nn.Module):
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"{cfg_path}: {e}") from None
         model = WorldModel(cfg)
+        sums = _expected_checksums(d)
         for name, mod in (("autoencoder", model.ae), ("generator", model.gen)):
             path = d / f"{name}.safetensors"
             if not path.is_file():
                 raise ModelFileError(f"{path}: weights file not found")
+            want = sums.get(path.name)
+            if want is not None and sha256_of(path) != want:
+                raise ModelFileError(f"{path}: the file is damaged (its SHA-256 differs from {d / CHECKSUMS}); "
+                                     f"restore it from the release or retrain")
             try:
                 state = load_file(str(path))
             except Exception as e:  # noqa: BLE001 - safetensors raises several types
@@ -95,4 +140,7 @@ class WorldModel(nn.Module):
             if missing or unexpected:
                 raise ModelFileError(f"{path}: weights do not match config.json "
                                      f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+            if bad is not None:
+                raise ModelFileError(f"{path}: tensor {bad!r} holds NaN or infinite values")
         return model.to(device).eval()

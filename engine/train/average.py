@@ -108,6 +108,9 @@ def average_models(models: list[Path], out: Path, shares: list[float] | None = N
     if temperature is not None:
         cfg.inference.temperature = float(temperature)
     cfg.save(out / "config.json")
+    from engine.model.world_model import write_checksums
+
+    write_checksums(out)
     atomic_text(out / "averaged.json", json.dumps({"part": part, "models": [str(m) for m in models],
                                                          "shares": shares}, indent=2) + "\n")
     return out

@@ -270,5 +270,8 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         cfg.save(out / "model" / "config.json")
         save_tensors(out / "model" / "autoencoder.safetensors", ae.state_dict())
         shutil.copyfile(gen_path, out / "model" / "generator.safetensors")
+        from engine.model.world_model import write_checksums
+
+        write_checksums(out / "model")
         return out / "model"
     return out

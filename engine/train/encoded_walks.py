@@ -28,28 +28,35 @@ class Walk:
     # Leading frames a session observes (the trajectory's `observe`); the rest are generated at
     # inference. None for walks cached before it was stored (walk_observe_counts rebuilds it).
     observe: int | None = None
+    # (L, 9, S, S) float16 scene layout of each frame (engine/model/layout_cells.py); None in walk
+    # caches from before the layout, which only layout-free (v1) generators can train on.
+    layout: torch.Tensor | None = None
 
 
 @torch.no_grad()
 def build_walks(model: WorldModel, seeds: list[int], fov_deg: float, device, progress: bool = True,
                 encode_batch: int = 64) -> list[Walk]:
-    """Render and encode one walk of each kind per training seed."""
+    """Render and encode one walk of each kind per training seed, with its scene layout."""
     from tqdm import tqdm
 
+    from engine.model.layout_cells import layout_cells
+    from engine.world.layout import LayoutRenderer
     from engine.world.renderer import Renderer
 
     bad = [s for s in seeds if not 0 <= s < TRAIN_SEED_LIMIT]
     if bad:
         raise ValueError(f"training seeds must be in [0, {TRAIN_SEED_LIMIT}), got {bad[:5]}")
     size, cells = model.image_size, model.cells
-    renderer = None
+    renderer = layouts = None
     walks: list[Walk] = []
     for seed in tqdm(seeds, desc="render+encode walks", disable=not progress):
         level = generate_level(seed)
         if renderer is None:
             renderer = Renderer(level, size, size, fov_deg)
+            layouts = LayoutRenderer(level, size, size, fov_deg)
         else:
             renderer.set_level(level)
+            layouts.set_level(level)
         for traj in _walk_trajectories(level, seed, fov_deg, size):
             poses = traj.frames
             rgb, depth = renderer.render(poses)
@@ -58,9 +65,10 @@ def build_walks(model: WorldModel, seeds: list[int], fov_deg: float, device, pro
                 x = to_model_image(torch.from_numpy(rgb[i:i + encode_batch])).to(device)
                 zs.append(model.ae.encode(x).half().cpu())
             d = cell_depth(torch.from_numpy(depth)[:, None], cells)[:, 0]
+            lay, _ = layout_cells(layouts.layout(poses), cells)
             c2w = torch.from_numpy(np.stack([p.c2w() for p in poses]).astype(np.float32))
             walks.append(Walk(torch.cat(zs), d, c2w, np.stack([p.forward() for p in poses]),
-                              np.stack([p.xyz for p in poses]), traj.observe))
+                              np.stack([p.xyz for p in poses]), traj.observe, lay.half()))
     return walks
 
 

@@ -21,6 +21,7 @@ from engine.files import atomic_path
 from engine.model.conditioning import channel, cond_channels
 from engine.model.config import ModelConfig
 from engine.model.latent_range import channel_mean_range
+from engine.model.layout_cells import LAYOUT_CHANNELS
 from engine.model.sampler import noisy, sample, sample_train_t
 from engine.model.world_model import WorldModel
 from engine.train import dist
@@ -70,6 +71,9 @@ class WorldTrainArgs:
     adv_start: int = 300            # step from which the generator gets the adversarial term (its discriminator 200 before)
     adv_lr: float = 5e-4            # the discriminator's learning rate (constant)
     adv_covered: float = 1.0        # that term's weight on memory-covered cells, relative to uncovered ones
+    # The generator takes the target view's scene layout (engine/model/layout_cells.py); off: a
+    # layout-free generator as v1 was. Starting from a layout-free --init, its layout inputs start at zero.
+    layout: bool = True
 
 
 def _save_walks(path: Path, walks: list[Walk]) -> None:
@@ -79,6 +83,8 @@ def _save_walks(path: Path, walks: list[Walk]) -> None:
         t[f"{i}.fwd"], t[f"{i}.pos"] = torch.from_numpy(w.fwd).float(), torch.from_numpy(w.pos).float()
         if w.observe is not None:
             t[f"{i}.observe"] = torch.tensor([w.observe])
+        if w.layout is not None:
+            t[f"{i}.layout"] = w.layout
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in t.items()}, str(tmp))
 
@@ -87,7 +93,8 @@ def _load_walks(path: Path) -> list[Walk]:
     t = load_file(str(path))
     n = len({k.split(".")[0] for k in t})
     return [Walk(t[f"{i}.z"], t[f"{i}.depth"], t[f"{i}.c2w"], t[f"{i}.fwd"].double().numpy(),
-                 t[f"{i}.pos"].double().numpy(), int(t[f"{i}.observe"]) if f"{i}.observe" in t else None)
+                 t[f"{i}.pos"].double().numpy(), int(t[f"{i}.observe"]) if f"{i}.observe" in t else None,
+                 t.get(f"{i}.layout"))
             for i in range(n)]
 
 
@@ -96,6 +103,17 @@ def load_autoencoder_into(model: WorldModel, src: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no autoencoder weights (train one with `mirage train autoencoder`)")
     model.ae.load_state_dict(load_file(str(path)))
+
+
+def widen_input(state: dict[str, torch.Tensor], gen: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A generator's weights for a generator that takes more conditioning channels (the layout,
+    appended last): the first conv's new input channels start at zero, so the widened generator
+    computes exactly what the old one did until training gives the layout a say."""
+    w, want = state["inp.weight"], gen.inp.weight
+    if w.shape[1] < want.shape[1] and w.shape[0] == want.shape[0]:
+        pad = torch.zeros(w.shape[0], want.shape[1] - w.shape[1], *w.shape[2:], dtype=w.dtype)
+        state = {**state, "inp.weight": torch.cat([w, pad], dim=1)}
+    return state
 
 
 def _rollout(model: WorldModel, links: list, args: WorldTrainArgs, device):
@@ -146,6 +164,12 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     src = Path(args.autoencoder)
     cfg = ModelConfig.load(out / "config.json") if (out / "config.json").exists() else ModelConfig.load(src / "config.json")
+    if not (out / "config.json").exists():
+        cfg.generator.layout_channels = LAYOUT_CHANNELS if args.layout else 0
+    elif (cfg.generator.layout_channels > 0) != args.layout:
+        raise ValueError(f"{out / 'config.json'}: this run's generator was built with the layout "
+                         f"{'on' if cfg.generator.layout_channels else 'off'}; resume it with --layout "
+                         f"{'on' if cfg.generator.layout_channels else 'off'} or start a new --out")
     model = WorldModel(cfg)
     load_autoencoder_into(model, src)
     model.to(info.device)
@@ -197,7 +221,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     rng = np.random.default_rng(data_seed)
     sampler_kwargs = dict(cells=model.cells, fov_deg=cfg.fov_deg, shift=cfg.latent_shift, scale=cfg.latent_scale,
                           context_noise=args.context_noise, context_blur=args.context_blur,
-                          history_share=args.history_canvas)
+                          history_share=args.history_canvas, layout=args.layout)
     # Batches come from worker processes or from a sampler in this process, never both.
     feed = (WorkerBatches(walks, history, args.batch, data_seed, workers, info.device, args.self_rollout,
                           **sampler_kwargs) if workers else None)
@@ -205,11 +229,11 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     c = model.latent_channels
-    adv = (LatentAdversary(c, cond_channels(c), args.adv_weight, args.adv_start, args.adv_lr, info.device, info,
+    adv = (LatentAdversary(c, cond_channels(c, cfg.generator.layout_channels), args.adv_weight, args.adv_start, args.adv_lr, info.device, info,
                            covered=args.adv_covered) if args.adv_weight > 0 else None)
     start, elapsed0 = 0, 0.0
     if args.init and not (out / "state.json").exists():
-        model.gen.load_state_dict(load_file(str(Path(args.init) / "generator.safetensors")))
+        model.gen.load_state_dict(widen_input(load_file(str(Path(args.init) / "generator.safetensors")), model.gen))
     if (out / "state.json").exists():
         state = load_checkpoint(out, {"generator": model.gen}, opt)
         start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))

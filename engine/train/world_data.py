@@ -12,7 +12,11 @@ A batch element is a target frame T of one walk with:
   - a memory canvas splatted from a subset of earlier frames chosen mostly among
     those looking at the same place (dropped entirely 20% of the time, so
     memory off is a mode of the same model), or, for a share of examples, the
-    canvas a real LatentMemory holding the walk so far reads (engine/train/history.py).
+    canvas a real LatentMemory holding the walk so far reads (engine/train/history.py),
+  - for a generator that takes the layout: the target view's scene layout (dropped a share of
+    the time, so layout off is a mode of the same model), and a share of examples with no
+    previous frame and no memory at all, which is how a session with the layout on makes a
+    world's first frame before anything was observed.
 """
 from __future__ import annotations
 
@@ -35,7 +39,8 @@ class WalkSampler:
     def __init__(self, walks: list[Walk], cells: int, fov_deg: float, shift: float, scale: float,
                  rng: np.random.Generator, mem_frames: int = 12, p_drop_memory: float = 0.2,
                  context_noise: float = 0.1, context_blur: float = 0.0,
-                 history: list[HistoryCanvas] | None = None, history_share: float = 0.0) -> None:
+                 history: list[HistoryCanvas] | None = None, history_share: float = 0.0,
+                 layout: bool = False, p_drop_layout: float = 0.15, p_no_prev: float = 0.05) -> None:
         if history_share > 0 and (history is None or len(history) != len(walks)):
             raise ValueError("history_share > 0 needs one history canvas set per walk (engine/train/history.py)")
         self.walks, self.cells, self.fov = walks, cells, fov_deg
@@ -44,6 +49,10 @@ class WalkSampler:
         self.history, self.p_hist = history, history_share
         self.shift, self.scale, self.rng = shift, scale, rng
         self.m, self.p_drop, self.noise, self.p_blur = mem_frames, p_drop_memory, context_noise, context_blur
+        if layout and any(w.layout is None for w in walks):
+            raise ValueError("the generator takes the scene layout, but these encoded walks have none: "
+                             "delete the run's walks.safetensors so they are rebuilt with it")
+        self.layout, self.p_drop_layout, self.p_no_prev = layout, p_drop_layout, p_no_prev
         lens = np.array([len(w.z) - 1 for w in walks], dtype=np.float64)
         self.p = lens / lens.sum()
 
@@ -83,7 +92,7 @@ class WalkSampler:
         for _ in range(b):
             wi = int(self.rng.choice(len(self.walks), p=self.p))
             picks.append((wi, int(self.rng.integers(1, len(self.walks[wi].z)))))
-        x0, cond, _ = self.batch_at(picks, device)
+        x0, cond, _ = self.batch_at(picks, device, no_prev_share=self.p_no_prev if self.layout else 0.0)
         return x0, cond
 
     def draw(self, b: int, self_rollout: int, device):
@@ -107,8 +116,10 @@ class WalkSampler:
             picks.append((wi, int(self.rng.integers(k, len(self.walks[wi].z)))))
         return [self.batch_at([(wi, t - k + 1 + j) for wi, t in picks], device) for j in range(k)]
 
-    def batch_at(self, picks: list[tuple[int, int]], device) -> tuple[torch.Tensor, torch.Tensor, "PrevGeometry"]:
-        """The batch for explicit (walk index, target frame) picks; also what `replace_prev` needs."""
+    def batch_at(self, picks: list[tuple[int, int]], device,
+                 no_prev_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, "PrevGeometry"]:
+        """The batch for explicit (walk index, target frame) picks; also what `replace_prev` needs.
+        A `no_prev_share` of elements have no previous frame and no memory (a first frame)."""
         b = len(picks)
         s, n_cell = self.cells, self.cells * self.cells
         c = self.walks[0].z.shape[1]
@@ -116,7 +127,7 @@ class WalkSampler:
         mem_pts = torch.zeros(b, self.m * n_cell, 3)
         mem_feat = torch.zeros(b, self.m * n_cell, c)
         mem_valid = torch.zeros(b, self.m * n_cell, dtype=torch.bool)
-        from_history = []
+        from_history, no_prev, layouts = [], [], []
         for i, (wi, t) in enumerate(picks):
             w = self.walks[wi]
             tgt.append(w.z[t])
@@ -125,7 +136,13 @@ class WalkSampler:
             prev_d.append(w.depth[t - 1] * jitter)
             prev_c2w.append(w.c2w[t - 1])
             tgt_c2w.append(w.c2w[t])
-            frames = self._memory_frames(w, t)
+            if self.layout:
+                drop = self.rng.random() < self.p_drop_layout
+                layouts.append(torch.zeros_like(w.layout[t]) if drop else w.layout[t])
+                if not drop and no_prev_share > 0 and self.rng.random() < no_prev_share:
+                    no_prev.append(i)
+                    prev_c2w[-1] = w.c2w[t]   # rays of a view relative to itself
+            frames = [] if no_prev and no_prev[-1] == i else self._memory_frames(w, t)
             if frames and self.p_hist > 0 and self.rng.random() < self.p_hist:
                 from_history.append(i)
                 frames = []
@@ -150,7 +167,13 @@ class WalkSampler:
         # random level per example, on the covered cells of whichever canvas it got.
         canvas = canvas + torch.rand(b, 1, 1, 1) * 0.15 * torch.randn_like(canvas) * mask
         geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise)
-        cond = condition(geo.noised(prev_z), geo.points, pc, tc, canvas, mask, mdepth, self.fov)
+        lay = torch.stack(layouts).float() if self.layout else None
+        cond = condition(geo.noised(prev_z), geo.points, pc, tc, canvas, mask, mdepth, self.fov, lay)
+        if no_prev:
+            # No previous frame: its three groups are zeros, as condition() builds them for a first frame.
+            idx = torch.tensor(no_prev)
+            cond[idx] = condition(None, None, pc[idx], tc[idx], canvas[idx], mask[idx], mdepth[idx], self.fov,
+                                  lay[idx])
         return x0.to(device), cond.to(device), geo
 
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.camera import PITCH_LIMIT_DEG, Intrinsics, Pose, angle_diff
+from engine.camera import MAX_SIDE, PITCH_LIMIT_DEG, Intrinsics, Pose, angle_diff
 from engine.files import atomic_text
+from engine.world.geometry import DOOR_H, MAX_SCENE_SEED
 
 __all__ = ["FORMAT", "KINDS", "MIN_CLEARANCE", "Trajectory", "TrajectoryError", "read_trajectory",
            "trajectory_from_dict", "trajectory_to_dict", "write_trajectory"]
@@ -29,6 +30,11 @@ KINDS = ("turnaround", "retrace", "out-and-back", "explore")
 REVISIT_POS_TOL = 1e-3      # metres
 REVISIT_ANGLE_TOL = 0.01    # degrees
 MIN_CLEARANCE = 0.05        # metres a pose must keep from walls and furniture
+# Camera heights a walk may have, metres: every level's floor is at 0 and its lowest ceiling (doorways,
+# corridors) at DOOR_H; a camera above the roof or under the floor sees nothing but black.
+EYE_RANGE = (0.2, DOOR_H - 0.05)
+MAX_FRAMES = 100_000        # 1.9 hours at 15 fps: more than any walk needs, less than fills the memory
+MAX_FILE_BYTES = 32 << 20   # about 200 bytes a frame at MAX_FRAMES, with room to spare
 
 
 class TrajectoryError(ValueError):
@@ -131,12 +137,15 @@ def trajectory_from_dict(d: Any, source: str = "<dict>", check_scene: bool = Fal
     if fmt != FORMAT:
         raise ck.fail("format", f"is not a known trajectory format (expected {FORMAT!r})", fmt)
     scene = ck.obj(ck.key(d, "scene", ""), "scene")
-    seed = ck.integer(ck.key(scene, "seed", "scene"), "scene.seed", 0)
-    fps = ck.number(ck.key(d, "fps", ""), "fps", 1e-3, 1000.0)
+    seed = ck.integer(ck.key(scene, "seed", "scene"), "scene.seed", 0, MAX_SCENE_SEED)
+    fps = ck.number(ck.key(d, "fps", ""), "fps", 1.0, 1000.0)   # clips below 1 frame/s do not encode
     fov = ck.number(ck.key(d, "fov_deg", ""), "fov_deg", 1.0, 179.0)
     res = ck.array(ck.key(d, "resolution", ""), "resolution", 2)
-    resolution = (ck.integer(res[0], "resolution[0]", 1, 16384), ck.integer(res[1], "resolution[1]", 1, 16384))
+    resolution = (ck.integer(res[0], "resolution[0]", 8, MAX_SIDE), ck.integer(res[1], "resolution[1]", 8, MAX_SIDE))
     raw_frames = ck.array(ck.key(d, "frames", ""), "frames")
+    if len(raw_frames) > MAX_FRAMES:
+        raise ck.fail("frames", f"holds {len(raw_frames):,} frames; at most {MAX_FRAMES:,} are accepted",
+                      f"[{len(raw_frames)} items]")
     if not raw_frames:
         raise ck.fail("frames", "must hold at least one frame", raw_frames)
     frames = []
@@ -144,12 +153,14 @@ def trajectory_from_dict(d: Any, source: str = "<dict>", check_scene: bool = Fal
         at = f"frames[{i}]"
         fr = ck.obj(fr, at)
         pos = ck.array(ck.key(fr, "position", at), f"{at}.position", 3)
-        xyz = tuple(ck.number(v, f"{at}.position[{k}]") for k, v in enumerate(pos))
+        xyz = tuple(ck.number(v, f"{at}.position[{k}]", *(EYE_RANGE if k == 1 else (-math.inf, math.inf)))
+                    for k, v in enumerate(pos))
         yaw = ck.number(ck.key(fr, "yaw", at), f"{at}.yaw")
         pitch = ck.number(ck.key(fr, "pitch", at), f"{at}.pitch", -PITCH_LIMIT_DEG, PITCH_LIMIT_DEG)
         frames.append(Pose(xyz, yaw, pitch))
     n = len(frames)
-    observe = ck.integer(ck.key(d, "observe", ""), "observe", 1, n)
+    # 0: nothing observed, every frame generated (needs a model and session with the scene layout on).
+    observe = ck.integer(ck.key(d, "observe", ""), "observe", 0, n)
     revisits = []
     for k, pair in enumerate(ck.array(ck.key(d, "revisits", ""), "revisits")):
         at = f"revisits[{k}]"
@@ -239,12 +250,19 @@ def write_trajectory(traj: Trajectory, path: str | os.PathLike) -> None:
 def read_trajectory(path: str | os.PathLike, check_scene: bool = True) -> Trajectory:
     """Read and validate a trajectory file; TrajectoryError says what is wrong and where."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:   # read at most the cap: /dev/zero or a huge file must not eat the memory
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise TrajectoryError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MB, more than any trajectory of "
+                                  f"{MAX_FRAMES:,} frames needs; not read")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise TrajectoryError(f"{path}: cannot read trajectory file: {e}") from None
     try:
         d = json.loads(text)
     except json.JSONDecodeError as e:
         raise TrajectoryError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise TrajectoryError(f"{path}: nested too deeply to be a trajectory") from None
     return trajectory_from_dict(d, source=str(path), check_scene=check_scene)
 

@@ -11,6 +11,9 @@ import numpy as np
 
 TRAIN_SEED_LIMIT = 1_000_000
 EVAL_SEED_RANGE = (1_000_000, 1_001_000)  # [start, stop): evaluation worlds only
+# The largest scene seed any command accepts: what a 32-bit signed integer holds, so the explorer's
+# seed box (a Qt spin box) can show every seed a trajectory file or the command line can name.
+MAX_SCENE_SEED = 2**31 - 1
 
 # Materials drive the shader's pattern choice and what blocks walking.
 FLOOR, WALL, CEILING, FURNITURE, LANDMARK = range(5)

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.camera import Intrinsics, Pose, view_matrix_gl
+from engine.camera import MAX_SIDE, Intrinsics, Pose, view_matrix_gl
 from engine.world import shaders
 from engine.world.geometry import (
     CEILING,
@@ -34,7 +34,16 @@ from engine.world.levels import Level
 
 FAR = 100.0
 NEAR = 0.05
-_POOL = 64  # framebuffers drawn before the first read-back
+_POOL = 64  # framebuffers drawn before the first read-back (at most)
+# GPU memory the framebuffer pool may take: 64 framebuffers of 128x128 need 12 MB, but 64 of
+# 4096x4096 would need 13 GB, so large frames get fewer framebuffers (one at the largest size).
+_POOL_BYTES = 256 << 20
+
+
+def pool_size(width: int, height: int) -> int:
+    """Framebuffers for a resolution: as many as fit _POOL_BYTES (colour, linear depth, depth
+    buffer: 12 bytes a pixel), from 1 to _POOL."""
+    return max(1, min(_POOL, _POOL_BYTES // (12 * width * height)))
 
 # The two in-plane axes (u, v) per face, as indices into xyz, for world-anchored texture coordinates.
 _UV_AXES = [(2, 1), (2, 1), (0, 2), (0, 2), (0, 1), (0, 1)]
@@ -133,8 +142,8 @@ class Renderer:
                  t: float = 0.0) -> None:
         import moderngl  # local: only the renderer needs a GL context
 
-        if width < 8 or height < 8:
-            raise ValueError(f"render resolution must be at least 8x8, got {width}x{height}")
+        if not (8 <= width <= MAX_SIDE and 8 <= height <= MAX_SIDE):
+            raise ValueError(f"render resolution must be between 8x8 and {MAX_SIDE}x{MAX_SIDE}, got {width}x{height}")
         self.intrinsics = Intrinsics(int(width), int(height), float(fov_deg))
         try:
             self.ctx = moderngl.create_standalone_context(backend="egl")
@@ -143,9 +152,9 @@ class Renderer:
                 "could not create a headless OpenGL (EGL) context; install the Debian packages "
                 "libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri (see README): " + str(e)) from e
         self.prog = self.ctx.program(vertex_shader=shaders.VERTEX, fragment_shader=shaders.FRAGMENT)
-        self.max_batch = _POOL
+        self.max_batch = pool_size(width, height)
         self._fbos = []
-        for _ in range(_POOL):
+        for _ in range(self.max_batch):
             color = self.ctx.renderbuffer((width, height), 4)
             lin = self.ctx.renderbuffer((width, height), 1, dtype="f4")
             self._fbos.append(self.ctx.framebuffer([color, lin], self.ctx.depth_renderbuffer((width, height))))

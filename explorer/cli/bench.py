@@ -27,6 +27,8 @@ def register(sub) -> None:
                    help="backends to time (comma-separated); those that cannot run here are reported and skipped")
     p.add_argument("--cuda-graphs", action="store_true", help="on CUDA also time torch with CUDA graphs")
     p.add_argument("--memory", choices=["on", "off"], default="on", help="memory during the step benchmark")
+    p.add_argument("--layout", choices=["on", "off"], default="on",
+                   help="the scene layout during the step benchmark (models that take it; timed as its own stage)")
     p.add_argument("--memory-frames", type=positive_int, default=500,
                    help="frames of the memory comparison walk (enough to fill the default capacity)")
     p.add_argument("--no-step", action="store_true", help="skip the step and backend benchmarks")
@@ -63,7 +65,7 @@ def _backends(args, result: dict, step: dict) -> None:
         # The step benchmark already is the torch run on this walk: reuse it, don't time torch twice.
         r = step if name == "torch" else bench_backend(name, frames=args.step_frames, model_dir=args.model,
                                                        steps=args.steps, device=args.device,
-                                                       memory=args.memory == "on")
+                                                       memory=args.memory == "on", layout=args.layout == "on")
         if r["backend"] != name and not r["backend"].startswith(name):
             print(f"  {name}: not run here ({r['message']})")
             result.setdefault("skipped_backends", {})[name] = r["message"]
@@ -74,7 +76,8 @@ def _backends(args, result: dict, step: dict) -> None:
               f"p99 {r['latency_ms_p99']:.1f} ms")
         if args.cuda_graphs and key.startswith("torch") and args.device.startswith("cuda"):
             g = bench_backend(name, frames=args.step_frames, model_dir=args.model, steps=args.steps,
-                              device=args.device, memory=args.memory == "on", cuda_graphs=True)
+                              device=args.device, memory=args.memory == "on", cuda_graphs=True,
+                              layout=args.layout == "on")
             result["backends"][key + "-graphs"] = g
             print(f"  {key + '-graphs':<16}{g['fps']:>8.1f} frames/s   p50 {g['latency_ms_p50']:.1f} ms")
 
@@ -111,7 +114,7 @@ def run(args) -> int:
         from engine.bench.step import bench_step, format_table
 
         step = bench_step(args.model, frames=args.step_frames, steps=args.steps, memory=args.memory == "on",
-                          device=args.device)
+                          device=args.device, layout=args.layout == "on")
         print(format_table(step))
         result["step"] = step
         print("backends (whole step, memory " + args.memory + ")")

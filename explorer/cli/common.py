@@ -4,6 +4,7 @@ seed ranges and threads reach into the engine when they are used."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -41,8 +42,22 @@ def seed_arg(text: str) -> int:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a scene seed is a non-negative whole number, got {text!r}")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"a scene seed is a non-negative whole number, got {v}")
+    from engine.world.geometry import MAX_SCENE_SEED  # torch- and GL-free
+
+    if not 0 <= v <= MAX_SCENE_SEED:
+        raise argparse.ArgumentTypeError(f"a scene seed is a whole number from 0 to {MAX_SCENE_SEED:,}, got {v:,}")
+    return v
+
+
+def fov_arg(text: str) -> float:
+    """A vertical field of view in degrees (an argparse type), in [1, 170]; NaN and inf are refused
+    (a NaN slips past `lo <= v <= hi` written the other way round and gives NaN intrinsics)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a field of view is a number of degrees, got {text!r}") from None
+    if not (math.isfinite(v) and 1.0 <= v <= 170.0):
+        raise argparse.ArgumentTypeError(f"a field of view must be between 1 and 170 degrees, got {text}")
     return v
 
 

@@ -31,6 +31,11 @@ def register_eval(sub) -> None:
     p.add_argument("--perceptual-every", type=positive_int, default=4, metavar="N",
                    help="lpips_gt and fd_alex on every N-th generated frame (their AlexNet is the slow part of "
                         "an eval; 1: every frame)")
+    p.add_argument("--layout", choices=("on", "off"), default="on",
+                   help="generate with the level's scene layout (geometry only: depth, normals, material classes) "
+                        "or without it, as the pure world model")
+    p.add_argument("--sheet-every", type=positive_int, default=250, metavar="N",
+                   help="the contact sheet shows every N-th frame")
     p.add_argument("--allow-training-seeds", action="store_true",
                    help="also measure trajectories of training worlds (seeds below 1,000,000), which the "
                         "model has seen: their numbers are not held-out results")
@@ -73,7 +78,8 @@ def _cmd_eval(args) -> int:
 
     result = run_eval(named, args.model, args.steps, args.seed, args.device,
                       contact_sheet_path=args.contact_sheet, temperature=args.temperature,
-                      perceptual_every=args.perceptual_every)
+                      perceptual_every=args.perceptual_every, layout=args.layout == "on",
+                      sheet_every=args.sheet_every)
     if seen:
         result["training_worlds"] = seen   # said in the file too, not only on the command line
     atomic_json(args.json, result)

@@ -29,6 +29,12 @@ def register(sub) -> None:
     p.add_argument("--compare", action="store_true", help="start in compare mode: memory on | memory off")
     p.add_argument("--ground-truth", action="store_true", help="also show the ground-truth pane")
     p.add_argument("--no-memory", action="store_true", help="start with memory off")
+    p.add_argument("--layout", choices=("on", "off"), default="on",
+                   help="start with the scene layout grounding generation (models that take it), or off: the pure "
+                        "world model (L toggles it)")
+    p.add_argument("--no-observation", action="store_true",
+                   help="observe nothing: every world's first frame is generated from the scene layout too, so its "
+                        "whole look is the model's own (needs the layout on)")
     p.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--temperature", type=temperature_arg, default=None, metavar="T",
                    help="scale of the sampler's starting noise, in (0, 3] (default: the model's)")
@@ -43,6 +49,8 @@ def register(sub) -> None:
                    help="save a screenshot of the window when the run ends")
     p.add_argument("--record", type=Path, default=None, metavar="OUT.mp4",
                    help="record from the first frame to this file (plus OUT.trajectory.json/.csv)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --record clip (and its .trajectory.json/.csv) or --screenshot")
     p.add_argument("--out-dir", type=Path, default=None, metavar="DIR", help="where R and F12 save files")
     p.add_argument("--settings", type=Path, default=None, metavar="FILE.ini",
                    help="read and save settings in this file instead of the user's")
@@ -73,7 +81,21 @@ def run(args) -> int:
     for out, suffix in ((args.screenshot, ".png"), (args.record, ".mp4")):
         if out is not None and out.suffix.lower() != suffix:
             raise ValueError(f"{out}: expected a {suffix} file name")
-    _choose_platform(scripted=trajectory is not None or args.max_frames is not None)
+    # Every output before the window opens: a run must not end by replacing a clip or losing a screenshot.
+    from export.files import check_output_file
+
+    if args.screenshot is not None:
+        check_output_file(args.screenshot, "--screenshot", args.overwrite)
+    if args.record is not None:
+        from explorer.recorder import trajectory_paths
+
+        for path in (args.record, *trajectory_paths(args.record)):   # the clip, its .trajectory.json and .csv
+            check_output_file(path, "--record", args.overwrite)
+    scripted = trajectory is not None or args.max_frames is not None
+    _choose_platform(scripted=scripted)
+    if args.max_frames is not None and trajectory is None and os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        raise ValueError("--max-frames without --autopilot and without a display: nothing would move the camera, "
+                         "so only the first frame would ever be made; give --autopilot T.json")
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -87,7 +109,8 @@ def run(args) -> int:
         model_dir=str(args.model) if args.model else None,
         world_seed=trajectory.scene_seed if trajectory else args.seed, steps=args.steps, capacity=args.capacity,
         temperature=args.temperature, out_dir=str(args.out_dir) if args.out_dir else None, compare=args.compare, ground_truth=args.ground_truth,
-        memory=not args.no_memory, start=trajectory.frames[0] if trajectory else None, backend=args.backend)
+        memory=not args.no_memory, layout=args.layout == "on",
+        observe_start=not args.no_observation, start=trajectory.frames[0] if trajectory else None, backend=args.backend)
     window = MainWindow(open_store(args.settings), options)
     state = {"code": 0, "screenshot": None}
 

@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
         # TrajectoryError is a ValueError. Expected, user-fixable: message only, no traceback.
         return error(str(e) or type(e).__name__)
+    except OSError as e:
+        # An unwritable folder, a full disk, a vanished file: name the file and the reason, no traceback.
+        # Outputs are written atomically (engine/files.py), so what existed before is still intact.
+        where = f"{e.filename}: " if e.filename else ""
+        return error(f"{where}{e.strerror or e} (nothing was replaced; outputs are written whole or not at all)")
     except KeyboardInterrupt:
         print("mirage: interrupted", file=sys.stderr)
         return 130

@@ -62,6 +62,9 @@ def register_train(sub) -> None:
                    help="that loss's weight where the memory canvas covers the view, relative to uncovered cells "
                         "(0: only where memory shows nothing; generated frames go back into memory, and "
                         "sharpening what memory shows compounds on long walks)")
+    w.add_argument("--layout", choices=("on", "off"), default="on",
+                   help="the generator takes the scene layout (depth, normals, material classes of the level's "
+                        "geometry, never its colours); off: a layout-free generator as v1 was")
     _common(w)
     w.add_argument("--save-every", type=int, default=200, metavar="N",
                    help="checkpoint and write OUT/model every N steps (and at the end)")
@@ -180,7 +183,8 @@ def _cmd_train_world(args) -> int:
                                            history_canvas=args.history_canvas, workers=args.workers,
                                            save_every=args.save_every, precision=args.precision,
                                            adv_weight=args.adv_weight, adv_start=args.adv_start,
-                                           adv_lr=args.adv_lr, adv_covered=args.adv_covered),
+                                           adv_lr=args.adv_lr, adv_covered=args.adv_covered,
+                                           layout=args.layout == "on"),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.steps == 0:

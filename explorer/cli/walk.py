@@ -21,8 +21,8 @@ def _fps(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of frames per second, got {text!r}") from None
-    if not 0 < v <= 1000:
-        raise argparse.ArgumentTypeError(f"fps must be in (0, 1000], got {text}")
+    if not 1 <= v <= 1000:   # below 1 frame/s the encoders refuse the clip, after the whole walk
+        raise argparse.ArgumentTypeError(f"fps must be in [1, 1000], got {text}")
     return v
 
 
@@ -49,6 +49,9 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=None, metavar="T",
                    help="scale of the sampler's starting noise (default: the model's)")
     p.add_argument("--model", type=Path, default=None, metavar="DIR", help="model directory (default: shipped)")
+    p.add_argument("--layout", choices=("on", "off", "auto"), default="auto",
+                   help="ground every frame in the level's scene layout (geometry only, never colours), or off: "
+                        "the pure world model; auto (default): on when the model takes it")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for memory on and off)")
     p.add_argument("--scene-seed", type=seed_arg, default=None, metavar="N",
                    help="scene of an imported transforms.json that has no 'mirage' block")
@@ -84,9 +87,15 @@ def run(args) -> int:
                            codec=args.codec, gif=args.gif, overwrite=args.overwrite, scale=args.scale,
                            depth=args.depth, frames=args.frames, scene_seed=args.scene_seed, device=args.device,
                            progress=not args.quiet, gif_every=args.gif_every, gif_max_width=args.gif_width,
-                           temperature=args.temperature)
+                           temperature=args.temperature, scene_layout=args.layout)
     except VideoWriteError as e:  # disk full mid-clip: the message names the playable partial file
         raise WalkError(str(e)) from None
+    except OSError as e:          # e.g. the disk filled while writing the dataset: name what was kept
+        from export.video import journal_path
+
+        partial = journal_path(args.out)
+        kept = (f"; the clip's frames so far are kept, playable, in {partial}" if partial.exists() else "")
+        raise WalkError(f"{e.filename or args.out}: {e.strerror or e}{kept}") from None
     except KeyboardInterrupt:
         from export.video import journal_path
 

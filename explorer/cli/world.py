@@ -6,6 +6,7 @@ from pathlib import Path
 
 from explorer.cli.common import (
     CLIError,
+    fov_arg,
     parse_resolution,
     positive_int,
     refuse_existing,
@@ -56,9 +57,12 @@ def register_trajectory(sub) -> None:
                    help="total frames (default: the kind's own); for retrace and out-and-back a minimum, at least "
                         "the kind's shortest walk")
     p.add_argument("--fps", type=positive_int, default=15)
-    p.add_argument("--fov", type=float, default=70.0, help="vertical field of view in degrees")
+    p.add_argument("--fov", type=fov_arg, default=70.0, help="vertical field of view in degrees")
     p.add_argument("--resolution", type=parse_resolution, default=(128, 128), metavar="WxH")
     p.add_argument("--seed", type=int, default=0, help="random seed for the path (not the scene)")
+    p.add_argument("--observe", type=int, default=None, metavar="N",
+                   help="leading frames that are real observations (default: the kind's own); 0: every frame is "
+                        "generated, the world's whole look the model's own (needs the scene layout on)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(handler=_cmd_trajectory)
 
@@ -66,9 +70,11 @@ def register_trajectory(sub) -> None:
 def _cmd_trajectory(args) -> int:
     from engine.trajectory import make_trajectory, write_trajectory
 
-    if not 1.0 <= args.fov <= 170.0:
-        raise CLIError(f"--fov must be between 1 and 170 degrees, got {args.fov:g}")
     refuse_existing(args.out, args.overwrite)
+    from engine.trajectory.format import MAX_FRAMES
+
+    if args.frames is not None and args.frames > MAX_FRAMES:
+        raise CLIError(f"--frames {args.frames:,}: at most {MAX_FRAMES:,} frames (a trajectory file holds no more)")
     build = dict(fps=args.fps, fov_deg=args.fov, resolution=args.resolution, rng_seed=args.seed)
     if args.frames is not None and args.kind in ("retrace", "out-and-back"):
         # For these kinds --frames lengthens the walk; below the shortest walk it cannot be honoured.
@@ -77,6 +83,10 @@ def _cmd_trajectory(args) -> int:
             raise CLIError(f"--frames {args.frames}: a {args.kind} walk in scene {args.scene_seed} takes at least "
                            f"{shortest} frames at {args.fps} fps (for {args.kind}, --frames is a minimum length)")
     traj = make_trajectory(args.scene_seed, args.kind, frames=args.frames, **build)
+    if args.observe is not None:
+        if not 0 <= args.observe <= len(traj.frames):
+            raise CLIError(f"--observe {args.observe}: must be between 0 and the walk's {len(traj.frames)} frames")
+        traj.observe = args.observe
     if args.out.parent and not args.out.parent.exists():
         args.out.parent.mkdir(parents=True)
     write_trajectory(traj, args.out)
@@ -164,7 +174,7 @@ def register_dataset(sub) -> None:
     p.add_argument("--frames-per-scene", type=positive_int, required=True, metavar="N")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--resolution", type=parse_resolution, default=(128, 128), metavar="WxH")
-    p.add_argument("--fov", type=float, default=70.0)
+    p.add_argument("--fov", type=fov_arg, default=70.0, help="vertical field of view in degrees")
     p.add_argument("--shard-size", type=positive_int, default=1024, metavar="FRAMES",
                    help="about this many frames per shard; a shard holds whole scenes (default 1024)")
     p.add_argument("--depth-dtype", choices=("float16", "float32"), default="float16")

@@ -1,0 +1,77 @@
+"""The scene layout as the generator takes it: nine channels per latent cell.
+
+    logdepth   1   log of the cell's depth in metres (the depth memory lifts the cell with)
+    normal     3   mean camera-frame surface normal over the cell's pixels
+    classes    5   share of the cell's pixels of each material class (floor, wall, ceiling,
+                   furniture, picture surface); they sum to 1 where the layout is on
+
+Layout off is all nine at zero, which no real layout gives (the class shares sum to 1), so the
+one network tells the two modes apart. The cell depth is the same centre-of-cell depth the
+autoencoder's depth head gives memory (engine/model/autoencoder.cell_depth), taken from exact
+geometry instead of a prediction: a revisit lifts the same cells to the same points.
+
+Only geometry reaches these channels: engine/world/layout.py draws no colour, so nothing of
+the ground-truth renderer's appearance can reach the generator through them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.model.autoencoder import cell_depth
+from engine.world.layout import CLASSES, Layout, LayoutRenderer
+
+LAYOUT_CHANNELS = 1 + 3 + len(CLASSES)
+
+
+def layout_cells(layout: Layout, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of layouts (N, H, W) -> (channels (N, 9, cells, cells), cell depth (N, 1, cells, cells) metres)."""
+    depth = torch.from_numpy(np.ascontiguousarray(layout.depth, dtype=np.float32))[:, None]
+    n, _, h, w = depth.shape
+    if h != w or h % cells:
+        raise ValueError(f"a {h}x{w} layout does not tile into {cells}x{cells} cells")
+    k = h // cells
+    cd = cell_depth(depth, cells)
+    normal = torch.from_numpy(np.ascontiguousarray(layout.normal, dtype=np.float32)).permute(0, 3, 1, 2)
+    normal = torch.nn.functional.avg_pool2d(normal, k)
+    material = torch.from_numpy(np.ascontiguousarray(layout.material)).long()
+    # Pixels where nothing was drawn (class 255) count in no class; inside a level there are none.
+    onehot = torch.zeros(n, len(CLASSES) + 1, h, w)
+    onehot.scatter_(1, material.clamp(max=len(CLASSES))[:, None], 1.0)
+    shares = torch.nn.functional.avg_pool2d(onehot[:, :len(CLASSES)], k)
+    feats = torch.cat([cd.clamp(min=0.05).log(), normal, shares], dim=1)
+    return feats, cd
+
+
+def layout_off(n: int, cells: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The layout channels of layout off: zeros (N, 9, cells, cells)."""
+    return torch.zeros(n, LAYOUT_CHANNELS, cells, cells, device=device)
+
+
+class SceneLayout:
+    """A session's layout source: the layout of one level at a model's resolution, as cells.
+
+    Sessions walking in lockstep (memory on and off) share one, and the last pose's cells are
+    kept, so the G-buffer pass runs once a frame however many sessions read it. Its GL context
+    is made current on every call (engine/world/layout.py), so it may be built in one thread
+    and used in another, one thread at a time.
+    """
+
+    def __init__(self, level, image_size: int, cells: int, fov_deg: float) -> None:
+        self.renderer = LayoutRenderer(level, image_size, image_size, fov_deg)
+        self.cells = cells
+        self._last: tuple[bytes, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def set_level(self, level) -> None:
+        self.renderer.set_level(level)
+        self._last = None
+
+    def cells_at(self, pose) -> tuple[torch.Tensor, torch.Tensor]:
+        """(channels (1, 9, S, S), cell depth (1, 1, S, S) metres) of the view from `pose`."""
+        key = np.asarray(pose.c2w(), dtype=np.float64).tobytes()
+        if self._last is None or self._last[0] != key:
+            self._last = (key, layout_cells(self.renderer.layout([pose]), self.cells))
+        return self._last[1]
+
+    def close(self) -> None:
+        self.renderer.close()
