@@ -73,8 +73,17 @@ class Pose:
             raise ValueError("camera-to-world matrix: the 3x3 block is not a rotation")
         if abs(r[1, 0]) > atol:  # the camera's x axis must stay horizontal: no roll
             raise ValueError(f"camera-to-world matrix has roll (x axis y-component {r[1, 0]:.4g})")
+        # A horizontal x axis also holds for a camera rolled by 180 degrees, or one in OpenCV's
+        # convention (y down, z forward: the usual NeRF mix-up); both have their up axis pointing down.
+        if r[1, 1] <= 0.0:
+            raise ValueError(f"camera-to-world matrix is upside down (its up axis has y-component {r[1, 1]:.4g}): "
+                             f"rolled by 180 degrees, or in OpenCV's convention (y down, z forward) rather "
+                             f"than OpenGL's (y up, looking along -z)")
         fwd = -r[:, 2]
         pitch = math.degrees(math.asin(float(np.clip(fwd[1], -1.0, 1.0))))
+        if abs(pitch) > PITCH_LIMIT_DEG + 1e-3:
+            raise ValueError(f"camera-to-world matrix looks {abs(pitch):.1f} degrees {'up' if pitch > 0 else 'down'}; "
+                             f"walks look at most {PITCH_LIMIT_DEG:g} degrees up or down")
         yaw = math.degrees(math.atan2(-fwd[0], -fwd[2]))
         return Pose(tuple(m[:3, 3]), yaw, pitch)
 
@@ -184,16 +193,28 @@ def to_nerfstudio(poses: list[Pose], intr: Intrinsics, file_paths: list[str],
 
 def from_nerfstudio(data: dict) -> tuple[list[Pose], Intrinsics]:
     """Poses and intrinsics back from a transforms.json dict."""
-    try:
-        w, h, fl_y = int(data["w"]), int(data["h"]), float(data["fl_y"])
-        frames = data["frames"]
-    except KeyError as e:
-        raise ValueError(f"transforms.json: missing key {e.args[0]!r}") from None
+    for key in ("w", "h", "fl_y", "frames"):
+        if key not in data:
+            raise ValueError(f"transforms.json: missing key {key!r}")
+    for key in ("w", "h"):
+        v = data[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not 8 <= v <= MAX_SIDE:
+            raise ValueError(f"transforms.json: {key} must be a whole number of pixels from 8 to {MAX_SIDE}, got {v!r}")
+    w, h, fl_y, frames = data["w"], data["h"], data["fl_y"], data["frames"]
+    if isinstance(fl_y, bool) or not isinstance(fl_y, (int, float)) or not (math.isfinite(fl_y) and fl_y > 0):
+        raise ValueError(f"transforms.json: fl_y must be a positive focal length in pixels, got {fl_y!r}")
+    if not isinstance(frames, list):
+        raise ValueError(f"transforms.json: frames must be a list of frames, got {type(frames).__name__}")
     fov = math.degrees(2.0 * math.atan(0.5 * h / fl_y))
     poses = []
     for i, fr in enumerate(frames):
         try:
-            poses.append(Pose.from_c2w(np.asarray(fr["transform_matrix"], dtype=np.float64)))
-        except (KeyError, ValueError) as e:
+            if not isinstance(fr, dict) or "transform_matrix" not in fr:
+                raise ValueError("each frame must be an object with a transform_matrix")
+            m = np.asarray(fr["transform_matrix"], dtype=np.float64)
+            if not np.isfinite(m).all():
+                raise ValueError("holds NaN or infinite values")
+            poses.append(Pose.from_c2w(m))
+        except (TypeError, ValueError) as e:   # TypeError: nulls or strings inside the matrix
             raise ValueError(f"transforms.json: frames[{i}].transform_matrix: {e}") from None
     return poses, Intrinsics(w, h, round(fov, 6))

@@ -168,10 +168,18 @@ def read_transforms(path: str | os.PathLike, scene_seed: int | None = None, fps:
     if seed is None:
         raise ValueError(f"{path}: no scene seed in the file (no 'mirage' block); give one (--scene-seed N)")
     n = len(poses)
-    d = trajectory_to_dict(Trajectory(int(seed), poses, 15.0, intr.fov_deg, (intr.width, intr.height)))
+    # The mirage block's values go through the trajectory format's own checks below, as they are:
+    # a seed of 7.9 or [7] is named there, never truncated or crashed on here.
+    d = trajectory_to_dict(Trajectory(0, poses, 15.0, intr.fov_deg, (intr.width, intr.height)))
+    d["scene"] = {"seed": seed}
     d["fps"] = fps if fps is not None else mb.get("fps", 15)
-    d["observe"] = observe if observe is not None else min(int(mb.get("observe", 1)), n)
-    d["revisits"] = [list(p) for p in mb.get("revisits", []) if max(p) < n]
+    obs = observe if observe is not None else mb.get("observe", 1)
+    d["observe"] = min(obs, n) if isinstance(obs, int) and not isinstance(obs, bool) else obs
+    revisits = mb.get("revisits", [])
+    if isinstance(revisits, list):   # pairs beyond the frames kept (an imported walk cut short) are dropped
+        revisits = [p for p in revisits if not (isinstance(p, list) and len(p) == 2
+                                                and all(isinstance(v, int) for v in p) and max(p) >= n)]
+    d["revisits"] = revisits
     if mb.get("kind") is not None:
         d["kind"] = mb["kind"]
     # the same validation as a trajectory file: a bad value is named, not silently used

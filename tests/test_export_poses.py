@@ -110,3 +110,50 @@ def test_import_of_foreign_transforms(tmp_path, walk_traj):
     (tmp_path / "transforms.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"frames\[2\].*roll"):
         read_transforms(tmp_path, scene_seed=1)
+
+
+def test_imported_cameras_that_would_walk_turned_around_are_refused(tmp_path, walk_traj):
+    """Upside-down (roll 180) and OpenCV-convention cameras have a horizontal x axis too, so the
+    roll check alone let them through and they were walked turned by 180 degrees."""
+    from engine.camera import to_nerfstudio
+
+    good = to_nerfstudio(walk_traj.frames[:4], Intrinsics(64, 64, 70.0), [f"{i}.png" for i in range(4)])
+    flips = {"roll 180": np.diag([-1.0, -1.0, 1.0]), "OpenCV axes": np.diag([1.0, -1.0, -1.0])}
+    for name, flip in flips.items():
+        data = json.loads(json.dumps(good))
+        m = np.asarray(data["frames"][1]["transform_matrix"])
+        m[:3, :3] = m[:3, :3] @ flip
+        data["frames"][1]["transform_matrix"] = m.tolist()
+        (tmp_path / "transforms.json").write_text(json.dumps(data))
+        with pytest.raises(ValueError, match=r"frames\[1\].*upside down"):
+            read_transforms(tmp_path, scene_seed=1)
+    steep = json.loads(json.dumps(good))   # 89 degrees down used to be clamped to 85 without a word
+    from engine.camera import Pose
+
+    steep["frames"][0]["transform_matrix"] = Pose((0.0, 1.6, 0.0), 0.0, 0.0).c2w().tolist()
+    m = np.asarray(steep["frames"][0]["transform_matrix"])
+    a = np.radians(-89.0)
+    m[:3, :3] = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    steep["frames"][0]["transform_matrix"] = m.tolist()
+    (tmp_path / "transforms.json").write_text(json.dumps(steep))
+    with pytest.raises(ValueError, match=r"frames\[0\].*89.0 degrees down"):
+        read_transforms(tmp_path, scene_seed=1)
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda d: d.update(fl_y=0), "fl_y must be a positive focal length"),
+    (lambda d: d.update(w=None), "w must be a whole number"),
+    (lambda d: d.update(frames="abc"), "frames must be a list"),
+    (lambda d: d["frames"][0].update(transform_matrix=[[None] * 4] * 4), r"frames\[0\]\.transform_matrix"),
+    (lambda d: d.update(mirage={"scene_seed": [7]}), "scene.seed"),
+    (lambda d: d.update(mirage={"scene_seed": 7.9}), "scene.seed"),
+    (lambda d: d.update(mirage={"scene_seed": 7, "revisits": [5]}), r"revisits\[0\]"),
+])
+def test_malformed_transforms_fields_are_named(tmp_path, walk_traj, change, words):
+    from engine.camera import to_nerfstudio
+
+    data = to_nerfstudio(walk_traj.frames[:4], Intrinsics(64, 64, 70.0), [f"{i}.png" for i in range(4)])
+    change(data)
+    (tmp_path / "transforms.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=words):
+        read_transforms(tmp_path)
