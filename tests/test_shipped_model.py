@@ -18,6 +18,15 @@ def test_shipped_config_is_the_documented_one():
     assert cfg.memory == MemoryConfig(), "LatentMemory()'s defaults must be the shipped memory"
     assert cfg.inference.steps == 4 and cfg.inference.temperature == pytest.approx(1.08)
     assert cfg.latent_mean_range is not None and len(cfg.latent_mean_range) == cfg.autoencoder.latent_channels
+    assert cfg.generator.layout_channels == 9, "the shipped generator is grounded in the scene layout (v2)"
+
+
+def test_shipped_weights_match_their_checksums():
+    from engine.model.world_model import CHECKSUMS, WorldModel
+
+    d = ROOT / "assets" / "models" / "default"
+    assert (d / CHECKSUMS).is_file()
+    assert WorldModel.load(d).takes_layout   # load() verifies every weights file against checksums.json
 
 
 @pytest.mark.slow

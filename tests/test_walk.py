@@ -230,3 +230,20 @@ def test_missing_default_model_says_to_pass_model(tmp_path, turn_json, capsys):
     refused(capsys, ["walk", "--trajectory", str(turn_json), "--out", str(tmp_path / "c.mp4"), "--quiet"],
             "default model", "--model DIR")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_walk_that_observes_nothing_is_all_generated_from_the_layout(tmp_path, tiny_model_dir, egl, capsys):
+    from export.dataset import read_transforms
+
+    t = make_trajectory(1_000_123, "explore", frames=6, resolution=(64, 64))
+    t.observe = 0
+    write_trajectory(t, tmp_path / "blind.json")
+    args = ["walk", "--trajectory", str(tmp_path / "blind.json"), "--model", str(tiny_model_dir), "--quiet",
+            "--memory", "on", "--transforms-out", str(tmp_path / "ds")]
+    assert main(args + ["--out", str(tmp_path / "off.mp4"), "--layout", "off"]) == 2
+    assert "observes no frame" in capsys.readouterr().err and not (tmp_path / "off.mp4").exists()
+    assert main(args + ["--out", str(tmp_path / "on.mp4")]) == 0   # auto: the tiny model takes the layout
+    assert "(0 observed, 6 generated)" in capsys.readouterr().out
+    assert len(read_clip(tmp_path / "on.mp4")) == 6
+    meta = json.loads((tmp_path / "ds" / "transforms.json").read_text())["mirage"]
+    assert meta["layout"] == "on" and meta["observe"] == 0 and len(read_transforms(tmp_path / "ds")) == 6

@@ -36,9 +36,13 @@ def register(sub) -> None:
 def _refuse_existing(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} is a file; --out takes a folder")
-    if overwrite or not out.exists() or not any(out.iterdir()):
-        return
-    raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace the export in it")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace the export in it")
+    from export.files import check_writable_dir
+
+    # Before the export (tens of seconds): a folder that cannot be written is named now, not after.
+    existing = next(p for p in (out, *out.parents) if p.exists())   # the export makes the folders below it
+    check_writable_dir(existing, "--out")
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
