@@ -29,7 +29,7 @@ def walked_trajectory(source: Trajectory, poses: Sequence[Pose], observed: Seque
     """A Trajectory for the poses walked along `source` (possibly only its first frames).
 
     `observed` flags each pose; the observed frames must lead, as the format's `observe`
-    count says. Revisit pairs of `source` are kept where both frames were walked.
+    count says (0 for a walk whose every frame was generated from the scene layout). Revisit pairs of `source` are kept where both frames were walked.
     """
     poses, observed = list(poses), [bool(v) for v in observed]
     if len(poses) != len(observed):
@@ -37,8 +37,8 @@ def walked_trajectory(source: Trajectory, poses: Sequence[Pose], observed: Seque
     if not poses:
         raise ValueError("a walked trajectory needs at least one pose")
     n_obs = sum(observed)
-    if observed[:n_obs] != [True] * n_obs or n_obs < 1:
-        raise ValueError("observed frames must come first, and there must be at least one")
+    if observed[:n_obs] != [True] * n_obs:   # none at all is a walk grounded in the scene layout alone
+        raise ValueError("observed frames must come first")
     n = len(poses)
     revisits = [(i, j) for i, j in source.revisits if i < n and j < n]
     return Trajectory(source.scene_seed, poses, source.fps, source.fov_deg, tuple(source.resolution), n_obs,

@@ -147,6 +147,9 @@ def test_layout_free_model_refuses_a_layout(tiny_model_dir, tmp_path):  # noqa: 
     state = load_file(str(d / "generator.safetensors"))
     state["inp.weight"] = state["inp.weight"][:, :-9].contiguous()
     save_file(state, str(d / "generator.safetensors"))
+    from engine.model.world_model import write_checksums
+
+    write_checksums(d)
     m = WorldModel.load(d)
     assert not m.takes_layout
     scene = SceneLayout(generate_level(1_000_003), m.image_size, m.cells, m.cfg.fov_deg)

@@ -236,7 +236,7 @@ MALFORMED = [
     ("float seed", ("scene.seed", 7.5), ["scene.seed", "7.5"]),
     ("missing pitch", ("frames.4.pitch", _DELETE), ["frames[4]", "missing key 'pitch'"]),
     ("missing revisits", ("revisits", _DELETE), ["missing key 'revisits'"]),
-    ("observe zero", ("observe", 0), ["observe", "0"]),
+    ("observe negative", ("observe", -1), ["observe", "-1"]),
     ("observe past the end", ("observe", 10_000), ["observe", "10000"]),
     ("pitch out of range", ("frames.1.pitch", 120.0), ["frames[1].pitch", "120.0"]),
     ("short position", ("frames.0.position", [1.0, 2.0]), ["frames[0].position", "[1.0, 2.0]"]),

@@ -70,8 +70,11 @@ def test_walk_both_with_gt_writes_clip_poses_dataset_and_gif(tmp_path, tiny_mode
     gt, depth = r.render(traj.frames[:FRAMES])
     r.close()
     expect = {0: [], 1: []}
-    for k, on in ((0, True), (1, False)):
-        sess = WorldSession(model, memory=on, seed=0)
+    from engine.model.layout_cells import SceneLayout
+
+    scene = SceneLayout(generate_level(traj.scene_seed), 64, model.cells, model.cfg.fov_deg)
+    for k, on in ((0, True), (1, False)):   # the walk grounds frames in the layout: the tiny model takes it
+        sess = WorldSession(model, memory=on, seed=0, layout=scene)
         expect[k].append(sess.observe(gt[0], traj.frames[0], depth[0]).frame)
         expect[k] += [sess.step(p).frame for p in traj.frames[1:FRAMES]]
     for i, frame in enumerate(clip):
@@ -242,7 +245,7 @@ def test_walk_that_observes_nothing_is_all_generated_from_the_layout(tmp_path, t
             "--memory", "on", "--transforms-out", str(tmp_path / "ds")]
     assert main(args + ["--out", str(tmp_path / "off.mp4"), "--layout", "off"]) == 2
     assert "observes no frame" in capsys.readouterr().err and not (tmp_path / "off.mp4").exists()
-    assert main(args + ["--out", str(tmp_path / "on.mp4")]) == 0   # auto: the tiny model takes the layout
+    assert main(args + ["--out", str(tmp_path / "on.mp4")]) == 0, capsys.readouterr().err   # auto: layout on
     assert "(0 observed, 6 generated)" in capsys.readouterr().out
     assert len(read_clip(tmp_path / "on.mp4")) == 6
     meta = json.loads((tmp_path / "ds" / "transforms.json").read_text())["mirage"]

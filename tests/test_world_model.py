@@ -224,7 +224,7 @@ def test_eval_reports_every_required_key(tiny_model_dir, egl, eval_seed):
     assert out["trajectories"][0]["frames"] == len(traj.frames)
     # Realism and geometry: perceptual distance, feature distance, the model's depth; the baselines
     # on the same frames; the distance's noise floor; which mode of the model ran.
-    assert out["layout"] == "off"
+    assert out["layout"] == "on"   # the tiny model takes the scene layout, and eval's default is on
     for mode in ("memory_on", "memory_off"):
         assert 0 < s[mode]["lpips_gt"] < 1.5 and s[mode]["fd_alex"] > 0 and 0 < s[mode]["depth_abs_rel"] < 5
     for name in ("flat", "layout"):
@@ -255,6 +255,9 @@ def test_eval_flags_nan_that_uint8_frames_would_hide(tiny_model_dir, egl, eval_s
     w = load_file(str(broken / "generator.safetensors"))
     w["out.bias"][0] = float("nan")
     save_file(w, str(broken / "generator.safetensors"))
+    from engine.model.world_model import write_checksums
+
+    write_checksums(broken)   # a consistent file with a NaN in it, not a damaged one
     row = run_eval([("t", traj)], broken, steps=1, progress=False)["trajectories"][0]
     assert row["memory_on"]["any_nan"] and row["memory_off"]["any_nan"]
 
@@ -288,7 +291,7 @@ def test_bench_step_reports_stages_and_percentiles(tiny_model_dir, egl, tmp_path
     step = res["step"]
     assert step["frames"] == 6 and step["fps"] > 0
     assert step["latency_ms_p99"] >= step["latency_ms_p50"] > 0
-    assert set(step["stages_ms"]) == {"memory_read", "generator", "decode", "memory_write", "total"}
+    assert set(step["stages_ms"]) == {"layout", "memory_read", "generator", "decode", "memory_write", "total"}
     for name in ("torch-cpu", "onnxruntime"):       # both run on any CPU machine
         b = res["backends"][name]
         assert b["fps"] > 0 and b["latency_ms_p99"] >= b["latency_ms_p50"] > 0 and b["frames"] == 6
