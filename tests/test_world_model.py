@@ -240,7 +240,8 @@ def test_eval_reports_every_required_key(tiny_model_dir, egl, eval_seed):
 
 def test_eval_flags_nan_that_uint8_frames_would_hide(tiny_model_dir, egl, eval_seed, tmp_path):
     """any_nan looks at the model's float output: NaN becomes 0 in a uint8 frame, so a check on the
-    shown frames could never fire. A generator with one NaN bias makes every generated frame NaN."""
+    shown frames could never fire. A generator with one bias at 3e38 (finite, so load accepts it;
+    a NaN weight is refused at load) overflows every generated frame to inf and NaN."""
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -253,11 +254,11 @@ def test_eval_flags_nan_that_uint8_frames_would_hide(tiny_model_dir, egl, eval_s
     broken = tmp_path / "nan"
     shutil.copytree(tiny_model_dir, broken)
     w = load_file(str(broken / "generator.safetensors"))
-    w["out.bias"][0] = float("nan")
+    w["out.bias"][0] = 3e38
     save_file(w, str(broken / "generator.safetensors"))
     from engine.model.world_model import write_checksums
 
-    write_checksums(broken)   # a consistent file with a NaN in it, not a damaged one
+    write_checksums(broken)   # a consistent file whose values overflow, not a damaged one
     row = run_eval([("t", traj)], broken, steps=1, progress=False)["trajectories"][0]
     assert row["memory_on"]["any_nan"] and row["memory_off"]["any_nan"]
 
