@@ -85,11 +85,10 @@ class WorldSession:
         # The latent range guard's bounds as a tensor once, not rebuilt from the config every step.
         r = cfg.latent_mean_range
         self._latent_bounds = None if r is None else torch.tensor(r, dtype=torch.float32, device=self.device)
-        if layout is not None and not self.model.takes_layout:
-            raise ValueError("this model's generator takes no scene layout (config.json generator.layout_channels "
-                             "is 0); run it with the layout off")
-        self.layout_source = layout
-        self.layout_enabled = layout is not None
+        self.layout_source: SceneLayout | None = None
+        self.layout_enabled = False
+        if layout is not None:
+            self.set_layout(True, layout)
         self.memory = LatentMemory.from_config(self.model.latent_channels, cfg.memory, self.model.cells, cfg.fov_deg,
                                                self.device, capacity)
         self.reset()
@@ -126,7 +125,7 @@ class WorldSession:
         if source is not None:
             if not self.model.takes_layout:
                 raise ValueError("this model's generator takes no scene layout (config.json "
-                                 "generator.layout_channels is 0)")
+                                 "generator.layout_channels is 0); run it with the layout off")
             self.layout_source = source
         if enabled and self.layout_source is None:
             raise ValueError("this session has no layout source; give WorldSession a SceneLayout")

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.camera import Intrinsics, Pose, view_matrix_gl
+from engine.camera import MAX_SIDE, Intrinsics, Pose, view_matrix_gl
 from engine.world.geometry import (
     CEILING,
     FACE_NORMALS,
@@ -30,6 +30,7 @@ from engine.world.geometry import (
     face_corners,
 )
 from engine.world.levels import Level
+from engine.world.renderer import pool_size
 
 # Class indices of the layout's material map; NONE where nothing was drawn.
 CLASSES = ("floor", "wall", "ceiling", "furniture", "picture")
@@ -38,7 +39,7 @@ NONE = 255
 _MATERIAL_CLASS = {FLOOR: FLOOR_C, WALL: WALL_C, CEILING: CEILING_C, FURNITURE: FURNITURE_C, LANDMARK: FURNITURE_C}
 
 NEAR, FAR = 0.05, 100.0
-_POOL = 16          # framebuffers drawn before the first read-back, as the renderer does
+_POOL = 16          # framebuffers drawn before the first read-back, at most (fewer for large frames)
 
 VERTEX = """
 #version 330
@@ -115,8 +116,8 @@ class LayoutRenderer:
                  t: float = 0.0) -> None:
         import moderngl  # local: only GL users need it
 
-        if width < 8 or height < 8:
-            raise ValueError(f"layout resolution must be at least 8x8, got {width}x{height}")
+        if not (8 <= width <= MAX_SIDE and 8 <= height <= MAX_SIDE):
+            raise ValueError(f"layout resolution must be between 8x8 and {MAX_SIDE}x{MAX_SIDE}, got {width}x{height}")
         self.intrinsics = Intrinsics(int(width), int(height), float(fov_deg))
         try:
             self.ctx = moderngl.create_standalone_context(backend="egl")
@@ -127,7 +128,7 @@ class LayoutRenderer:
         self._fbos = [self.ctx.framebuffer([self.ctx.renderbuffer((width, height), 4),
                                             self.ctx.renderbuffer((width, height), 1, dtype="f4")],
                                            self.ctx.depth_renderbuffer((width, height)))
-                      for _ in range(_POOL)]
+                      for _ in range(pool_size(width, height, _POOL))]
         self.prog["u_proj"].write(self.intrinsics.projection_gl(NEAR, FAR).astype("f4").T.copy().tobytes())
         self.vao = self.vbo = None
         self.level: Level | None = None
@@ -163,8 +164,9 @@ class LayoutRenderer:
 
         n, w, h = len(poses), self.intrinsics.width, self.intrinsics.height
         self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-        for start in range(0, n, _POOL):
-            chunk = poses[start:start + _POOL]
+        pool = len(self._fbos)
+        for start in range(0, n, pool):
+            chunk = poses[start:start + pool]
             for fbo, pose in zip(self._fbos, chunk):
                 fbo.use()
                 fbo.clear(0.5, 0.5, 0.5, 1.0, depth=1.0)   # alpha 1.0 reads as class 255: nothing drawn

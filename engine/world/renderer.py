@@ -40,10 +40,10 @@ _POOL = 64  # framebuffers drawn before the first read-back (at most)
 _POOL_BYTES = 256 << 20
 
 
-def pool_size(width: int, height: int) -> int:
+def pool_size(width: int, height: int, most: int = _POOL) -> int:
     """Framebuffers for a resolution: as many as fit _POOL_BYTES (colour, linear depth, depth
-    buffer: 12 bytes a pixel), from 1 to _POOL."""
-    return max(1, min(_POOL, _POOL_BYTES // (12 * width * height)))
+    buffer: 12 bytes a pixel, the renderer's and the scene layout's alike), from 1 to `most`."""
+    return max(1, min(most, _POOL_BYTES // (12 * width * height)))
 
 # The two in-plane axes (u, v) per face, as indices into xyz, for world-anchored texture coordinates.
 _UV_AXES = [(2, 1), (2, 1), (0, 2), (0, 2), (0, 1), (0, 1)]
