@@ -135,6 +135,13 @@ class WorldSession:
     def layout_on(self) -> bool:
         return self.layout_enabled and self.layout_source is not None
 
+    def _pixels(self, pose: Pose) -> torch.Tensor | None:
+        """The full-resolution layout for a decoder that takes it, with the layout on; else None
+        (layout off, which such a decoder reads as zeros)."""
+        if self.layout_on and self.model.decoder_takes_layout:
+            return self.layout_source.pixels_at(pose).to(self.device)
+        return None
+
     def _check_frame(self, rgb: np.ndarray) -> None:
         s = self.image_size
         if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.shape == (s, s, 3)):
@@ -148,7 +155,7 @@ class WorldSession:
         t0 = time.perf_counter()
         x = to_model_image(torch.from_numpy(rgb)[None]).to(self.device)
         z = self.backend.encode(x)
-        rec, pred_depth = self.backend.decode(z)
+        rec, pred_depth = self.backend.decode(z, self._pixels(pose))
         if depth is not None:
             d = torch.from_numpy(np.asarray(depth, dtype=np.float32))[None, None].to(self.device)
             cells = cell_depth(d, self.model.cells)
@@ -183,6 +190,7 @@ class WorldSession:
             layout, layout_depth = (t.to(self.device) for t in self.layout_source.cells_at(pose))
         elif m.takes_layout:
             layout = layout_off(1, s, self.device)
+        pixels = self._pixels(pose)
         tl = time.perf_counter()
         if self.memory_enabled and len(self.memory):
             canvas, mask, mdepth = self.memory.read(c2w, self.index)
@@ -203,9 +211,10 @@ class WorldSession:
         # Keep each channel's mean where real frames keep it: against colour drift in long walks.
         z = clamp_channel_means(z, self._latent_bounds)
         t2 = time.perf_counter()
-        rgb, depth = self.backend.decode(z)
+        rgb, depth = self.backend.decode(z, pixels)
         # With the layout on, memory and the next step lift this frame's cells with exact geometry;
-        # the frame's shown depth stays the model's own.
+        # the frame's shown depth stays the decoder's (for a layout decoder, the layout's depth with
+        # its learned correction).
         cells = layout_depth if layout_depth is not None else cell_depth(depth, s)
         t3 = time.perf_counter()
         if self.memory_enabled:

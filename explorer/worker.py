@@ -308,7 +308,7 @@ class Worker(QThread):
             from engine.model.layout_cells import SceneLayout
 
             if sl is None:
-                self.scene_layout = SceneLayout(self.level, size, self.model.cells, fov)
+                self.scene_layout = SceneLayout.for_model(self.level, self.model)
             else:
                 sl.set_level(self.level)
         self._apply_layout()

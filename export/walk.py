@@ -214,7 +214,7 @@ def run_walk(trajectory: Trajectory | str | os.PathLike, out: str | os.PathLike,
     from engine.world.levels import generate_level
 
     level = generate_level(source.scene_seed)
-    scene = SceneLayout(level, size, wm.cells, wm.cfg.fov_deg) if use_layout else None
+    scene = SceneLayout.for_model(level, wm) if use_layout else None
     notes = []
     if tuple(source.resolution) != (size, size):
         notes.append(f"the trajectory asks for {source.resolution[0]}x{source.resolution[1]}; the model makes "

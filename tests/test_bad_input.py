@@ -212,7 +212,12 @@ def test_a_field_of_view_of_nan_or_zero_is_refused(tmp_path, capsys):
 
 
 def test_camera_heights_outside_every_level_and_fps_below_one_are_refused(tmp_path):
-    from engine.trajectory import TrajectoryError, make_trajectory, read_trajectory, trajectory_to_dict
+    from engine.trajectory import (
+        TrajectoryError,
+        make_trajectory,
+        read_trajectory,
+        trajectory_to_dict,
+    )
 
     d = trajectory_to_dict(make_trajectory(7, "turnaround", resolution=(64, 64)))
     for y in (5.0, -1.0):   # above the roof, under the floor: black frames with exit 0 before

@@ -4,7 +4,9 @@ A backend runs the three per-frame networks of a WorldModel and nothing else:
 
     encode(rgb)           rgb (B, 3, H, W) in [-1, 1]          -> normalised latent z (B, C, S, S)
     generate(x_t, t, c)   noisy latent, flow time (B,), cond    -> predicted clean latent x0 (B, C, S, S)
-    decode(z)             normalised latent                     -> rgb (B, 3, H, W) in [-1, 1], depth (B, 1, H, W) m
+    decode(z, layout)     normalised latent (and, for a model whose decoder takes it, the
+                          full-resolution scene layout (B, 9, H, W); None: layout off)
+                                                                -> rgb (B, 3, H, W) in [-1, 1], depth (B, 1, H, W) m
 
 Latents are the *normalised* ones, exactly what WorldModel.encode/.gen/.decode take
 and give, so the sampler, the memory and the projection code stay in torch tensors
@@ -54,8 +56,10 @@ class Backend(ABC):
         """One flow step of the generator: x_t (B, C, S, S), t (B,), cond (B, K, S, S) -> x0 (B, C, S, S)."""
 
     @abstractmethod
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised latent -> rgb (B, 3, H, W) clamped to [-1, 1], depth (B, 1, H, W) in metres."""
+    def decode(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised latent -> rgb (B, 3, H, W) clamped to [-1, 1], depth (B, 1, H, W) in metres.
+        `layout` reaches only a decoder that takes it (WorldModel.decoder_takes_layout); None there is
+        layout off."""
 
     def close(self) -> None:
         """Release sessions, engines and buffers (optional; garbage collection does it too)."""

@@ -27,6 +27,13 @@ IO_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "generator": (("x_t", "t", "cond"), ("x0",)),
     "decoder": (("z",), ("rgb", "depth")),
 }
+# A decoder that takes the full-resolution scene layout (autoencoder.layout_channels) has it as a second input.
+LAYOUT_DECODER_IO = (("z", "layout"), ("rgb", "depth"))
+
+
+def io_names(model: WorldModel) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """IO_NAMES for this model's graphs: the decoder's inputs depend on whether it takes the layout."""
+    return {**IO_NAMES, "decoder": LAYOUT_DECODER_IO} if model.decoder_takes_layout else dict(IO_NAMES)
 
 
 class EncoderNet(nn.Module):
@@ -58,8 +65,9 @@ class DecoderNet(nn.Module):
         self.shift, self.scale = float(model.cfg.latent_shift), float(model.cfg.latent_scale)
         self.dtype = dtype
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth = self.ae.decode((z * self.scale + self.shift).to(self.dtype))
+    def forward(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        lay = None if layout is None else layout.to(self.dtype)
+        rgb, depth = self.ae.decode((z * self.scale + self.shift).to(self.dtype), lay)
         return rgb.float(), depth.float()
 
 
@@ -100,5 +108,18 @@ def example_inputs(model: WorldModel, batch: int = 2, device: torch.device | str
 
     rgb = (torch.rand(batch, 3, size, size, generator=g) * 2 - 1).to(device)
     t = torch.rand(batch, generator=g).to(device)
-    return {"encoder": (rgb,), "generator": (r(batch, c, s, s), t, r(batch, k, s, s)),
-            "decoder": (r(batch, c, s, s),)}
+    decoder: tuple[torch.Tensor, ...] = (r(batch, c, s, s),)
+    if model.decoder_takes_layout:
+        decoder += (example_layout(batch, size, g).to(device),)
+    return {"encoder": (rgb,), "generator": (r(batch, c, s, s), t, r(batch, k, s, s)), "decoder": decoder}
+
+
+def example_layout(batch: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """A random full-resolution layout (batch, 9, size, size) shaped like a real one: log depth, unit
+    normals, one class per pixel (some pixels with none), so the decoder's depth switch is exercised."""
+    logd = torch.rand(batch, 1, size, size, generator=g) * 3 - 1
+    normal = torch.nn.functional.normalize(torch.randn(batch, 3, size, size, generator=g), dim=1)
+    cls = torch.randint(0, 6, (batch, 1, size, size), generator=g)
+    onehot = torch.zeros(batch, 6, size, size).scatter_(1, cls, 1.0)[:, :5]
+    drawn = onehot.sum(1, keepdim=True)
+    return torch.cat([logd * drawn, normal * drawn, onehot], dim=1)

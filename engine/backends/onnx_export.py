@@ -2,7 +2,7 @@
 
     export_onnx(model, out_dir, fp16=False)  ->  out_dir/encoder.onnx, generator.onnx, decoder.onnx, manifest.json
 
-Inputs and outputs carry stable names (engine.backends.networks.IO_NAMES) and a
+Inputs and outputs carry stable names (engine.backends.networks.io_names) and a
 dynamic batch axis called "batch"; every other axis is fixed by the model's config.
 The manifest records the opset, the exporter, the fp16 flag, the shapes and names,
 sha256 of each ONNX file and of the weights and config they came from: a later run
@@ -34,11 +34,11 @@ from pathlib import Path
 import torch
 
 from engine.backends.base import cache_dir, sha256_file, state_hash
-from engine.backends.networks import IO_NAMES, build_networks, example_inputs
+from engine.backends.networks import build_networks, example_inputs, io_names
 from engine.model.world_model import WorldModel
 
 MANIFEST = "manifest.json"
-FORMAT = "mirage-onnx/3"  # 3: the decoder takes only z again (2 had an unshipped `source` input)
+FORMAT = "mirage-onnx/3"  # 3: the decoder takes z, and the layout where the model's decoder takes it (manifest io)
 OPSET = 18
 NETWORKS = ("encoder", "generator", "decoder")
 
@@ -64,18 +64,21 @@ def _shapes(model: WorldModel) -> dict[str, dict[str, list]]:
     ex = example_inputs(model, batch=1)
     nets = build_networks(model)
     out: dict[str, dict[str, list]] = {}
+    names = io_names(model)
     with torch.no_grad():
         for name in NETWORKS:
-            ins, outs = IO_NAMES[name]
+            ins, outs = names[name]
             res = nets[name](*[x.to(next(model.parameters()).device) for x in ex[name]])
             res = res if isinstance(res, tuple) else (res,)
             out[name] = {n: ["batch", *x.shape[1:]] for n, x in zip(ins + outs, list(ex[name]) + list(res))}
     return out
 
 
-def _export_one(net: torch.nn.Module, args: tuple, path: Path, name: str, opset: int) -> str:
-    """Export one network; returns which exporter did it."""
-    ins, outs = IO_NAMES[name]
+def _export_one(net: torch.nn.Module, args: tuple, path: Path, io: tuple[tuple[str, ...], tuple[str, ...]],
+                opset: int) -> str:
+    """Export one network with its (input names, output names); returns which exporter did it."""
+    ins, outs = io
+    name = path.stem
     # verbose=False keeps the dynamo exporter from printing progress; it also logs a warning per
     # torchvision op it cannot find (we use none): noise, silenced for the call.
     onnx_log = logging.getLogger("torch.onnx")
@@ -119,7 +122,7 @@ def export_onnx(model: WorldModel, out_dir: str | Path, fp16: bool = False, opse
     try:
         exporters = {}
         for name in NETWORKS:
-            exporters[name] = _export_one(nets[name], ex[name], tmp / f"{name}.onnx", name, opset)
+            exporters[name] = _export_one(nets[name], ex[name], tmp / f"{name}.onnx", io_names(cpu_model)[name], opset)
         manifest = {
             "format": FORMAT,
             "opset": opset,
@@ -127,7 +130,7 @@ def export_onnx(model: WorldModel, out_dir: str | Path, fp16: bool = False, opse
             "exporter": exporters,
             "torch": torch.__version__,
             "weights": weights_fingerprint(model),
-            "io": {name: {"inputs": list(IO_NAMES[name][0]), "outputs": list(IO_NAMES[name][1])}
+            "io": {name: {"inputs": list(io_names(model)[name][0]), "outputs": list(io_names(model)[name][1])}
                    for name in NETWORKS},
             "shapes": _shapes(cpu_model),
             "files": {f"{name}.onnx": sha256_file(tmp / f"{name}.onnx") for name in NETWORKS},

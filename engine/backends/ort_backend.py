@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from engine.backends.base import Backend, BackendUnavailable
-from engine.backends.networks import IO_NAMES, build_networks, example_inputs
+from engine.backends.networks import build_networks, example_inputs, io_names
 from engine.backends.onnx_export import NETWORKS, cached_export, check_export
 from engine.model.world_model import WorldModel
 
@@ -79,15 +79,18 @@ class OnnxRuntimeBackend(Backend):
         self.sessions = {name: ort.InferenceSession(str(self.onnx_dir / f"{name}.onnx"), sess_options=so,
                                                     providers=["CPUExecutionProvider"])
                          for name in NETWORKS}
+        self.io = io_names(model)
+        self.decoder_layout = model.decoder_takes_layout
+        self.layout_shape = (model.cfg.autoencoder.layout_channels, model.image_size, model.image_size)
         for name, sess in self.sessions.items():
             ins = tuple(i.name for i in sess.get_inputs())
             outs = tuple(o.name for o in sess.get_outputs())
-            if (ins, outs) != IO_NAMES[name]:
+            if (ins, outs) != self.io[name]:
                 raise BackendUnavailable(f"{self.onnx_dir / name}.onnx: inputs {ins} outputs {outs}, "
-                                         f"expected {IO_NAMES[name]}")
+                                         f"expected {self.io[name]}")
 
     def _run(self, name: str, *xs: torch.Tensor) -> list[torch.Tensor]:
-        ins, outs = IO_NAMES[name]
+        ins, outs = self.io[name]
         res = self.sessions[name].run(list(outs), {n: _to_numpy(x) for n, x in zip(ins, xs)})
         dev = xs[0].device
         return [torch.from_numpy(r).to(dev) for r in res]
@@ -98,8 +101,12 @@ class OnnxRuntimeBackend(Backend):
     def generate(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self._run("generator", x_t, t, cond)[0]
 
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth = self._run("decoder", z)
+    def decode(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.decoder_layout:
+            return tuple(self._run("decoder", z))
+        if layout is None:   # layout off: the graph's layout input all zero, as WorldModel.decode does
+            layout = z.new_zeros(z.shape[0], *self.layout_shape)
+        rgb, depth = self._run("decoder", z, layout)
         return rgb, depth
 
     def close(self) -> None:
@@ -126,7 +133,7 @@ def network_parity(model: WorldModel, onnx_dir: str | Path, batch: int = 1, seed
     for name in NETWORKS:
         sess = ort.InferenceSession(str(Path(onnx_dir) / f"{name}.onnx"), sess_options=session_options(),
                                     providers=["CPUExecutionProvider"])
-        ins, outs = IO_NAMES[name]
+        ins, outs = io_names(cpu)[name]
         got = sess.run(list(outs), {n: x.numpy() for n, x in zip(ins, inputs[name])})
         with torch.no_grad():
             ref = nets[name](*inputs[name])

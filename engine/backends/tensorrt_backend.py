@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from engine.backends.base import Backend, BackendUnavailable, cache_dir
-from engine.backends.networks import IO_NAMES
+from engine.backends.networks import io_names
 from engine.backends.onnx_export import NETWORKS, cached_export, check_export
 from engine.files import atomic_bytes
 from engine.model.world_model import WorldModel
@@ -88,7 +88,7 @@ class _Engine:
         if inputs != set(io_names[0]) or set(names) - inputs != set(io_names[1]):
             raise BackendUnavailable(f"engine has inputs {sorted(inputs)} outputs {sorted(set(names) - inputs)}, "
                                      f"expected {io_names}")
-        # Call order is the export's (IO_NAMES), whatever order the engine lists its tensors in.
+        # Call order is the export's (networks.io_names), whatever order the engine lists its tensors in.
         self.inputs, self.outputs = list(io_names[0]), list(io_names[1])
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
 
@@ -138,6 +138,8 @@ class TensorRTBackend(Backend):
         idx = device.index if device.index is not None else torch.cuda.current_device()
         self.gpu = torch.cuda.get_device_name(idx)
         self.capability = torch.cuda.get_device_capability(idx)
+        self.io = io_names(model)
+        self.layout_shape = (model.cfg.autoencoder.layout_channels, model.image_size, model.image_size)
         self.built: list[str] = []
         self.engines = {name: self._load_or_build(name) for name in NETWORKS}
         if not self.reason:
@@ -158,13 +160,13 @@ class TensorRTBackend(Backend):
         path = self.engine_path(name)
         if path.is_file():
             try:
-                return _Engine(self.trt, path.read_bytes(), self.logger, self.device, IO_NAMES[name])
+                return _Engine(self.trt, path.read_bytes(), self.logger, self.device, self.io[name])
             except Exception:  # noqa: BLE001 - a corrupt or foreign plan: rebuild it
                 path.unlink(missing_ok=True)
         plan = self._build(name)
         atomic_bytes(path, plan)
         self.built.append(name)
-        return _Engine(self.trt, plan, self.logger, self.device, IO_NAMES[name])
+        return _Engine(self.trt, plan, self.logger, self.device, self.io[name])
 
     def _build(self, name: str) -> bytes:
         trt = self.trt
@@ -213,8 +215,11 @@ class TensorRTBackend(Backend):
     def generate(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.engines["generator"](x_t, t, cond)[0].to(x_t.device)
 
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth = self.engines["decoder"](z)
+    def decode(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        xs = (z,)
+        if len(self.io["decoder"][0]) == 2:   # the decoder takes the layout; None is layout off (zeros)
+            xs = (z, layout if layout is not None else z.new_zeros(z.shape[0], *self.layout_shape))
+        rgb, depth = self.engines["decoder"](*xs)
         return rgb.to(z.device), depth.to(z.device)
 
     def close(self) -> None:

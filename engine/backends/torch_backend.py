@@ -71,8 +71,8 @@ class TorchBackend(Backend):
     def _gen(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor]:
         return (self.model.gen(x_t, t, cond),)
 
-    def _dec(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth, _ = self.model.decode(z)
+    def _dec(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, depth, _ = self.model.decode(z, layout)
         return rgb, depth
 
     def _call(self, kind: str, fn: Callable[..., tuple[torch.Tensor, ...]],
@@ -99,8 +99,9 @@ class TorchBackend(Backend):
         return self._call("generator", self._gen, x_t, t, cond)[0]
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, depth = self._call("decoder", self._dec, z)
+    def decode(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        xs = (z,) if layout is None or not self.model.decoder_takes_layout else (z, layout)
+        rgb, depth = self._call("decoder", self._dec, *xs)
         return rgb, depth
 
     def close(self) -> None:

@@ -55,7 +55,7 @@ def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: st
     sessions, messages, sources = [], {}, []
     for name in backend_names:
         backend, messages[name] = select_backend(name, model, cuda_graphs=cuda_graphs)
-        src = SceneLayout(level, model.image_size, model.cells, model.cfg.fov_deg) if use_layout else None
+        src = SceneLayout.for_model(level, model) if use_layout else None
         sources += [src] if src is not None else []
         sessions.append((name, WorldSession(model, memory=memory, steps=steps, seed=0, backend=backend, layout=src)))
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None

@@ -60,13 +60,18 @@ def eval_trajectories_for(kinds: list[str], seeds: range, resolution: int) -> li
 
 
 @torch.no_grad()
-def _ceiling(model: WorldModel, gt: np.ndarray, idx: list[int]) -> tuple[float, float]:
-    """decode(encode(gt)) over the frames `idx`: (mean PSNR against gt, mean gradient energy)."""
+def _ceiling(model: WorldModel, gt: np.ndarray, idx: list[int], poses=None, source=None) -> tuple[float, float]:
+    """decode(encode(gt)) over the frames `idx`: (mean PSNR against gt, mean gradient energy). A decoder
+    that takes the layout decodes with the layout at each frame's pose when `source` is given (layout on)."""
     vals, ge_rec = [], []
+    dev = next(model.parameters()).device
     for i in range(0, len(idx), 64):
         chunk = idx[i:i + 64]
-        x = to_model_image(torch.from_numpy(gt[chunk])).to(next(model.parameters()).device)
-        rec = to_uint8_image(model.decode(model.encode(x))[0]).cpu().numpy()
+        x = to_model_image(torch.from_numpy(gt[chunk])).to(dev)
+        pixels = None
+        if source is not None and model.decoder_takes_layout:
+            pixels = source.pixels_of([poses[j] for j in chunk]).to(dev)
+        rec = to_uint8_image(model.decode(model.encode(x), pixels)[0]).cpu().numpy()
         vals += [psnr(r, g) for r, g in zip(rec, gt[chunk])]
         ge_rec += [gradient_energy(r) for r in rec]
     return mean_or_nan(vals), mean_or_nan(ge_rec)
@@ -138,7 +143,7 @@ def scene_layout(model: WorldModel, traj: Trajectory, renderer_cache: dict):
     level = generate_level(traj.scene_seed)
     src = renderer_cache.get("layout")
     if src is None:
-        src = renderer_cache["layout"] = SceneLayout(level, model.image_size, model.cells, model.cfg.fov_deg)
+        src = renderer_cache["layout"] = SceneLayout.for_model(level, model)
     else:
         src.set_level(level)
     return src
@@ -153,7 +158,7 @@ def run_one(model: WorldModel, traj: Trajectory, steps: int | None, seed: int, r
     gen_idx = list(range(traj.observe, len(traj.frames)))
     # Ground truth's gradient energy on the generated frames: the denominator of every sharpness ratio.
     ge_gt = mean_or_nan([gradient_energy(gt[i]) for i in gen_idx])
-    ceiling_psnr, ge_ceiling = _ceiling(model, gt, gen_idx)
+    ceiling_psnr, ge_ceiling = _ceiling(model, gt, gen_idx, traj.frames, source)
     row: dict = {"scene_seed": traj.scene_seed, "kind": traj.kind, "frames": len(traj.frames),
                  "observe": traj.observe, "revisits": len(traj.revisits),
                  "ae_ceiling_psnr": ceiling_psnr, "ae_ceiling_sharpness": _ratio(ge_ceiling, ge_gt)}

@@ -51,8 +51,34 @@ class Encoder(nn.Module):
         return self.net(x)
 
 
+class LayoutInput(nn.Module):
+    """The full-resolution scene layout into the decoder (engine/model/layout_cells.layout_pixels).
+
+    The generator places rooms on the latent grid, 8x8 pixels a cell; where a wall meets the floor
+    or a table's edge runs inside a cell, only the layout knows to the pixel. Its 4x4 pixel blocks
+    are folded into channels (as the decoder's own output is unfolded) and embedded once; the
+    embedding is added to the decoder's features before its full-feature blocks and to the output
+    head, and gives the correction to the layout's depth. All three are zero at first, so a decoder
+    given this input decodes exactly as before until training moves it.
+    """
+
+    def __init__(self, cfg: AutoencoderConfig, embed: int = 64) -> None:
+        super().__init__()
+        u = cfg.unshuffle
+        self.channels = cfg.layout_channels
+        self.embed = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(cfg.layout_channels * u * u, embed, 1), nn.SiLU(),
+                                   nn.Conv2d(embed, embed, 3, padding=1), nn.SiLU())
+        self.to_features = nn.Conv2d(embed, cfg.width, 1)
+        self.to_rgb = nn.Conv2d(embed, 3 * u * u, 1)
+        self.to_depth = nn.Conv2d(embed, u * u, 1)
+        for conv in (self.to_features, self.to_rgb, self.to_depth):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+
 class Decoder(nn.Module):
-    """Latent -> rgb and log-depth, one mapping for encoder and generated latents alike."""
+    """Latent (and, where the config says so, the full-resolution scene layout) -> rgb and log-depth,
+    one mapping for encoder and generated latents alike."""
 
     def __init__(self, cfg: AutoencoderConfig) -> None:
         super().__init__()
@@ -69,11 +95,31 @@ class Decoder(nn.Module):
             nn.PixelShuffle(u),
         )
         self.log_max = math.log(cfg.max_depth)
+        self.unshuffle = u
+        self.split = cfg.blocks + 4                                        # first full-feature block
+        self.head = self.split + cfg.blocks + 1 + cfg.decoder_extra_blocks  # the SiLU before the output conv
+        self.layout = LayoutInput(cfg) if cfg.layout_channels else None
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W)."""
-        out = self.net(z)
-        return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
+    def forward(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) and, for a layout decoder, the layout (B, 9, H, W) (all zero or None: layout off)
+        -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W)."""
+        if self.layout is None:
+            out = self.net(z)
+            return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
+        net, u = self.net, self.unshuffle
+        if layout is None:   # layout off: all zero, as training showed it
+            layout = z.new_zeros(z.shape[0], self.layout.channels, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
+        e = self.layout.embed(layout)
+        x = net[:self.split](z) + self.layout.to_features(e)
+        x = net[self.head + 1](net[self.head](net[self.split:self.head](x)))
+        rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
+        own = F.pixel_shuffle(x[:, 3 * u * u:], u)
+        # Depth from geometry where the layout drew a surface: its log depth plus a learned
+        # correction; elsewhere (layout off, or nothing drawn) the depth head's own.
+        drawn = layout[:, 4:].sum(1, keepdim=True).clamp(0.0, 1.0)
+        grounded = layout[:, :1] + F.pixel_shuffle(self.layout.to_depth(e), u)
+        logd = own + drawn * (grounded - own)
+        return rgb, logd.clamp(math.log(MIN_DEPTH), self.log_max)
 
 
 class Autoencoder(nn.Module):
@@ -87,9 +133,10 @@ class Autoencoder(nn.Module):
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.encoder(rgb)
 
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latent -> (rgb in [-1, 1] clamped, depth in metres)."""
-        rgb, logd = self.decoder(z)
+    def decode(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent (and the full-resolution layout, for a layout decoder) -> (rgb in [-1, 1] clamped,
+        depth in metres)."""
+        rgb, logd = self.decoder(z, layout)
         return rgb.clamp(-1.0, 1.0), logd.exp()
 
 

@@ -29,6 +29,9 @@ class AutoencoderConfig:
     # Residual blocks the decoder has at image_size / unshuffle beyond the encoder's `blocks + 1`:
     # a decoder wider in depth than its encoder (as asymmetric autoencoders do), 0 in models before it.
     decoder_extra_blocks: int = 0
+    # Channels of the full-resolution scene layout the decoder takes (engine/model/layout_cells.py,
+    # layout_pixels): 9, or 0 for a decoder that sees only the latent (v1, v2 stage 1).
+    layout_channels: int = 0
 
     @property
     def latent_size(self) -> int:
@@ -159,6 +162,8 @@ class ModelConfig:
             if not ok:
                 raise ValueError(f"latent_mean_range must be {c} [lowest, highest] pairs of finite numbers, "
                                  f"got {str(r)[:80]}")
+        if self.autoencoder.layout_channels not in (0, 9):
+            raise ValueError(f"autoencoder.layout_channels must be 0 or 9, got {self.autoencoder.layout_channels!r}")
         if self.generator.layout_channels not in (0, 9):
             raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")
         self.inference.check()

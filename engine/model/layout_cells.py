@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.model.autoencoder import cell_depth
+from engine.model.autoencoder import MIN_DEPTH, cell_depth
 from engine.world.layout import CLASSES, Layout, LayoutRenderer
 
 LAYOUT_CHANNELS = 1 + 3 + len(CLASSES)
@@ -43,8 +43,24 @@ def layout_cells(layout: Layout, cells: int) -> tuple[torch.Tensor, torch.Tensor
     return feats, cd
 
 
+def layout_pixels(layout: Layout, max_depth: float) -> torch.Tensor:
+    """A batch of layouts (N, H, W) -> the decoder's full-resolution layout (N, 9, H, W): the same
+    nine channels per pixel (log depth clamped to the depth head's range, normal, one-hot class).
+    A pixel where nothing was drawn is all zero, as layout off is everywhere."""
+    depth = torch.from_numpy(np.ascontiguousarray(layout.depth, dtype=np.float32))[:, None]
+    n, _, h, w = depth.shape
+    normal = torch.from_numpy(np.ascontiguousarray(layout.normal, dtype=np.float32)).permute(0, 3, 1, 2)
+    material = torch.from_numpy(np.ascontiguousarray(layout.material)).long()
+    onehot = torch.zeros(n, len(CLASSES) + 1, h, w)
+    onehot.scatter_(1, material.clamp(max=len(CLASSES))[:, None], 1.0)
+    drawn = onehot[:, :len(CLASSES)].sum(1, keepdim=True)
+    logd = depth.clamp(MIN_DEPTH, max_depth).log() * drawn
+    return torch.cat([logd, normal * drawn, onehot[:, :len(CLASSES)]], dim=1)
+
+
 def layout_off(n: int, cells: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The layout channels of layout off: zeros (N, 9, cells, cells)."""
+    """The layout channels of layout off: zeros (N, 9, cells, cells); at full resolution too
+    (cells = the image side) for a decoder that takes the layout."""
     return torch.zeros(n, LAYOUT_CHANNELS, cells, cells, device=device)
 
 
@@ -57,21 +73,48 @@ class SceneLayout:
     and used in another, one thread at a time.
     """
 
-    def __init__(self, level, image_size: int, cells: int, fov_deg: float) -> None:
+    def __init__(self, level, image_size: int, cells: int, fov_deg: float, max_depth: float = 30.0) -> None:
         self.renderer = LayoutRenderer(level, image_size, image_size, fov_deg)
         self.cells = cells
-        self._last: tuple[bytes, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.max_depth = max_depth
+        self._last: tuple[bytes, Layout] | None = None
+        self._cells: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pixels: torch.Tensor | None = None
+
+    @classmethod
+    def for_model(cls, level, model) -> "SceneLayout":
+        """The layout source a WorldModel's session reads: its frame size, latent grid, field of
+        view and depth range."""
+        return cls(level, model.image_size, model.cells, model.cfg.fov_deg, model.cfg.autoencoder.max_depth)
 
     def set_level(self, level) -> None:
         self.renderer.set_level(level)
         self._last = None
 
-    def cells_at(self, pose) -> tuple[torch.Tensor, torch.Tensor]:
-        """(channels (1, 9, S, S), cell depth (1, 1, S, S) metres) of the view from `pose`."""
+    def _layout(self, pose) -> Layout:
         key = np.asarray(pose.c2w(), dtype=np.float64).tobytes()
         if self._last is None or self._last[0] != key:
-            self._last = (key, layout_cells(self.renderer.layout([pose]), self.cells))
+            self._last = (key, self.renderer.layout([pose]))
+            self._cells = self._pixels = None
         return self._last[1]
+
+    def cells_at(self, pose) -> tuple[torch.Tensor, torch.Tensor]:
+        """(channels (1, 9, S, S), cell depth (1, 1, S, S) metres) of the view from `pose`."""
+        layout = self._layout(pose)
+        if self._cells is None:
+            self._cells = layout_cells(layout, self.cells)
+        return self._cells
+
+    def pixels_at(self, pose) -> torch.Tensor:
+        """The full-resolution layout (1, 9, H, W) of the view from `pose`, as a layout decoder takes it."""
+        layout = self._layout(pose)
+        if self._pixels is None:
+            self._pixels = layout_pixels(layout, self.max_depth)
+        return self._pixels
+
+    def pixels_of(self, poses) -> torch.Tensor:
+        """The full-resolution layouts (N, 9, H, W) of many poses at once (no cache: eval and training)."""
+        return layout_pixels(self.renderer.layout(list(poses)), self.max_depth)
 
     def close(self) -> None:
         self.renderer.close()

@@ -80,6 +80,11 @@ class WorldModel(nn.Module):
         return self.cfg.generator.layout_channels > 0
 
     @property
+    def decoder_takes_layout(self) -> bool:
+        """Whether the decoder takes the full-resolution scene layout (layout_cells.layout_pixels)."""
+        return self.cfg.autoencoder.layout_channels > 0
+
+    @property
     def image_size(self) -> int:
         return self.cfg.autoencoder.image_size
 
@@ -91,9 +96,11 @@ class WorldModel(nn.Module):
         """Normalised latent (the generator's and memory's) -> the autoencoder's own, as its decoder takes it."""
         return z * self.cfg.latent_scale + self.cfg.latent_shift
 
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised latent -> rgb (B, 3, H, W) in [-1, 1], depth (B, 1, H, W), cell depth (B, 1, S, S)."""
-        rgb, depth = self.ae.decode(self.ae_latent(z))
+    def decode(self, z: torch.Tensor, layout: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised latent -> rgb (B, 3, H, W) in [-1, 1], depth (B, 1, H, W), cell depth (B, 1, S, S).
+        A layout decoder takes the full-resolution layout (B, 9, H, W); None there is layout off."""
+        rgb, depth = self.ae.decode(self.ae_latent(z), layout if self.decoder_takes_layout else None)
         return rgb, depth, cell_depth(depth, self.cells)
 
     def save(self, out_dir: str | Path, metadata: dict | None = None) -> None:

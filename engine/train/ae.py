@@ -65,32 +65,51 @@ def random_free_poses(level: Level, n: int, rng: np.random.Generator, margin: fl
 
 
 class FramePool:
-    """A refreshable pool of rendered (rgb, depth) frames from random training worlds."""
+    """A refreshable pool of rendered (rgb, depth) frames from random training worlds; with
+    `max_depth` set, also the full-resolution scene layout of each (for a decoder that takes it),
+    drawn by the layout's own G-buffer pass, never from the frame."""
 
     def __init__(self, size: int, seeds: tuple[int, int], scenes: int, frames: int, rng: np.random.Generator,
-                 fov_deg: float = 70.0) -> None:
+                 fov_deg: float = 70.0, max_depth: float | None = None) -> None:
         from engine.world.renderer import Renderer
 
         if seeds[1] > TRAIN_SEED_LIMIT:
             raise ValueError(f"training seeds must be below {TRAIN_SEED_LIMIT}, got {seeds}")
         self.seeds, self.scenes, self.frames, self.rng = seeds, scenes, frames, rng
         self.renderer = Renderer(generate_level(seeds[0]), size, size, fov_deg)
+        self.layout_renderer, self.max_depth = None, max_depth
+        if max_depth is not None:
+            from engine.world.layout import LayoutRenderer
+
+            self.layout_renderer = LayoutRenderer(generate_level(seeds[0]), size, size, fov_deg)
+        self.layout: torch.Tensor | None = None
         self.refresh()
 
     def refresh(self) -> None:
-        rgbs, depths = [], []
+        rgbs, depths, layouts = [], [], []
         for s in self.rng.integers(self.seeds[0], self.seeds[1], self.scenes):
             level = generate_level(int(s))
             self.renderer.set_level(level)
-            rgb, depth = self.renderer.render(random_free_poses(level, self.frames, self.rng))
+            poses = random_free_poses(level, self.frames, self.rng)
+            rgb, depth = self.renderer.render(poses)
             rgbs.append(rgb)
             depths.append(depth)
+            if self.layout_renderer is not None:
+                from engine.model.layout_cells import layout_pixels
+
+                self.layout_renderer.set_level(level)
+                layouts.append(layout_pixels(self.layout_renderer.layout(poses), self.max_depth).half())
         self.rgb = torch.from_numpy(np.concatenate(rgbs))
         self.depth = torch.from_numpy(np.concatenate(depths))
+        self.layout = torch.cat(layouts) if layouts else None
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batch_with_layout(n)[:2]
+
+    def batch_with_layout(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """rgb uint8 (n, H, W, 3), depth (n, H, W) metres, layout float (n, 9, H, W) or None."""
         idx = torch.from_numpy(self.rng.integers(0, len(self.rgb), n))
-        return self.rgb[idx], self.depth[idx]
+        return self.rgb[idx], self.depth[idx], None if self.layout is None else self.layout[idx].float()
 
 
 def pick_device(name: str) -> torch.device:

@@ -82,6 +82,9 @@ class DecoderTrainArgs:
     aligned_psnr: float = 20.0     # a pair whose shown frame matched ground truth this well is a target
     grow_blocks: int = 0           # residual blocks added to the decoder's full-feature level, identity at first
     snapshot_every: int = 0        # keep a loadable copy of the autoencoder every N steps (0: none)
+    layout: str = "auto"           # on: the decoder takes the full-resolution layout (added, zero at first,
+                                   # to a decoder without it); off; auto: on when the model's generator takes it
+    p_drop_layout: float = 0.15    # share of examples decoded with the layout off (zeros), as the generator's
 
 
 def degrade_latents(z: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +140,18 @@ def generated_terms(y: torch.Tensor, logd: torch.Tensor, x: torch.Tensor, depth:
     return torch.where(aligned, rec, held), mse[aligned]
 
 
+def decoder_layout_wanted(choice: str, cfg: ModelConfig) -> bool:
+    """--layout on|off|auto against the source model: auto is on when its generator or decoder takes
+    the layout; off is refused for a decoder that already takes it (it cannot be taken away)."""
+    if choice not in ("on", "off", "auto"):
+        raise ValueError(f"--layout must be on, off or auto, got {choice!r}")
+    has = cfg.autoencoder.layout_channels > 0
+    if choice == "off" and has:
+        raise ValueError("this model's decoder takes the scene layout (autoencoder.layout_channels); "
+                         "it cannot be trained with --layout off")
+    return choice == "on" or has or (choice == "auto" and cfg.generator.layout_channels > 0)
+
+
 def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     from tqdm import tqdm
 
@@ -160,6 +175,17 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         old = cfg.autoencoder
         cfg.autoencoder = replace(old, decoder_extra_blocks=old.decoder_extra_blocks + args.grow_blocks)
         state = grow_decoder(state, old, args.grow_blocks, Autoencoder(cfg.autoencoder))
+    use_layout = decoder_layout_wanted(args.layout, cfg)
+    if use_layout and not cfg.autoencoder.layout_channels:
+        # The layout input is added with its outputs at zero (engine/model/autoencoder.LayoutInput):
+        # the decoder starts out decoding exactly as the source model's. Added on every start, like growth.
+        from engine.model.layout_cells import LAYOUT_CHANNELS
+
+        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=LAYOUT_CHANNELS)
+        fresh = Autoencoder(cfg.autoencoder).state_dict()
+        state = {**{k: v for k, v in fresh.items() if k.startswith("decoder.layout.")}, **state}
+    if not 0 <= args.p_drop_layout < 1:
+        raise ValueError(f"--p-drop-layout must be in [0, 1), got {args.p_drop_layout}")
     cfg.save(out / "config.json")
     ae = Autoencoder(cfg.autoencoder)
     ae.load_state_dict(state)
@@ -183,19 +209,24 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         a = cfg.autoencoder
         paths = [args.pairs] if isinstance(args.pairs, (str, Path)) else list(args.pairs)
         pairs = load_pairs(paths, (a.latent_channels, a.latent_size, a.latent_size), a.image_size)
+        if use_layout:
+            from engine.train.generated_pairs import pair_layouts
+
+            pairs["pixels"] = pair_layouts(pairs, a.image_size, cfg.fov_deg, a.max_depth)
         if not 0 < args.pairs_share < 1:
             raise ValueError(f"--pairs-share must be between 0 and 1, got {args.pairs_share}")
         n_gen = max(1, round(args.batch * args.pairs_share))
     fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
     log = LossLog(out / "decoder_loss.csv", fields)
-    pool = FramePool(cfg.autoencoder.image_size, args.seeds, 32, 32, rng, cfg.fov_deg)
+    pool = FramePool(cfg.autoencoder.image_size, args.seeds, 32, 32, rng, cfg.fov_deg,
+                     max_depth=cfg.autoencoder.max_depth if use_layout else None)
     last = ae.decoder.net[-2].weight  # the conv before PixelShuffle: where the adaptive weight is measured
     t0 = time.time()
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=not progress, desc="decoder")
     for step in bar:
         if step > start and step % 150 == 0:
             pool.refresh()
-        rgb_u8, depth = pool.batch(args.batch - n_gen)
+        rgb_u8, depth, lay = pool.batch_with_layout(args.batch - n_gen)
         x = to_model_image(rgb_u8).to(dev)
         with torch.no_grad():
             z = ae.encoder(x)
@@ -206,7 +237,12 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             x_gen = to_model_image(pairs["rgb"][gi]).to(dev)
             z = torch.cat([z, pairs["latent"][gi].to(dev)])
             aligned = (pairs["psnr"][gi] >= args.aligned_psnr).to(dev)
-        y_all, logd_all = ae.decoder(z)
+            if use_layout:
+                lay = torch.cat([lay, pairs["pixels"][gi].float()])
+        if use_layout:   # some examples with the layout off, so the one decoder serves both modes
+            keep = (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_layout).float()
+            lay = (lay * keep).to(dev)
+        y_all, logd_all = ae.decoder(z, lay if use_layout else None)
         y, logd = y_all[:nr], logd_all[:nr]
         rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
         mse, rec, grad_l1 = mse_i.mean(), rec_i.mean(), grad_i.mean()

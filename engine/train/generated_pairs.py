@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.eval import render_trajectory
+from engine.eval.run import scene_layout
 from engine.metrics import psnr
 from engine.model.autoencoder import to_model_image
 from engine.model.world_model import WorldModel
@@ -35,6 +36,10 @@ from engine.trajectory import KINDS, make_trajectory
 from engine.world.geometry import TRAIN_SEED_LIMIT
 
 FIELDS = ("latent", "rgb", "depth", "anchor", "psnr", "memory", "kind", "frame", "scene")
+# Format 2 adds each pair's pose (x, y, z, yaw, pitch) and whether its walk ran with the scene layout,
+# so a decoder that takes the layout is trained with the layout of that very view.
+POSE_FIELDS = ("pose", "layout")
+FORMATS = ("mirage-decoder-pairs/1", "mirage-decoder-pairs/2")
 
 
 @dataclass
@@ -46,6 +51,7 @@ class PairArgs:
     steps: int | None = None       # sampling steps (default: the model's)
     seed: int = 0
     kinds: tuple[str, ...] = KINDS  # trajectory kinds walked in each world
+    layout: bool | None = None     # walk with the scene layout (None: when the generator takes it)
 
 
 def anchor_of(rgb: torch.Tensor, cells: int) -> torch.Tensor:
@@ -71,14 +77,16 @@ def collect_pairs(model: WorldModel, args: PairArgs, progress: bool = True) -> d
     rng = np.random.default_rng(args.seed)
     cfg = model.cfg
     cache: dict = {}
-    out: dict[str, list] = {k: [] for k in FIELDS}
+    use_layout = model.takes_layout if args.layout is None else bool(args.layout)
+    out: dict[str, list] = {k: [] for k in FIELDS + POSE_FIELDS}
     jobs = [(s, k) for s in range(lo, hi) for k in args.kinds]
     for scene, kind in tqdm(jobs, desc="decoder pairs", disable=not progress):
         traj = make_trajectory(scene, kind, frames=args.explore_frames if kind == "explore" else None,
                                fov_deg=cfg.fov_deg, resolution=(model.image_size, model.image_size))
         gt, depth = render_trajectory(model, traj, cache)
         memory = bool(rng.random() < args.memory_share)
-        sess = WorldSession(model, memory=memory, steps=args.steps, seed=int(rng.integers(1 << 31)))
+        source = scene_layout(model, traj, cache) if use_layout else None
+        sess = WorldSession(model, memory=memory, steps=args.steps, seed=int(rng.integers(1 << 31)), layout=source)
         offset = int(rng.integers(args.every))  # so the kept frames are not always the same phase of a walk
         for i, [(_, res)] in rollout([(kind, sess)], traj.frames, traj.observe, lambda i: (gt[i], depth[i])):
             if res.observed or (i - traj.observe) % args.every != offset:
@@ -93,18 +101,22 @@ def collect_pairs(model: WorldModel, args: PairArgs, progress: bool = True) -> d
             out["kind"].append(KINDS.index(kind))
             out["frame"].append(i)
             out["scene"].append(scene)
+            pose = traj.frames[i]
+            out["pose"].append(torch.tensor([*pose.position, pose.yaw, pose.pitch], dtype=torch.float32))
+            out["layout"].append(use_layout)
     if not out["latent"]:
         raise ValueError("no generated frames were kept: the walks were shorter than --every")
-    stacked = {k: torch.stack(out[k]) for k in ("latent", "rgb", "depth", "anchor")}
+    stacked = {k: torch.stack(out[k]) for k in ("latent", "rgb", "depth", "anchor", "pose")}
     stacked["psnr"] = torch.tensor(out["psnr"], dtype=torch.float32)
     stacked["memory"] = torch.tensor(out["memory"], dtype=torch.bool)
+    stacked["layout"] = torch.tensor(out["layout"], dtype=torch.bool)
     for k in ("kind", "frame", "scene"):
         stacked[k] = torch.tensor(out[k], dtype=torch.int64)
     return stacked
 
 
 def save_pairs(path: str | Path, pairs: dict[str, torch.Tensor], model_dir: str) -> None:
-    save_tensors(Path(path), pairs, {"format": "mirage-decoder-pairs/1", "model": model_dir,
+    save_tensors(Path(path), pairs, {"format": FORMATS[-1], "model": model_dir,
                                      "kinds": ",".join(KINDS)})
 
 
@@ -116,7 +128,7 @@ def load_pairs(path: str | Path | list, latent_shape: tuple[int, int, int], imag
         if not path:
             raise ValueError("no decoder pairs file given")
         parts = [load_pairs(p, latent_shape, image_size) for p in path]
-        return {k: torch.cat([part[k] for part in parts]) for k in FIELDS}
+        return {k: torch.cat([part[k] for part in parts]) for k in FIELDS + POSE_FIELDS}
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -125,10 +137,13 @@ def load_pairs(path: str | Path | list, latent_shape: tuple[int, int, int], imag
         raise FileNotFoundError(f"decoder pairs file {p} does not exist (make one with mirage train decoder-pairs)")
     with safe_open(str(p), "pt") as f:
         fmt = (f.metadata() or {}).get("format")
-    if fmt != "mirage-decoder-pairs/1":
-        raise ValueError(f"{p}: format {fmt!r} is not mirage-decoder-pairs/1")
+    if fmt not in FORMATS:
+        raise ValueError(f"{p}: format {fmt!r} is not one of {', '.join(FORMATS)}")
     pairs = load_file(str(p))
-    missing = [k for k in FIELDS if k not in pairs]
+    if fmt == FORMATS[0]:   # walked before poses were kept: without the layout
+        n = len(pairs["latent"]) if "latent" in pairs else 0
+        pairs["pose"], pairs["layout"] = torch.zeros(n, 5), torch.zeros(n, dtype=torch.bool)
+    missing = [k for k in FIELDS + POSE_FIELDS if k not in pairs]
     if missing:
         raise ValueError(f"{p}: missing field(s) {', '.join(missing)}")
     if tuple(pairs["latent"].shape[1:]) != tuple(latent_shape):
@@ -138,6 +153,34 @@ def load_pairs(path: str | Path | list, latent_shape: tuple[int, int, int], imag
         raise ValueError(f"{p}: frames of shape {tuple(pairs['rgb'].shape[1:])}, the model makes "
                          f"({image_size}, {image_size}, 3)")
     return pairs
+
+
+def pair_layouts(pairs: dict[str, torch.Tensor], image_size: int, fov_deg: float, max_depth: float
+                 ) -> torch.Tensor:
+    """The full-resolution layout (N, 9, H, W) float16 at each pair's pose, drawn from its world's
+    geometry; zeros (layout off) for pairs walked without the layout, as their latents were made."""
+    from engine.camera import Pose
+    from engine.model.layout_cells import LAYOUT_CHANNELS, layout_pixels
+    from engine.world.layout import LayoutRenderer
+    from engine.world.levels import generate_level
+
+    n = len(pairs["psnr"])
+    out = torch.zeros(n, LAYOUT_CHANNELS, image_size, image_size, dtype=torch.float16)
+    on = pairs["layout"].bool()
+    renderer = None
+    for scene in sorted(set(pairs["scene"][on].tolist())):
+        idx = torch.nonzero(on & (pairs["scene"] == scene)).flatten()
+        level = generate_level(int(scene))
+        if renderer is None:
+            renderer = LayoutRenderer(level, image_size, image_size, fov_deg)
+        else:
+            renderer.set_level(level)
+        poses = [Pose(tuple(p[:3].tolist()), float(p[3]), float(p[4])) for p in pairs["pose"][idx]]
+        for k in range(0, len(poses), 256):
+            out[idx[k:k + 256]] = layout_pixels(renderer.layout(poses[k:k + 256]), max_depth).half()
+    if renderer is not None:
+        renderer.close()
+    return out
 
 
 def describe(pairs: dict[str, torch.Tensor]) -> str:

@@ -99,6 +99,11 @@ def register_train(sub) -> None:
     d.add_argument("--grow-blocks", type=int, default=0, metavar="N",
                    help="add N residual blocks to the decoder's full-feature level; each starts as the "
                         "identity, so the grown decoder starts out decoding as the old one")
+    d.add_argument("--layout", choices=("on", "off", "auto"), default="auto",
+                   help="on: the decoder takes the full-resolution scene layout (added at zero to a decoder "
+                        "without it); auto: on when the model's generator takes the layout")
+    d.add_argument("--p-drop-layout", type=float, default=0.15, metavar="P",
+                   help="share of examples decoded with the layout off, so one decoder serves both modes")
     d.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                    help="also keep a loadable copy of the autoencoder every N steps in OUT/snapshots/ "
                         "(the checkpoint itself is overwritten)")
@@ -205,6 +210,7 @@ def _cmd_train_decoder(args) -> int:
                                          pairs=tuple(str(p) for p in args.pairs or ()), pairs_share=args.pairs_share,
                                          aligned_psnr=args.aligned_psnr,
                                          grow_blocks=args.grow_blocks, snapshot_every=args.snapshot_every,
+                                         layout=args.layout, p_drop_layout=args.p_drop_layout,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
