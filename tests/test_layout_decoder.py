@@ -169,3 +169,31 @@ def test_pairs_keep_their_poses_and_give_the_layout_there(tiny_model, egl, train
     back = load_pairs(tmp_path / "old.safetensors", (m.latent_channels, m.cells, m.cells), m.image_size)
     assert not bool(back["layout"].any())
     assert torch.equal(pair_layouts(back, m.image_size, m.cfg.fov_deg, 30.0), torch.zeros_like(px))
+
+
+def test_more_blur_passes_leave_blurred_latents_only_colour_fields():
+    from engine.train.decoder import degrade_latents
+
+    z = torch.randn(64, 8, 8, 8, generator=torch.Generator().manual_seed(1))
+
+    def tv(x: torch.Tensor) -> float:
+        return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean())
+
+    torch.manual_seed(0)
+    one, blurred = degrade_latents(z, 1.0, passes=1)
+    torch.manual_seed(0)
+    four, blurred4 = degrade_latents(z, 1.0, passes=4)
+    assert torch.equal(blurred, blurred4) and 0 < int(blurred.sum()) < 64
+    assert tv(four[blurred]) < tv(one[blurred]) < tv(z[blurred])
+    assert torch.equal(four[~blurred], one[~blurred]), "latents left sharp get the same noise either way"
+
+
+def test_layout_options_of_the_decoder_stage_are_checked_first(tiny_model_dir, tmp_path):
+    from engine.train.decoder import DecoderTrainArgs, train_decoder
+
+    for opts, match in (({"layout": "sideways"}, "--layout must be on, off or auto"),
+                        ({"blur_passes": 0}, "--blur-passes must be at least 1"),
+                        ({"p_drop_layout": 1.0}, "--p-drop-layout")):
+        with pytest.raises(ValueError, match=match):
+            train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "d"), steps=1, batch=2,
+                                           **{"layout": "on", **opts}), progress=False)

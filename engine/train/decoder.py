@@ -77,6 +77,8 @@ class DecoderTrainArgs:
     seed: int = 0
     time_limit_s: float = 0.0
     latent_degrade: float = 1.0    # strength of the blur/noise put on latents (0: light noise only)
+    blur_passes: int = 1           # box-blur passes of that blur: more makes blurred latents keep only colour
+                                   # fields, so a layout decoder must take edges from the layout
     pairs: str | tuple[str, ...] = ""  # mirage train decoder-pairs file(s): latents the generator really made
     pairs_share: float = 0.5       # share of each batch taken from those pairs
     aligned_psnr: float = 20.0     # a pair whose shown frame matched ground truth this well is a target
@@ -87,7 +89,7 @@ class DecoderTrainArgs:
     p_drop_layout: float = 0.15    # share of examples decoded with the layout off (zeros), as the generator's
 
 
-def degrade_latents(z: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+def degrade_latents(z: torch.Tensor, strength: float, passes: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Make encoder latents look like generated ones: some noise, and for half the batch a
     partial blur (generated latents average over plausible futures and come out smoother).
     The decoder then learns to restore texture on such latents too, not only on clean ones;
@@ -100,7 +102,7 @@ def degrade_latents(z: torch.Tensor, strength: float) -> tuple[torch.Tensor, tor
     if strength > 0:
         a = strength * 0.6 * torch.rand(b, 1, 1, 1, device=z.device)
         blurred = torch.rand(b, 1, 1, 1, device=z.device) < 0.5
-        z = soften(z, a * blurred)
+        z = soften(z, a * blurred, passes)
     return z + noise, blurred.view(b)
 
 
@@ -184,6 +186,8 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         cfg.autoencoder = replace(cfg.autoencoder, layout_channels=LAYOUT_CHANNELS)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith("decoder.layout.")}, **state}
+    if args.blur_passes < 1:
+        raise ValueError(f"--blur-passes must be at least 1, got {args.blur_passes}")
     if not 0 <= args.p_drop_layout < 1:
         raise ValueError(f"--p-drop-layout must be in [0, 1), got {args.p_drop_layout}")
     cfg.save(out / "config.json")
@@ -230,7 +234,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         x = to_model_image(rgb_u8).to(dev)
         with torch.no_grad():
             z = ae.encoder(x)
-        z, _ = degrade_latents(z, args.latent_degrade)
+        z, _ = degrade_latents(z, args.latent_degrade, args.blur_passes)
         nr = len(z)
         if pairs is not None:  # generated latents decode in the same pass, after the encoder's
             gi = torch.from_numpy(rng.integers(0, len(pairs["psnr"]), n_gen))

@@ -99,6 +99,9 @@ def register_train(sub) -> None:
     d.add_argument("--grow-blocks", type=int, default=0, metavar="N",
                    help="add N residual blocks to the decoder's full-feature level; each starts as the "
                         "identity, so the grown decoder starts out decoding as the old one")
+    d.add_argument("--blur-passes", type=int, default=1, metavar="N",
+                   help="box-blur passes of the latent degradation (more: blurred latents keep only colour "
+                        "fields, and a layout decoder learns to take edges from the layout)")
     d.add_argument("--layout", choices=("on", "off", "auto"), default="auto",
                    help="on: the decoder takes the full-resolution scene layout (added at zero to a decoder "
                         "without it); auto: on when the model's generator takes the layout")
@@ -211,6 +214,7 @@ def _cmd_train_decoder(args) -> int:
                                          aligned_psnr=args.aligned_psnr,
                                          grow_blocks=args.grow_blocks, snapshot_every=args.snapshot_every,
                                          layout=args.layout, p_drop_layout=args.p_drop_layout,
+                                         blur_passes=args.blur_passes,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
