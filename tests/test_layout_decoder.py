@@ -193,7 +193,8 @@ def test_layout_options_of_the_decoder_stage_are_checked_first(tiny_model_dir, t
 
     for opts, match in (({"layout": "sideways"}, "--layout must be on, off or auto"),
                         ({"blur_passes": 0}, "--blur-passes must be at least 1"),
-                        ({"p_drop_layout": 1.0}, "--p-drop-layout")):
+                        ({"p_drop_layout": 1.0}, "--p-drop-layout"),
+                        ({"layout_lr_mult": 0.0}, "--layout-lr-mult must be above 0")):
         with pytest.raises(ValueError, match=match):
             train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "d"), steps=1, batch=2,
                                            **{"layout": "on", **opts}), progress=False)

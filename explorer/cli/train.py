@@ -105,6 +105,8 @@ def register_train(sub) -> None:
     d.add_argument("--layout", choices=("on", "off", "auto"), default="auto",
                    help="on: the decoder takes the full-resolution scene layout (added at zero to a decoder "
                         "without it); auto: on when the model's generator takes the layout")
+    d.add_argument("--layout-lr-mult", type=float, default=10.0, metavar="X",
+                   help="the layout input's learning rate as a multiple of --lr (it starts at zero)")
     d.add_argument("--p-drop-layout", type=float, default=0.15, metavar="P",
                    help="share of examples decoded with the layout off, so one decoder serves both modes")
     d.add_argument("--snapshot-every", type=int, default=0, metavar="N",
@@ -214,7 +216,7 @@ def _cmd_train_decoder(args) -> int:
                                          aligned_psnr=args.aligned_psnr,
                                          grow_blocks=args.grow_blocks, snapshot_every=args.snapshot_every,
                                          layout=args.layout, p_drop_layout=args.p_drop_layout,
-                                         blur_passes=args.blur_passes,
+                                         blur_passes=args.blur_passes, layout_lr_mult=args.layout_lr_mult,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
