@@ -45,3 +45,8 @@ def test_bench_memory_json(tiny_model_dir, tmp_path, capsys, egl):  # noqa: F811
     assert m["scaling"] and all(p >= 1000 and ms > 0 for p, ms in m["scaling"])
     assert (tmp_path / "bench.scaling.png").stat().st_size > 1000
     assert "fewer" in capsys.readouterr().out
+    assert m["layout"] == "on", "the tiny generator takes the layout: memory is benched as the explorer runs it"
+    off = tmp_path / "off.json"
+    assert main(["bench", "--model", str(tiny_model_dir), "--no-step", "--memory-frames", "20", "--layout", "off",
+                 "--json", str(off), "--threads", "2"]) == 0
+    assert json.loads(off.read_text())["memory"]["layout"] == "off"

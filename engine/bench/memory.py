@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from engine.bench.pointcloud import RGBPointCloudMemory
-from engine.bench.walk import explore_walk
+from engine.bench.walk import explore_walk, use_layout
 from engine.rollout import rollout
 
 
@@ -36,7 +36,8 @@ def resident_bytes() -> int:
 
 
 def bench_memory(model_dir: str | Path | None = None, frames: int = 400, capacity: int | None = None,
-                 scene_seed: int = 1_000_007, device: str = "cpu", fill_frames: int = 4000) -> dict:
+                 scene_seed: int = 1_000_007, device: str = "cpu", fill_frames: int = 4000,
+                 layout: bool = True) -> dict:
     """Latent memory vs RGB point cloud on one walk, and the latent memory's scaling curve.
 
     Both memories store the same `frames` frames (the session's generated frames and the
@@ -48,6 +49,8 @@ def bench_memory(model_dir: str | Path | None = None, frames: int = 400, capacit
     from engine.session import WorldSession
 
     sess = WorldSession(model_dir, memory=True, capacity=capacity, seed=0, device=device)
+    # With the layout on (as the explorer runs a model that takes it), memory lifts cells with its depth.
+    source = use_layout(sess, scene_seed, layout)
     traj, rgb0, depth0 = explore_walk(sess.image_size, sess.fov_deg, max(frames, fill_frames), scene_seed)
     cloud = RGBPointCloudMemory(sess.image_size, sess.fov_deg, sess.device)
     cloud.write(rgb0, depth0, _c2w(traj.frames[0]))
@@ -90,6 +93,7 @@ def bench_memory(model_dir: str | Path | None = None, frames: int = 400, capacit
         "rgb_pointcloud_points_end": cloud.count,
         "latent_points_end": sess.memory.stats().points,
         "scaling": scaling_curve(scaling[5:], sess.memory.capacity),
+        "layout": "on" if source is not None else "off",
     }
 
 
@@ -138,13 +142,14 @@ def plot_scaling(curve: list[list[float]], png: Path) -> Path:
 
 
 def soak(model_dir: str | Path | None = None, frames: int = 20_000, window: int = 200, capacity: int | None = None,
-         scene_seed: int = 1_000_007, device: str = "cpu", progress: bool = True) -> dict:
+         scene_seed: int = 1_000_007, device: str = "cpu", progress: bool = True, layout: bool = True) -> dict:
     """Walk `frames` generated frames with memory on: resident memory and frames/s at start and end."""
     from tqdm import tqdm
 
     from engine.session import WorldSession
 
     sess = WorldSession(model_dir, memory=True, capacity=capacity, seed=0, device=device)
+    source = use_layout(sess, scene_seed, layout)
     traj, rgb0, depth0 = explore_walk(sess.image_size, sess.fov_deg, frames + 1, scene_seed)
     times, full_at, rss_full = [], None, None
     rss_start = resident_bytes()
@@ -172,4 +177,5 @@ def soak(model_dir: str | Path | None = None, frames: int = 20_000, window: int 
         "fps_start": fps_start,
         "fps_end": fps_end,
         "fps_drift": (fps_end - fps_start) / fps_start,
+        "layout": "on" if source is not None else "off",
     }

@@ -47,3 +47,16 @@ def explore_walk(size: int, fov_deg: float, frames: int, scene_seed: int):
     rgb, depth = r.render(traj.frames[:1])
     r.close()
     return traj, rgb[0], depth[0]
+
+
+def use_layout(sess, scene_seed: int, layout: bool = True):
+    """Give a benchmark's session the level's scene layout, as the explorer runs it, when its model
+    takes the layout and `layout` is asked for; returns the layout source (None: layout off)."""
+    if not (layout and sess.model.takes_layout):
+        return None
+    from engine.model.layout_cells import SceneLayout
+    from engine.world.levels import generate_level
+
+    source = SceneLayout.for_model(generate_level(scene_seed), sess.model)
+    sess.set_layout(True, source)
+    return source

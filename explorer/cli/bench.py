@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--cuda-graphs", action="store_true", help="on CUDA also time torch with CUDA graphs")
     p.add_argument("--memory", choices=["on", "off"], default="on", help="memory during the step benchmark")
     p.add_argument("--layout", choices=["on", "off"], default="on",
-                   help="the scene layout during the step benchmark (models that take it; timed as its own stage)")
+                   help="the scene layout during the step, memory and soak benchmarks (models that take it; timed as its own stage)")
     p.add_argument("--memory-frames", type=positive_int, default=500,
                    help="frames of the memory comparison walk (enough to fill the default capacity)")
     p.add_argument("--no-step", action="store_true", help="skip the step and backend benchmarks")
@@ -85,10 +85,11 @@ def _backends(args, result: dict, step: dict) -> None:
 def _memory(args, result: dict) -> None:
     from engine.bench.memory import bench_memory, plot_scaling
 
-    m = bench_memory(args.model, frames=args.memory_frames, device=args.device)
+    m = bench_memory(args.model, frames=args.memory_frames, device=args.device, layout=args.layout == "on")
     result["memory"] = m
     lat, rgb = m["latent_bytes_per_frame"], m["rgb_pointcloud_bytes_per_frame"]
-    print(f"memory, {m['frames']} frames of one explore walk (capacity {m['capacity']} points)")
+    print(f"memory, {m['frames']} frames of one explore walk (capacity {m['capacity']} points, "
+          f"layout {m['layout']})")
     print(f"  bytes per stored frame: latent {lat:,.0f}  RGB point cloud {rgb:,.0f}  ({rgb / lat:.1f}x fewer)")
     print(f"  read per frame: latent {m['latent_read_ms']:.2f} ms  RGB point cloud {m['rgb_read_ms']:.1f} ms "
           f"({m['rgb_read_ms'] / m['latent_read_ms']:.0f}x faster; cloud {m['rgb_read_ms_last']:.0f} ms at the end)")
@@ -136,7 +137,7 @@ def run(args) -> int:
     if args.soak:
         from engine.bench.memory import soak
 
-        s = soak(args.model, frames=args.soak, device=args.device)
+        s = soak(args.model, frames=args.soak, device=args.device, layout=args.layout == "on")
         result["soak"] = s
         grow = s["rss_growth_after_full"]
         print(f"soak {s['frames']} frames: memory full at frame {s['memory_full_at_frame']}, resident "
