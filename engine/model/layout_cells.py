@@ -24,38 +24,43 @@ from engine.world.layout import CLASSES, Layout, LayoutRenderer
 LAYOUT_CHANNELS = 1 + 3 + len(CLASSES)
 
 
-def layout_cells(layout: Layout, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+class Planes:
+    """A batch of layouts as tensors, each made once: depth (N, 1, H, W) metres, normal (N, 3, H, W)
+    (zero where nothing was drawn), one-hot class (N, 5, H, W) (all zero where nothing was drawn:
+    class 255 counts in no class; inside a level there are none). Cells and pixels derive from it."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.depth = torch.from_numpy(np.ascontiguousarray(layout.depth, dtype=np.float32))[:, None]
+        self.normal = torch.from_numpy(np.ascontiguousarray(layout.normal, dtype=np.float32)).permute(0, 3, 1, 2)
+        material = torch.from_numpy(np.ascontiguousarray(layout.material)).long()
+        n, _, h, w = self.depth.shape
+        onehot = torch.zeros(n, len(CLASSES) + 1, h, w)
+        onehot.scatter_(1, material.clamp(max=len(CLASSES))[:, None], 1.0)
+        self.classes = onehot[:, :len(CLASSES)]
+
+
+def layout_cells(layout: Layout | Planes, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of layouts (N, H, W) -> (channels (N, 9, cells, cells), cell depth (N, 1, cells, cells) metres)."""
-    depth = torch.from_numpy(np.ascontiguousarray(layout.depth, dtype=np.float32))[:, None]
-    n, _, h, w = depth.shape
+    planes = layout if isinstance(layout, Planes) else Planes(layout)
+    _, _, h, w = planes.depth.shape
     if h != w or h % cells:
         raise ValueError(f"a {h}x{w} layout does not tile into {cells}x{cells} cells")
     k = h // cells
-    cd = cell_depth(depth, cells)
-    normal = torch.from_numpy(np.ascontiguousarray(layout.normal, dtype=np.float32)).permute(0, 3, 1, 2)
-    normal = torch.nn.functional.avg_pool2d(normal, k)
-    material = torch.from_numpy(np.ascontiguousarray(layout.material)).long()
-    # Pixels where nothing was drawn (class 255) count in no class; inside a level there are none.
-    onehot = torch.zeros(n, len(CLASSES) + 1, h, w)
-    onehot.scatter_(1, material.clamp(max=len(CLASSES))[:, None], 1.0)
-    shares = torch.nn.functional.avg_pool2d(onehot[:, :len(CLASSES)], k)
+    cd = cell_depth(planes.depth, cells)
+    normal = torch.nn.functional.avg_pool2d(planes.normal, k)
+    shares = torch.nn.functional.avg_pool2d(planes.classes, k)
     feats = torch.cat([cd.clamp(min=0.05).log(), normal, shares], dim=1)
     return feats, cd
 
 
-def layout_pixels(layout: Layout, max_depth: float) -> torch.Tensor:
+def layout_pixels(layout: Layout | Planes, max_depth: float) -> torch.Tensor:
     """A batch of layouts (N, H, W) -> the decoder's full-resolution layout (N, 9, H, W): the same
     nine channels per pixel (log depth clamped to the depth head's range, normal, one-hot class).
     A pixel where nothing was drawn is all zero, as layout off is everywhere."""
-    depth = torch.from_numpy(np.ascontiguousarray(layout.depth, dtype=np.float32))[:, None]
-    n, _, h, w = depth.shape
-    normal = torch.from_numpy(np.ascontiguousarray(layout.normal, dtype=np.float32)).permute(0, 3, 1, 2)
-    material = torch.from_numpy(np.ascontiguousarray(layout.material)).long()
-    onehot = torch.zeros(n, len(CLASSES) + 1, h, w)
-    onehot.scatter_(1, material.clamp(max=len(CLASSES))[:, None], 1.0)
-    drawn = onehot[:, :len(CLASSES)].sum(1, keepdim=True)
-    logd = depth.clamp(MIN_DEPTH, max_depth).log() * drawn
-    return torch.cat([logd, normal * drawn, onehot[:, :len(CLASSES)]], dim=1)
+    planes = layout if isinstance(layout, Planes) else Planes(layout)
+    drawn = planes.classes.sum(1, keepdim=True)
+    logd = planes.depth.clamp(MIN_DEPTH, max_depth).log() * drawn
+    return torch.cat([logd, planes.normal * drawn, planes.classes], dim=1)
 
 
 def layout_off(n: int, cells: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -77,7 +82,7 @@ class SceneLayout:
         self.renderer = LayoutRenderer(level, image_size, image_size, fov_deg)
         self.cells = cells
         self.max_depth = max_depth
-        self._last: tuple[bytes, Layout] | None = None
+        self._last: tuple[bytes, Planes] | None = None
         self._cells: tuple[torch.Tensor, torch.Tensor] | None = None
         self._pixels: torch.Tensor | None = None
 
@@ -91,10 +96,10 @@ class SceneLayout:
         self.renderer.set_level(level)
         self._last = None
 
-    def _layout(self, pose) -> Layout:
+    def _layout(self, pose) -> Planes:
         key = np.asarray(pose.c2w(), dtype=np.float64).tobytes()
         if self._last is None or self._last[0] != key:
-            self._last = (key, self.renderer.layout([pose]))
+            self._last = (key, Planes(self.renderer.layout([pose])))
             self._cells = self._pixels = None
         return self._last[1]
 
