@@ -114,6 +114,17 @@ def example_inputs(model: WorldModel, batch: int = 2, device: torch.device | str
     return {"encoder": (rgb,), "generator": (r(batch, c, s, s), t, r(batch, k, s, s)), "decoder": decoder}
 
 
+def decoder_args(model: WorldModel, z: torch.Tensor, layout: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """The decoder graph's inputs, in io_names order: z alone, or for a decoder that takes the
+    layout z and the layout, all zero for layout off (None), as WorldModel.decode reads None."""
+    if not model.decoder_takes_layout:
+        return (z,)
+    if layout is None:
+        a = model.cfg.autoencoder
+        layout = z.new_zeros(z.shape[0], a.layout_channels, a.image_size, a.image_size)
+    return (z, layout)
+
+
 def example_layout(batch: int, size: int, g: torch.Generator) -> torch.Tensor:
     """A random full-resolution layout (batch, 9, size, size) shaped like a real one: log depth, unit
     normals, one class per pixel (some pixels with none), so the decoder's depth switch is exercised."""

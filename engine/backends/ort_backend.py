@@ -28,7 +28,12 @@ import numpy as np
 import torch
 
 from engine.backends.base import Backend, BackendUnavailable
-from engine.backends.networks import build_networks, example_inputs, io_names
+from engine.backends.networks import (
+    build_networks,
+    decoder_args,
+    example_inputs,
+    io_names,
+)
 from engine.backends.onnx_export import NETWORKS, cached_export, check_export
 from engine.model.world_model import WorldModel
 
@@ -79,9 +84,8 @@ class OnnxRuntimeBackend(Backend):
         self.sessions = {name: ort.InferenceSession(str(self.onnx_dir / f"{name}.onnx"), sess_options=so,
                                                     providers=["CPUExecutionProvider"])
                          for name in NETWORKS}
+        self.model = model
         self.io = io_names(model)
-        self.decoder_layout = model.decoder_takes_layout
-        self.layout_shape = (model.cfg.autoencoder.layout_channels, model.image_size, model.image_size)
         for name, sess in self.sessions.items():
             ins = tuple(i.name for i in sess.get_inputs())
             outs = tuple(o.name for o in sess.get_outputs())
@@ -102,11 +106,7 @@ class OnnxRuntimeBackend(Backend):
         return self._run("generator", x_t, t, cond)[0]
 
     def decode(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.decoder_layout:
-            return tuple(self._run("decoder", z))
-        if layout is None:   # layout off: the graph's layout input all zero, as WorldModel.decode does
-            layout = z.new_zeros(z.shape[0], *self.layout_shape)
-        rgb, depth = self._run("decoder", z, layout)
+        rgb, depth = self._run("decoder", *decoder_args(self.model, z, layout))
         return rgb, depth
 
     def close(self) -> None:

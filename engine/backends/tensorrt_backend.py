@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from engine.backends.base import Backend, BackendUnavailable, cache_dir
-from engine.backends.networks import io_names
+from engine.backends.networks import decoder_args, io_names
 from engine.backends.onnx_export import NETWORKS, cached_export, check_export
 from engine.files import atomic_bytes
 from engine.model.world_model import WorldModel
@@ -138,8 +138,8 @@ class TensorRTBackend(Backend):
         idx = device.index if device.index is not None else torch.cuda.current_device()
         self.gpu = torch.cuda.get_device_name(idx)
         self.capability = torch.cuda.get_device_capability(idx)
+        self.model = model
         self.io = io_names(model)
-        self.layout_shape = (model.cfg.autoencoder.layout_channels, model.image_size, model.image_size)
         self.built: list[str] = []
         self.engines = {name: self._load_or_build(name) for name in NETWORKS}
         if not self.reason:
@@ -216,10 +216,7 @@ class TensorRTBackend(Backend):
         return self.engines["generator"](x_t, t, cond)[0].to(x_t.device)
 
     def decode(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        xs = (z,)
-        if len(self.io["decoder"][0]) == 2:   # the decoder takes the layout; None is layout off (zeros)
-            xs = (z, layout if layout is not None else z.new_zeros(z.shape[0], *self.layout_shape))
-        rgb, depth = self.engines["decoder"](*xs)
+        rgb, depth = self.engines["decoder"](*decoder_args(self.model, z, layout))
         return rgb.to(z.device), depth.to(z.device)
 
     def close(self) -> None:
