@@ -28,15 +28,24 @@ from engine.camera import Intrinsics, Pose, from_nerfstudio, to_nerfstudio
 from engine.trajectory import Trajectory, trajectory_from_dict, trajectory_to_dict
 from export.files import atomic_text
 
-__all__ = ["DEPTH_FORMATS", "DatasetWriter", "read_depth", "read_transforms"]
+__all__ = ["DEPTH_FORMATS", "DatasetWriteError", "DatasetWriter", "read_depth", "read_transforms"]
 
 DEPTH_FORMATS = ("npy", "png16", "none")
 TRANSFORMS = "transforms.json"
 
 
 def _imwrite(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"could not write {path}")
+    try:
+        ok = cv2.imwrite(str(path), image)
+    except cv2.error as e:   # OpenCV raises its own error type for some I/O failures
+        raise OSError(f"OpenCV could not write it: {str(e).strip()[-120:]}") from None
+    if not ok:
+        raise OSError("OpenCV could not write it (disk full or folder gone?)")
+
+
+class DatasetWriteError(OSError):
+    """A dataset file could not be written (typically a full disk): names the file and what the
+    folder keeps, so the walk's error can say both."""
 
 
 def read_depth(path: str | os.PathLike) -> np.ndarray:
@@ -81,22 +90,39 @@ class DatasetWriter:
         if rgb.dtype != np.uint8 or rgb.shape != (h, w, 3):
             raise ValueError(f"dataset frames must be uint8 ({h}, {w}, 3), got {rgb.dtype} {rgb.shape}")
         i = len(self.poses)
+        if self.depth_format != "none" and (depth is None or depth.shape != (h, w)):
+            raise ValueError(f"frame {i}: depth of shape ({h}, {w}) needed, got "
+                             f"{None if depth is None else depth.shape}")
         name = f"frame_{i:05d}.png"
-        _imwrite(self.out / name, np.ascontiguousarray(rgb[..., ::-1]))
+        self._write(self.out / name, lambda path: _imwrite(path, np.ascontiguousarray(rgb[..., ::-1])))
         if self.depth_format != "none":
-            if depth is None or depth.shape != (h, w):
-                raise ValueError(f"frame {i}: depth of shape ({h}, {w}) needed, got "
-                                 f"{None if depth is None else depth.shape}")
             if self.depth_format == "npy":
                 dname = f"depth_{i:05d}.npy"
-                np.save(self.out / dname, np.asarray(depth, dtype=np.float32))
+                self._write(self.out / dname, lambda path: np.save(path, np.asarray(depth, dtype=np.float32)),
+                            self.out / name)
             else:
                 dname = f"depth_{i:05d}.png"
                 mm = np.clip(np.rint(np.nan_to_num(depth, nan=0.0) * 1000.0), 0, 65535).astype(np.uint16)
-                _imwrite(self.out / dname, mm)
+                self._write(self.out / dname, lambda path: _imwrite(path, mm), self.out / name)
             self.depth_files.append(dname)
         self.files.append(name)
         self.poses.append(pose)
+
+    def _write(self, path: Path, write, frame_file: Path | None = None) -> None:
+        """Run `write(path)`; on failure remove the half-written file (and `frame_file`, this frame's
+        image written before its depth, so every frame left has both) and raise DatasetWriteError
+        naming it and the frames the folder keeps (numpy's short-write error names no file at all)."""
+        try:
+            write(path)
+        except OSError as e:
+            path.unlink(missing_ok=True)
+            if frame_file is not None:
+                frame_file.unlink(missing_ok=True)
+            n = len(self.poses)
+            kept = (f"{self.out} keeps the {n} frames before it, without {TRANSFORMS}" if n
+                    else f"{self.out} holds no frame yet")
+            raise DatasetWriteError(e.errno or 0, f"could not be written ({e.strerror or e}); {kept}",
+                                    str(path)) from None
 
     def close(self) -> Path:
         if not self.poses:

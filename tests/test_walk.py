@@ -250,3 +250,24 @@ def test_walk_that_observes_nothing_is_all_generated_from_the_layout(tmp_path, t
     assert len(read_clip(tmp_path / "on.mp4")) == 6
     meta = json.loads((tmp_path / "ds" / "transforms.json").read_text())["mirage"]
     assert meta["layout"] == "on" and meta["observe"] == 0 and len(read_transforms(tmp_path / "ds")) == 6
+
+
+def test_full_disk_in_the_dataset_names_its_file_and_keeps_the_clip(tmp_path, tiny_model_dir, turn_json, egl,
+                                                                     capsys):
+    """A full disk under --transforms-out (a real ENOSPC on a tiny tmpfs) used to blame the clip with
+    numpy's bare short-write message; it names the dataset file, what the folder keeps, and the
+    clip's playable journal, and exits 2."""
+    from test_export import tiny_tmpfs
+
+    out = tmp_path / "c.mp4"
+    with tiny_tmpfs(tmp_path / "tiny", "96k") as mnt:
+        rc = main(["walk", "--trajectory", str(turn_json), "--out", str(out), "--model", str(tiny_model_dir),
+                   "--memory", "on", "--quiet", "--transforms-out", str(mnt / "ds"), "--frames", "40"])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert rc == 2, err
+        assert err.startswith(f"mirage: error: {mnt / 'ds'}/") and "could not be written" in err, err
+        kept = sorted(p.name for p in (mnt / "ds").glob("frame_*.png"))
+        assert 0 < len(kept) < 40 and f"keeps the {len(kept)} frames" in err, (kept, err)
+    partial = journal_path(out)
+    assert str(partial) in err and not out.exists()
+    assert len(read_clip(partial)) >= len(kept) - 1  # playable up to the failure
