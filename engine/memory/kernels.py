@@ -111,21 +111,31 @@ def visible_points(hw, frame, chunk, n_chunks, chunk_radius, off, off_scale, cen
 
 
 @cpu_kernel
-def depth_test(flat, z, off, n_cells, surface_tol):
+def depth_test(flat, z, off, n_cells, surface_tol, slot, frame, observed, recent):
     """Winner per cell among projected points, as engine/projection.depth_test: the front
     surface of each cell is every point within surface_tol of its nearest depth, and among
-    those the one projecting closest to the cell centre wins.
+    those the one projecting closest to the cell centre wins. Points of slot (from
+    `visible_points`) that are generated (observed False) in a frame after `recent` take no
+    part: the read's skip of recent generated frames, done here rather than as a torch mask
+    over every visible point first (that pass cost as much as the test itself once memory
+    was full). A `recent` above every frame keeps all points.
 
     Returns cell (M,) int64, index (M,) int64 into the points, nearest depth per cell
     (n_cells,) float32 (inf where empty).
     """
+    n = flat.shape[0]
+    use = np.empty(n, np.bool_)
+    for j in range(n):
+        use[j] = observed[slot[j]] or frame[slot[j]] <= recent
     zmin = np.full(n_cells, np.inf, np.float32)
-    for j in range(flat.shape[0]):
-        if z[j] < zmin[flat[j]]:
+    for j in range(n):
+        if use[j] and z[j] < zmin[flat[j]]:
             zmin[flat[j]] = z[j]
     best = np.full(n_cells, np.inf, np.float32)
     win = np.full(n_cells, -1, np.int64)
-    for j in range(flat.shape[0]):
+    for j in range(n):
+        if not use[j]:
+            continue
         c = flat[j]
         if z[j] <= zmin[c] * (1.0 + surface_tol):
             score = off[j] + z[j] * np.float32(1e-4)

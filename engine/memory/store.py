@@ -271,13 +271,15 @@ class LatentMemory:
             v = self._seen = _View(self._writes, c2w, *self._in_view(c2w))
         if depth_test and (v.cell is None or v.recent != recent):
             slot, flat, z, off = v.slot, v.flat, v.z, v.off
-            if recent is not None:
-                keep = self.observed[slot] | (self.frame[slot] <= recent)
-                slot, flat, z, off = slot[keep], flat[keep], z[keep], off[keep]
-            if self._kernel:
+            if self._kernel:   # the recent-frame skip runs inside the kernel
                 cell, win, v.zmin = (torch.from_numpy(a) for a in memory_kernels.depth_test(
-                    flat.numpy(), z.numpy(), off.numpy(), self.cells * self.cells, projection.SURFACE_TOL))
+                    flat.numpy(), z.numpy(), off.numpy(), self.cells * self.cells, projection.SURFACE_TOL,
+                    slot.numpy(), self.frame.numpy(), self.observed.numpy(),
+                    np.int64(recent if recent is not None else np.iinfo(np.int64).max)))
             else:
+                if recent is not None:
+                    keep = self.observed[slot] | (self.frame[slot] <= recent)
+                    slot, flat, z, off = slot[keep], flat[keep], z[keep], off[keep]
                 cell, win, v.zmin = projection.depth_test(flat, z, off, self.cells * self.cells)
             v.cell, v.winners, v.recent = cell, slot[win], recent
         return v
