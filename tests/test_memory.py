@@ -59,11 +59,14 @@ def test_read_at_written_pose_reproduces_the_latent():
     assert torch.allclose(canvas[:, covered], z[:, covered], atol=1e-5)
 
 
-def test_read_skips_recent_generated_points_but_never_observed_ones():
+@pytest.mark.parametrize("use_kernel", [True, False], ids=["numba", "torch"])
+def test_read_skips_recent_generated_points_but_never_observed_ones(use_kernel):
     """skip_recent_generated=N: a read for frame f leaves out generated points written after f - N
     (the context already holds those frames); observed points are always read, and older generated
-    ones come back once they are N frames old."""
-    mem = LatentMemory(8, capacity=4096, voxel_size=0.01, feat_dtype=torch.float32, skip_recent_generated=5)
+    ones come back once they are N frames old. The numba read filters inside its depth test, the
+    torch read before it: both must show the same."""
+    mem = LatentMemory(8, capacity=4096, voxel_size=0.01, feat_dtype=torch.float32, skip_recent_generated=5,
+                       use_kernel=use_kernel)
     z_obs, d_obs = _frame(0)
     z_gen, d_gen = _frame(1)
     left, right = Pose((0.5, 1.6, 0.5), yaw=60.0), Pose((0.5, 1.6, 0.5), yaw=-60.0)
