@@ -31,7 +31,7 @@ from engine.backends import Backend, select_backend
 from engine.camera import Pose
 from engine.memory import LatentMemory
 from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
-from engine.model.conditioning import condition, palette_of
+from engine.model.conditioning import condition
 from engine.model.config import check_temperature
 from engine.model.latent_range import clamp_channel_means
 from engine.model.layout_cells import SceneLayout, layout_off
@@ -107,11 +107,8 @@ class WorldSession:
         self.gen = torch.Generator().manual_seed(self.seed)
         self.memory.reset()
         self.index = 0
-        self._prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # latent, cell depth, c2w
-        # The observed palette (engine/model/conditioning.py) of a generator that takes it: per
-        # material class, latent sums and cell weights of the observations so far. It is part of
-        # memory: kept while memory is off, not read or added to then.
-        self._palette: tuple[torch.Tensor, torch.Tensor] | None = None
+        # latent, cell depth, c2w, layout cells (None for a generator without layout)
+        self._prev: tuple | None = None
 
     @property
     def last_latent(self) -> torch.Tensor | None:
@@ -148,7 +145,8 @@ class WorldSession:
 
     def _layout_cells(self, pose: Pose) -> torch.Tensor | None:
         """The generator's layout channels (1, 9, S, S) of the view from `pose`: the level's with the
-        layout on, zeros with it off, None for a generator that takes no layout."""
+        layout on, zeros with it off, None for a generator that takes no layout. Kept with each
+        frame as context, since the class appearance groups read the previous frame's classes."""
         if self.layout_on:
             return self.layout_source.cells_at(pose)[0].to(self.device)
         if self.model.takes_layout:
@@ -181,10 +179,7 @@ class WorldSession:
         if self.memory_enabled:
             self.memory.write(z[0], cells[0, 0], c2w, self.index, float(self.index), observed=True)
         t2 = time.perf_counter()
-        if self.memory_enabled and self.layout_on and self.model.takes_appearance:
-            add = palette_of(z, self._layout_cells(pose))
-            self._palette = add if self._palette is None else tuple(a + b for a, b in zip(self._palette, add))
-        self._prev = (z, cells, c2w)
+        self._prev = (z, cells, c2w, self._layout_cells(pose))
         res = StepResult(to_uint8_image(rec)[0].cpu().numpy(), pred_depth[0, 0].cpu().numpy(), pose, self.index,
                          True, {"encode": 1e3 * (t1 - t0), "memory_write": 1e3 * (t2 - t1), "total": 1e3 * (t2 - t0)},
                          self.memory.stats().as_dict())
@@ -216,14 +211,13 @@ class WorldSession:
             mdepth = torch.zeros_like(mask)
         t1 = time.perf_counter()
         look = m.takes_appearance
-        palette = self._palette if self.memory_enabled else None
         if self._prev is None:   # a first frame from the layout alone
-            cond = condition(None, None, c2w[None], c2w[None], canvas, mask, mdepth, fov, layout, palette, look)
+            cond = condition(None, None, c2w[None], c2w[None], canvas, mask, mdepth, fov, layout, appearance=look)
         else:
-            prev_z, prev_cells, prev_c2w = self._prev
+            prev_z, prev_cells, prev_c2w, prev_layout = self._prev
             pts = projection.lift(prev_cells[:, 0], prev_c2w[None], fov)
-            cond = condition(prev_z, pts, prev_c2w[None], c2w[None], canvas, mask, mdepth, fov, layout, palette,
-                             look)
+            cond = condition(prev_z, pts, prev_c2w[None], c2w[None], canvas, mask, mdepth, fov, layout,
+                             prev_layout, appearance=look)
         z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device,
                    temperature=self.temperature)
         # Keep each channel's mean where real frames keep it: against colour drift in long walks.
@@ -238,7 +232,7 @@ class WorldSession:
         if self.memory_enabled:
             self.memory.write(z[0], cells[0, 0], c2w, self.index, float(self.index), observed=False)
         t4 = time.perf_counter()
-        self._prev = (z, cells, c2w)
+        self._prev = (z, cells, c2w, layout)
         timings = {"layout": 1e3 * (tl - t0), "memory_read": 1e3 * (t1 - tl), "generator": 1e3 * (t2 - t1),
                    "decode": 1e3 * (t3 - t2), "memory_write": 1e3 * (t4 - t3), "total": 1e3 * (t4 - t0)}
         finite = bool(torch.isfinite(z).all() and torch.isfinite(rgb).all())

@@ -14,10 +14,11 @@ sides cannot drift apart by an offset. The stack, in order:
     layout           9   the scene layout of the target view (engine/model/layout_cells.py), only in
                          models whose generator.layout_channels is 9; after the groups every
                          model has, so those sit at the same offset with or without it
-    appearance       C   the observed palette: per material class, the mean latent of that class's
-                         cells in the session's observations, spread over the target view by its
-                         layout's class shares (only with generator.appearance)
-    appearance_mask  1   how much of each cell's classes the palette has (0 where none)
+    appearance       C   per material class, the mean latent of that class's cells in the previous
+                         frame and the memory canvas, spread over the target view by its layout's
+                         class shares: what *this* room's floor, walls and ceiling look like, for
+                         the cells nothing was warped or read into (only with generator.appearance)
+    appearance_mask  1   how much of each cell's classes had a source (0 where none did)
 
 Memory off is zeros in the three memory channels, layout off zeros in the layout's (and in the
 appearance groups, which need the layout's classes), no previous frame (a first frame generated
@@ -116,40 +117,45 @@ def memory_logdepth(mask: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
     return torch.where(mask > 0, depth.clamp(min=0.05).log(), torch.zeros_like(depth))
 
 
-Palette = tuple[torch.Tensor, torch.Tensor]   # per class: latent sums (B, K, C), cell weights (B, K)
+def class_appearance(sources: list[tuple[torch.Tensor, torch.Tensor]], target_shares: torch.Tensor,
+                     min_cells: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The appearance groups: for each material class the mean of the source latents' cells of that
+    class, placed on the target view's cells by their class shares.
 
-
-def palette_of(z: torch.Tensor, layout: torch.Tensor) -> Palette:
-    """One frame's contribution to a palette: latent z (B, C, S, S) summed per material class by its
-    own view's layout class shares (B, 9, S, S) -> (sums (B, K, C), weights (B, K)). Palettes add."""
-    shares = layout[:, _SHARES]
-    return torch.einsum("bkhw,bchw->bkc", shares, z), shares.sum(dim=(2, 3))
-
-
-def spread_palette(palette: Palette | None, layout: torch.Tensor, channels: int, min_cells: float = 0.5
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The appearance groups: each class's mean latent placed on the target view's cells by the class
-    shares of its layout (B, 9, S, S). A class with under `min_cells` cells in the palette has no
-    mean; no palette, or layout off (zeros), gives zeros.
-    -> (appearance (B, C, S, S), mask (B, 1, S, S): the share of each cell whose class the palette has).
-    Why observations only: a first version took the palette from the previous frame and the memory
-    canvas; at inference those are the model's own frames, the palette carried each frame's colour
-    drift into the next, and explore walks lost 3 dB (docs/HISTORY.md). Observations do not drift.
-    Why a per-class mean at all: the generator's convolutions see a few cells around each one, so
-    new floor cannot take the look of floor seen elsewhere; this brings it in one step."""
-    b, _, s, _ = layout.shape
-    shares = layout[:, _SHARES]
-    if palette is None:
-        return layout.new_zeros(b, channels, s, s), layout.new_zeros(b, 1, s, s)
-    sums, weight = palette
-    mean = sums / weight.clamp(min=1e-6)[..., None]
-    have = shares * (weight >= min_cells).to(shares.dtype)[..., None, None]
+    sources: (latent (B, C, S, S), weighted class shares (B, K, S, S)) pairs: each source cell counts
+    towards each class by its share (times any coverage weight); target_shares (B, K, S, S) the target
+    view's class shares. A class with under `min_cells` cells of weight in the sources has no mean.
+    -> (appearance (B, C, S, S), mask (B, 1, S, S): the share of each target cell whose class had one).
+    Why a global per-class mean: the generator's convolutions see a few cells around each one, so new
+    floor at the bottom of a view cannot learn from floor seen at the far side of it; this carries
+    the look of each class across the whole view (and from memory) in one step."""
+    b, k = target_shares.shape[:2]
+    c = sources[0][0].shape[1]
+    num = target_shares.new_zeros(b, k, c)
+    den = target_shares.new_zeros(b, k)
+    for z, shares in sources:
+        num = num + torch.einsum("bkhw,bchw->bkc", shares, z)
+        den = den + shares.sum(dim=(2, 3))
+    mean = num / den.clamp(min=1e-6)[..., None]
+    have = target_shares * (den >= min_cells).to(target_shares.dtype)[..., None, None]
     return torch.einsum("bkhw,bkc->bchw", have, mean), have.sum(dim=1, keepdim=True)
+
+
+def appearance_of(prev_z: torch.Tensor | None, prev_layout: torch.Tensor | None, canvas: torch.Tensor,
+                  mask: torch.Tensor, layout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The appearance groups from the previous frame (its latent and its own view's layout, None for
+    no previous frame) and the memory canvas (cells read into the target view, which have the
+    target layout's classes). Layout off (zeros) gives zeros: no class is known."""
+    shares = layout[:, _SHARES]
+    sources = [(canvas, shares * mask)]
+    if prev_z is not None and prev_layout is not None:
+        sources.append((prev_z, prev_layout[:, _SHARES]))
+    return class_appearance(sources, shares)
 
 
 def condition(prev_z: torch.Tensor | None, prev_points: torch.Tensor | None, prev_c2w: torch.Tensor,
               target_c2w: torch.Tensor, canvas: torch.Tensor, mask: torch.Tensor, depth: torch.Tensor, fov_deg: float,
-              layout: torch.Tensor | None = None, palette: Palette | None = None,
+              layout: torch.Tensor | None = None, prev_layout: torch.Tensor | None = None,
               appearance: bool = False) -> torch.Tensor:
     """The whole stack (B, K, S, S) for a step from the previous frame to the target camera.
 
@@ -158,7 +164,7 @@ def condition(prev_z: torch.Tensor | None, prev_points: torch.Tensor | None, pre
     prev_c2w, target_c2w (B, 4, 4); canvas (B, C, S, S), mask and depth (B, 1, S, S) the memory
     read at the target (zeros for memory off); layout (B, 9, S, S) for a generator that takes it
     (zeros for layout off), None for one that does not; with `appearance` (a generator that takes the
-    appearance groups) `palette` is the session's observed palette (None: none, as with memory off)."""
+    appearance groups) prev_layout (B, 9, S, S) is the previous frame's own layout."""
     c, s = canvas.shape[1], canvas.shape[-1]
     if prev_z is None:
         prev_z = torch.zeros_like(canvas)
@@ -167,7 +173,7 @@ def condition(prev_z: torch.Tensor | None, prev_points: torch.Tensor | None, pre
         warp, warp_mask = warp_prev(prev_z, prev_points, target_c2w, s, fov_deg)
     extra = {} if layout is None else {"layout": layout}
     if appearance:
-        look, have = spread_palette(palette, layout, c)
+        look, have = appearance_of(prev_z if prev_points is not None else None, prev_layout, canvas, mask, layout)
         extra.update(appearance=look, appearance_mask=have)
     return stack(c, prev=prev_z, prev_warp=warp, memory=canvas, prev_warp_mask=warp_mask, memory_mask=mask,
                  memory_logdepth=memory_logdepth(mask, depth),

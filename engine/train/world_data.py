@@ -16,9 +16,8 @@ A batch element is a target frame T of one walk with:
   - for a generator that takes the layout: the target view's scene layout (dropped a share of
     the time, so layout off is a mode of the same model), and a share of examples with no
     previous frame and no memory at all, which is how a session with the layout on makes a
-    world's first frame before anything was observed; for one that takes the appearance groups,
-    the observed palette of the walk's observed frames before the target (with memory: a session's
-    palette is part of its memory).
+    world's first frame before anything was observed; for one that takes the class appearance
+    groups, those from the previous frame (with its own view's layout) and the canvas.
 """
 from __future__ import annotations
 
@@ -29,7 +28,14 @@ import numpy as np
 import torch
 
 from engine import projection
-from engine.model.conditioning import condition, palette_of, warp_prev, with_channels
+from engine.model.conditioning import (
+    appearance_of,
+    channel,
+    condition,
+    has_appearance,
+    warp_prev,
+    with_channels,
+)
 from engine.train.decoder import soften
 from engine.train.encoded_walks import Walk
 from engine.train.history import HistoryCanvas
@@ -57,20 +63,10 @@ class WalkSampler:
                              "delete the run's walks.safetensors so they are rebuilt with it")
         self.layout, self.p_drop_layout, self.p_no_prev = layout, p_drop_layout, p_no_prev
         if appearance and not layout:
-            raise ValueError("the appearance groups need the layout (its classes)")
+            raise ValueError("the class appearance groups need the layout (its classes)")
         self.appearance = appearance
-        # Per walk, the observed palette of its first k frames for k = 0 .. observe (cumulative sums):
-        # the target t gets that of the observed frames before it, as a session has then.
-        self._palettes = [self._observed_palettes(w) for w in walks] if appearance else None
         lens = np.array([len(w.z) - 1 for w in walks], dtype=np.float64)
         self.p = lens / lens.sum()
-
-    def _observed_palettes(self, w: Walk) -> tuple[torch.Tensor, torch.Tensor]:
-        n = max(1, int(w.observe or 1))
-        z = (w.z[:n].float() - self.shift) / self.scale
-        sums, weight = palette_of(z, w.layout[:n].float())
-        zero = lambda a: torch.zeros_like(a[:1])  # noqa: E731
-        return torch.cat([zero(sums), sums.cumsum(0)]), torch.cat([zero(weight), weight.cumsum(0)])
 
     def _memory_frames(self, w: Walk, t: int) -> list[int]:
         if self.rng.random() < self.p_drop or t < 1:
@@ -143,7 +139,7 @@ class WalkSampler:
         mem_pts = torch.zeros(b, self.m * n_cell, 3)
         mem_feat = torch.zeros(b, self.m * n_cell, c)
         mem_valid = torch.zeros(b, self.m * n_cell, dtype=torch.bool)
-        from_history, no_prev, layouts, palettes = [], [], [], []
+        from_history, no_prev, layouts, prev_layouts = [], [], [], []
         for i, (wi, t) in enumerate(picks):
             w = self.walks[wi]
             tgt.append(w.z[t])
@@ -155,14 +151,12 @@ class WalkSampler:
             if self.layout:
                 drop = self.rng.random() < self.p_drop_layout
                 layouts.append(torch.zeros_like(w.layout[t]) if drop else w.layout[t])
+                # Layout off in a session is off for every frame: the previous frame's goes with it.
+                prev_layouts.append(torch.zeros_like(w.layout[t - 1]) if drop else w.layout[t - 1])
                 if not drop and no_prev_share > 0 and self.rng.random() < no_prev_share:
                     no_prev.append(i)
                     prev_c2w[-1] = w.c2w[t]   # rays of a view relative to itself
             frames = [] if no_prev and no_prev[-1] == i else self._memory_frames(w, t)
-            if self.appearance:   # no memory (dropped, or a first frame): no palette either
-                sums, weight = self._palettes[wi]
-                k = min(t, len(weight) - 1) if frames else 0
-                palettes.append((sums[k], weight[k]))
             if frames and self.p_hist > 0 and self.rng.random() < self.p_hist:
                 from_history.append(i)
                 frames = []
@@ -187,15 +181,15 @@ class WalkSampler:
         # random level per example, on the covered cells of whichever canvas it got.
         canvas = canvas + torch.rand(b, 1, 1, 1) * 0.15 * torch.randn_like(canvas) * mask
         lay = torch.stack(layouts).float() if self.layout else None
-        pal = (torch.stack([a for a, _ in palettes]), torch.stack([b for _, b in palettes])) if self.appearance else None
-        geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise)
-        cond = condition(geo.noised(prev_z), geo.points, pc, tc, canvas, mask, mdepth, self.fov, lay, pal,
-                         self.appearance)
+        prev_lay = torch.stack(prev_layouts).float() if self.appearance else None
+        geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise, prev_lay)
+        cond = condition(geo.noised(prev_z), geo.points, pc, tc, canvas, mask, mdepth, self.fov, lay, prev_lay,
+                         appearance=self.appearance)
         if no_prev:
             # No previous frame: its three groups are zeros, as condition() builds them for a first frame.
             idx = torch.tensor(no_prev)
             cond[idx] = condition(None, None, pc[idx], tc[idx], canvas[idx], mask[idx], mdepth[idx], self.fov,
-                                  lay[idx], None if pal is None else (pal[0][idx], pal[1][idx]), self.appearance)
+                                  lay[idx], appearance=self.appearance)
         return x0.to(device), cond.to(device), geo
 
 
@@ -207,6 +201,7 @@ class PrevGeometry:
     cells: int
     fov: float
     noise: float
+    prev_layout: torch.Tensor | None = None   # (B, 9, S, S) the previous frame's own layout (appearance groups)
 
     def noised(self, z: torch.Tensor) -> torch.Tensor:
         # GameNGen/DIAMOND-style context noise, a random level per element.
@@ -221,4 +216,11 @@ def replace_prev(cond: torch.Tensor, geo: PrevGeometry, new_prev: torch.Tensor) 
     and its warp are rebuilt, memory, masks and rays stay."""
     z = geo.noised(new_prev)
     warp, _ = geo.warp(z)
-    return with_channels(cond, z.shape[1], prev=z, prev_warp=warp)
+    c = z.shape[1]
+    parts = {"prev": z, "prev_warp": warp}
+    if has_appearance(cond, c):
+        # A first frame (no previous one) is never the later link of a chain, so a previous frame exists.
+        look, have = appearance_of(z, geo.prev_layout.to(z.device), channel(cond, "memory", c),
+                                   channel(cond, "memory_mask", c), channel(cond, "layout", c))
+        parts.update(appearance=look, appearance_mask=have)
+    return with_channels(cond, c, **parts)
