@@ -107,8 +107,7 @@ class WorldSession:
         self.gen = torch.Generator().manual_seed(self.seed)
         self.memory.reset()
         self.index = 0
-        # latent, cell depth, c2w, layout cells (None for a generator without layout)
-        self._prev: tuple | None = None
+        self._prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # latent, cell depth, c2w
 
     @property
     def last_latent(self) -> torch.Tensor | None:
@@ -143,16 +142,6 @@ class WorldSession:
             return self.layout_source.pixels_at(pose).to(self.device)
         return None
 
-    def _layout_cells(self, pose: Pose) -> torch.Tensor | None:
-        """The generator's layout channels (1, 9, S, S) of the view from `pose`: the level's with the
-        layout on, zeros with it off, None for a generator that takes no layout. Kept with each
-        frame as context, since the class appearance groups read the previous frame's classes."""
-        if self.layout_on:
-            return self.layout_source.cells_at(pose)[0].to(self.device)
-        if self.model.takes_layout:
-            return layout_off(1, self.model.cells, self.device)
-        return None
-
     def _check_frame(self, rgb: np.ndarray) -> None:
         s = self.image_size
         if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.shape == (s, s, 3)):
@@ -179,7 +168,7 @@ class WorldSession:
         if self.memory_enabled:
             self.memory.write(z[0], cells[0, 0], c2w, self.index, float(self.index), observed=True)
         t2 = time.perf_counter()
-        self._prev = (z, cells, c2w, self._layout_cells(pose))
+        self._prev = (z, cells, c2w)
         res = StepResult(to_uint8_image(rec)[0].cpu().numpy(), pred_depth[0, 0].cpu().numpy(), pose, self.index,
                          True, {"encode": 1e3 * (t1 - t0), "memory_write": 1e3 * (t2 - t1), "total": 1e3 * (t2 - t0)},
                          self.memory.stats().as_dict())
@@ -198,8 +187,9 @@ class WorldSession:
         t0 = time.perf_counter()
         layout, layout_depth = None, None
         if self.layout_on:
-            layout_depth = self.layout_source.cells_at(pose)[1].to(self.device)
-        layout = self._layout_cells(pose)
+            layout, layout_depth = (t.to(self.device) for t in self.layout_source.cells_at(pose))
+        elif m.takes_layout:
+            layout = layout_off(1, s, self.device)
         pixels = self._pixels(pose)
         tl = time.perf_counter()
         if self.memory_enabled and len(self.memory):
@@ -210,14 +200,12 @@ class WorldSession:
             mask = torch.zeros(1, 1, s, s, device=self.device)
             mdepth = torch.zeros_like(mask)
         t1 = time.perf_counter()
-        look = m.takes_appearance
         if self._prev is None:   # a first frame from the layout alone
-            cond = condition(None, None, c2w[None], c2w[None], canvas, mask, mdepth, fov, layout, appearance=look)
+            cond = condition(None, None, c2w[None], c2w[None], canvas, mask, mdepth, fov, layout)
         else:
-            prev_z, prev_cells, prev_c2w, prev_layout = self._prev
+            prev_z, prev_cells, prev_c2w = self._prev
             pts = projection.lift(prev_cells[:, 0], prev_c2w[None], fov)
-            cond = condition(prev_z, pts, prev_c2w[None], c2w[None], canvas, mask, mdepth, fov, layout,
-                             prev_layout, appearance=look)
+            cond = condition(prev_z, pts, prev_c2w[None], c2w[None], canvas, mask, mdepth, fov, layout)
         z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device,
                    temperature=self.temperature)
         # Keep each channel's mean where real frames keep it: against colour drift in long walks.
@@ -232,7 +220,7 @@ class WorldSession:
         if self.memory_enabled:
             self.memory.write(z[0], cells[0, 0], c2w, self.index, float(self.index), observed=False)
         t4 = time.perf_counter()
-        self._prev = (z, cells, c2w, layout)
+        self._prev = (z, cells, c2w)
         timings = {"layout": 1e3 * (tl - t0), "memory_read": 1e3 * (t1 - tl), "generator": 1e3 * (t2 - t1),
                    "decode": 1e3 * (t3 - t2), "memory_write": 1e3 * (t4 - t3), "total": 1e3 * (t4 - t0)}
         finite = bool(torch.isfinite(z).all() and torch.isfinite(rgb).all())

@@ -12,17 +12,12 @@ sides cannot drift apart by an offset. The stack, in order:
     memory_logdepth  1   log depth of the canvas cells, 0 where empty
     rays             6   Plücker ray map of the target camera in the previous camera's frame
     layout           9   the scene layout of the target view (engine/model/layout_cells.py), only in
-                         models whose generator.layout_channels is 9; after the groups every
-                         model has, so those sit at the same offset with or without it
-    appearance       C   per material class, the mean latent of that class's cells in the previous
-                         frame and the memory canvas, spread over the target view by its layout's
-                         class shares: what *this* room's floor, walls and ceiling look like, for
-                         the cells nothing was warped or read into (only with generator.appearance)
-    appearance_mask  1   how much of each cell's classes had a source (0 where none did)
+                         models whose generator.layout_channels is 9; last, so every other
+                         group sits at the same offset with or without it
 
-Memory off is zeros in the three memory channels, layout off zeros in the layout's (and in the
-appearance groups, which need the layout's classes), no previous frame (a first frame generated
-from the layout alone) zeros in the three previous-frame groups: the same network, trained with each dropped a share of the time. Imports only torch,
+Memory off is zeros in the three memory channels, layout off zeros in the layout's, no
+previous frame (a first frame generated from the layout alone) zeros in the three previous-frame
+groups: the same network, trained with each dropped a share of the time. Imports only torch,
 engine.projection and the layout's channel count.
 """
 from __future__ import annotations
@@ -32,42 +27,26 @@ import torch
 from engine import projection
 from engine.model.layout_cells import LAYOUT_CHANNELS
 
-# The class shares within the layout group (engine/model/layout_cells.py: logdepth, normal, shares).
-_SHARES = slice(4, LAYOUT_CHANNELS)
-APPEARANCE_GROUPS = ("appearance", "appearance_mask")
 
-
-def channel_widths(latent_channels: int, layout: bool = True, appearance: bool = True) -> tuple[tuple[str, int], ...]:
+def channel_widths(latent_channels: int, layout: bool = True) -> tuple[tuple[str, int], ...]:
     """(name, channels) of the stack in order, for latents of `latent_channels` channels; `layout`
-    False for the stack of a generator without layout input (v1), `appearance` False for one
-    without the class appearance groups (v2 stage 1 and 2; they need the layout)."""
+    False for the stack of a generator without layout input (v1)."""
     c = latent_channels
     base = (("prev", c), ("prev_warp", c), ("memory", c), ("prev_warp_mask", 1), ("memory_mask", 1),
             ("memory_logdepth", 1), ("rays", 6))
-    if not layout:
-        return base
-    return base + (("layout", LAYOUT_CHANNELS),) + ((("appearance", c), ("appearance_mask", 1)) if appearance else ())
+    return base + ((("layout", LAYOUT_CHANNELS),) if layout else ())
 
 
-def cond_channels(latent_channels: int, layout_channels: int = LAYOUT_CHANNELS, appearance: bool = False) -> int:
-    """Channels of the whole stack for a generator taking `layout_channels` (0 or 9) of layout and,
-    with `appearance`, the class appearance groups."""
+def cond_channels(latent_channels: int, layout_channels: int = LAYOUT_CHANNELS) -> int:
+    """Channels of the whole stack for a generator taking `layout_channels` (0 or 9) of layout."""
     if layout_channels not in (0, LAYOUT_CHANNELS):
         raise ValueError(f"generator.layout_channels must be 0 or {LAYOUT_CHANNELS}, got {layout_channels}")
-    if appearance and not layout_channels:
-        raise ValueError("generator.appearance needs the layout (generator.layout_channels 9): its classes "
-                         "say which cells share a look")
-    return sum(w for _, w in channel_widths(latent_channels, layout_channels > 0, appearance))
+    return sum(w for _, w in channel_widths(latent_channels, layout_channels > 0))
 
 
 def has_layout(cond: torch.Tensor, latent_channels: int) -> bool:
-    """Whether a stack carries the layout group."""
-    return cond.shape[1] >= cond_channels(latent_channels)
-
-
-def has_appearance(cond: torch.Tensor, latent_channels: int) -> bool:
-    """Whether a stack carries the class appearance groups (they are the last ones)."""
-    return cond.shape[1] == cond_channels(latent_channels, appearance=True)
+    """Whether a stack carries the layout group (it is the last one)."""
+    return cond.shape[1] == cond_channels(latent_channels)
 
 
 def channel_slice(name: str, latent_channels: int) -> slice:
@@ -87,8 +66,8 @@ def channel(cond: torch.Tensor, name: str, latent_channels: int) -> torch.Tensor
 
 def stack(latent_channels: int, **parts: torch.Tensor) -> torch.Tensor:
     """Concatenate named parts (B, width, S, S) in the stack's order; every part must be given
-    (`layout` and the appearance groups only for a generator that takes them)."""
-    widths = channel_widths(latent_channels, "layout" in parts, "appearance" in parts)
+    (`layout` only for a generator that takes it)."""
+    widths = channel_widths(latent_channels, "layout" in parts)
     names = [n for n, _ in widths]
     missing, extra = set(names) - set(parts), set(parts) - set(names)
     assert not missing and not extra, f"conditioning parts missing {sorted(missing)}, unknown {sorted(extra)}"
@@ -99,7 +78,7 @@ def stack(latent_channels: int, **parts: torch.Tensor) -> torch.Tensor:
 
 def with_channels(cond: torch.Tensor, latent_channels: int, **parts: torch.Tensor) -> torch.Tensor:
     """The same stack with some channel groups replaced (e.g. another previous latent)."""
-    widths = channel_widths(latent_channels, has_layout(cond, latent_channels), has_appearance(cond, latent_channels))
+    widths = channel_widths(latent_channels, has_layout(cond, latent_channels))
     return stack(latent_channels, **{n: parts.get(n, channel(cond, n, latent_channels)) for n, _ in widths})
 
 
@@ -117,54 +96,16 @@ def memory_logdepth(mask: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
     return torch.where(mask > 0, depth.clamp(min=0.05).log(), torch.zeros_like(depth))
 
 
-def class_appearance(sources: list[tuple[torch.Tensor, torch.Tensor]], target_shares: torch.Tensor,
-                     min_cells: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """The appearance groups: for each material class the mean of the source latents' cells of that
-    class, placed on the target view's cells by their class shares.
-
-    sources: (latent (B, C, S, S), weighted class shares (B, K, S, S)) pairs: each source cell counts
-    towards each class by its share (times any coverage weight); target_shares (B, K, S, S) the target
-    view's class shares. A class with under `min_cells` cells of weight in the sources has no mean.
-    -> (appearance (B, C, S, S), mask (B, 1, S, S): the share of each target cell whose class had one).
-    Why a global per-class mean: the generator's convolutions see a few cells around each one, so new
-    floor at the bottom of a view cannot learn from floor seen at the far side of it; this carries
-    the look of each class across the whole view (and from memory) in one step."""
-    b, k = target_shares.shape[:2]
-    c = sources[0][0].shape[1]
-    num = target_shares.new_zeros(b, k, c)
-    den = target_shares.new_zeros(b, k)
-    for z, shares in sources:
-        num = num + torch.einsum("bkhw,bchw->bkc", shares, z)
-        den = den + shares.sum(dim=(2, 3))
-    mean = num / den.clamp(min=1e-6)[..., None]
-    have = target_shares * (den >= min_cells).to(target_shares.dtype)[..., None, None]
-    return torch.einsum("bkhw,bkc->bchw", have, mean), have.sum(dim=1, keepdim=True)
-
-
-def appearance_of(prev_z: torch.Tensor | None, prev_layout: torch.Tensor | None, canvas: torch.Tensor,
-                  mask: torch.Tensor, layout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The appearance groups from the previous frame (its latent and its own view's layout, None for
-    no previous frame) and the memory canvas (cells read into the target view, which have the
-    target layout's classes). Layout off (zeros) gives zeros: no class is known."""
-    shares = layout[:, _SHARES]
-    sources = [(canvas, shares * mask)]
-    if prev_z is not None and prev_layout is not None:
-        sources.append((prev_z, prev_layout[:, _SHARES]))
-    return class_appearance(sources, shares)
-
-
 def condition(prev_z: torch.Tensor | None, prev_points: torch.Tensor | None, prev_c2w: torch.Tensor,
               target_c2w: torch.Tensor, canvas: torch.Tensor, mask: torch.Tensor, depth: torch.Tensor, fov_deg: float,
-              layout: torch.Tensor | None = None, prev_layout: torch.Tensor | None = None,
-              appearance: bool = False) -> torch.Tensor:
+              layout: torch.Tensor | None = None) -> torch.Tensor:
     """The whole stack (B, K, S, S) for a step from the previous frame to the target camera.
 
     prev_z (B, C, S, S) normalised previous latent, prev_points (B, S*S, 3) its cells in the world,
     both None for a first frame made from the layout alone (then prev_c2w is the target's own);
     prev_c2w, target_c2w (B, 4, 4); canvas (B, C, S, S), mask and depth (B, 1, S, S) the memory
     read at the target (zeros for memory off); layout (B, 9, S, S) for a generator that takes it
-    (zeros for layout off), None for one that does not; with `appearance` (a generator that takes the
-    appearance groups) prev_layout (B, 9, S, S) is the previous frame's own layout."""
+    (zeros for layout off), None for one that does not."""
     c, s = canvas.shape[1], canvas.shape[-1]
     if prev_z is None:
         prev_z = torch.zeros_like(canvas)
@@ -172,9 +113,6 @@ def condition(prev_z: torch.Tensor | None, prev_points: torch.Tensor | None, pre
     else:
         warp, warp_mask = warp_prev(prev_z, prev_points, target_c2w, s, fov_deg)
     extra = {} if layout is None else {"layout": layout}
-    if appearance:
-        look, have = appearance_of(prev_z if prev_points is not None else None, prev_layout, canvas, mask, layout)
-        extra.update(appearance=look, appearance_mask=have)
     return stack(c, prev=prev_z, prev_warp=warp, memory=canvas, prev_warp_mask=warp_mask, memory_mask=mask,
                  memory_logdepth=memory_logdepth(mask, depth),
                  rays=projection.plucker(target_c2w, prev_c2w, s, fov_deg), **extra)

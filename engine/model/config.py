@@ -47,9 +47,6 @@ class GeneratorConfig:
     # Scene-layout channels the generator takes (engine/model/layout_cells.py): 9, or 0 for a
     # generator that never sees the level's geometry (v1).
     layout_channels: int = 0
-    # The generator takes the class appearance groups (engine/model/conditioning.py): per material
-    # class, the look of that class in the previous frame and the memory. Needs the layout.
-    appearance: bool = False
 
 
 def check_temperature(temperature: float) -> None:
@@ -169,11 +166,6 @@ class ModelConfig:
             raise ValueError(f"autoencoder.layout_channels must be 0 or 9, got {self.autoencoder.layout_channels!r}")
         if self.generator.layout_channels not in (0, 9):
             raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")
-        if not isinstance(self.generator.appearance, bool):
-            raise ValueError(f"generator.appearance must be true or false, got {self.generator.appearance!r}")
-        if self.generator.appearance and not self.generator.layout_channels:
-            raise ValueError("generator.appearance needs generator.layout_channels 9: the layout's classes say "
-                             "which cells share a look")
         self.inference.check()
 
     def save(self, path: str | Path) -> None:

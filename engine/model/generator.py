@@ -50,16 +50,7 @@ class Generator(nn.Module):
         self.tmlp = nn.Sequential(nn.Linear(cfg.time_dim, cfg.time_dim * 2), nn.SiLU(),
                                   nn.Linear(cfg.time_dim * 2, cfg.time_dim * 2))
         tdim = cfg.time_dim * 2
-        self.k_main = cond_channels(c, cfg.layout_channels)
-        self.inp = nn.Conv2d(c + self.k_main, w, 3, padding=1)
-        # The class appearance groups (engine/model/conditioning.py) enter through their own conv, zero
-        # at first so a generator given them computes what it did before; training gives it its own,
-        # higher learning rate (a zero-started input beside a trained network barely moves otherwise).
-        self.look = None
-        if cfg.appearance:
-            self.look = nn.Conv2d(c + 1, w, 3, padding=1)
-            nn.init.zeros_(self.look.weight)
-            nn.init.zeros_(self.look.bias)
+        self.inp = nn.Conv2d(c + cond_channels(c, cfg.layout_channels), w, 3, padding=1)
         self.down_blocks = nn.ModuleList([FiLMBlock(w, tdim) for _ in range(max(1, cfg.blocks // 2))])
         self.down = nn.Conv2d(w, w, 4, stride=2, padding=1)
         self.mid = nn.ModuleList([FiLMBlock(w, tdim) for _ in range(cfg.mid_blocks)])
@@ -73,9 +64,7 @@ class Generator(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x_t (B, C, S, S) noisy latent, t (B,) flow time (1 = clean), cond (B, K, S, S) -> x0 (B, C, S, S)."""
         temb = self.tmlp(time_embedding(t, self.cfg.time_dim))
-        h = self.inp(torch.cat([x_t, cond[:, :self.k_main]], dim=1))
-        if self.look is not None:
-            h = h + self.look(cond[:, self.k_main:])
+        h = self.inp(torch.cat([x_t, cond], dim=1))
         for blk in self.down_blocks:
             h = blk(h, temb)
         skip = h

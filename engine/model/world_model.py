@@ -80,11 +80,6 @@ class WorldModel(nn.Module):
         return self.cfg.generator.layout_channels > 0
 
     @property
-    def takes_appearance(self) -> bool:
-        """Whether the generator takes the class appearance groups (engine/model/conditioning.py)."""
-        return self.cfg.generator.appearance
-
-    @property
     def decoder_takes_layout(self) -> bool:
         """Whether the decoder takes the full-resolution scene layout (layout_cells.layout_pixels)."""
         return self.cfg.autoencoder.layout_channels > 0

@@ -74,11 +74,6 @@ class WorldTrainArgs:
     # The generator takes the target view's scene layout (engine/model/layout_cells.py); off: a
     # layout-free generator as v1 was. Starting from a layout-free --init, its layout inputs start at zero.
     layout: bool = True
-    # The class appearance groups (engine/model/conditioning.py): on, off, or auto (as the --init
-    # model or the resumed run has them). Added to a generator without them, their input starts at zero
-    # and learns at `appearance_lr_mult` times the rate.
-    appearance: str = "auto"
-    appearance_lr_mult: float = 10.0
 
 
 def _save_walks(path: Path, walks: list[Walk]) -> None:
@@ -156,12 +151,6 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         raise ValueError(f"--adv-weight and --adv-start must be 0 or more, got {args.adv_weight} and {args.adv_start}")
     if not 0.0 <= args.adv_covered <= 1.0:
         raise ValueError(f"--adv-covered is a factor in [0, 1], got {args.adv_covered}")
-    if args.appearance not in ("on", "off", "auto"):
-        raise ValueError(f"--appearance must be on, off or auto, got {args.appearance!r}")
-    if args.appearance == "on" and not args.layout:
-        raise ValueError("--appearance on needs --layout on: the layout's classes say which cells share a look")
-    if not args.appearance_lr_mult > 0:
-        raise ValueError(f"--appearance-lr-mult must be above 0, got {args.appearance_lr_mult}")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}")
     info = dist.setup(args.device)
@@ -181,16 +170,6 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         raise ValueError(f"{out / 'config.json'}: this run's generator was built with the layout "
                          f"{'on' if cfg.generator.layout_channels else 'off'}; resume it with --layout "
                          f"{'on' if cfg.generator.layout_channels else 'off'} or start a new --out")
-    if not (out / "state.json").exists():   # no step trained yet (a data-only run may have made the config)
-        if args.appearance != "auto":
-            cfg.generator.appearance = args.appearance == "on"
-        elif args.init:
-            cfg.generator.appearance = ModelConfig.load(Path(args.init) / "config.json").generator.appearance
-        cfg.generator.appearance = cfg.generator.appearance and args.layout
-    elif args.appearance != "auto" and cfg.generator.appearance != (args.appearance == "on"):
-        raise ValueError(f"{out / 'config.json'}: this run's generator was built with the appearance groups "
-                         f"{'on' if cfg.generator.appearance else 'off'}; resume it with --appearance auto "
-                         f"or start a new --out")
     model = WorldModel(cfg)
     load_autoencoder_into(model, src)
     model.to(info.device)
@@ -234,8 +213,6 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         history = build_history(walks, cfg.latent_shift, cfg.latent_scale, cfg.fov_deg, cfg.memory.voxel_size,
                                 cfg.memory.capacity, progress and info.main, workers=workers)
     model.cfg = cfg
-    if info.main:   # what this run's generator is built as, so a resumed run rebuilds the same
-        cfg.save(out / "config.json")
     if args.adv_weight > 0 and args.context_blur <= 0 and info.main:
         print("--adv-weight without --context-blur: with clean contexts the generator's predictions are close "
               "to real latents and the discriminator has little to judge (engine/train/latent_adv.py)")
@@ -244,30 +221,19 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     rng = np.random.default_rng(data_seed)
     sampler_kwargs = dict(cells=model.cells, fov_deg=cfg.fov_deg, shift=cfg.latent_shift, scale=cfg.latent_scale,
                           context_noise=args.context_noise, context_blur=args.context_blur,
-                          history_share=args.history_canvas, layout=args.layout,
-                          appearance=cfg.generator.appearance)
+                          history_share=args.history_canvas, layout=args.layout)
     # Batches come from worker processes or from a sampler in this process, never both.
     feed = (WorkerBatches(walks, history, args.batch, data_seed, workers, info.device, args.self_rollout,
                           **sampler_kwargs) if workers else None)
     sampler = None if feed else WalkSampler(walks, rng=rng, history=history, **sampler_kwargs)
     gen = dist.wrap(model.gen, info)
-    look = list(model.gen.look.parameters()) if model.gen.look is not None else []
-    rest = [p for n, p in model.gen.named_parameters() if not n.startswith("look.")]
-    opt = torch.optim.AdamW([{"params": rest, "lr_mult": 1.0}] +
-                            ([{"params": look, "lr_mult": args.appearance_lr_mult}] if look else []),
-                            lr=args.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     c = model.latent_channels
-    k_cond = cond_channels(c, cfg.generator.layout_channels, cfg.generator.appearance)
-    adv = (LatentAdversary(c, k_cond, args.adv_weight, args.adv_start, args.adv_lr, info.device, info,
+    adv = (LatentAdversary(c, cond_channels(c, cfg.generator.layout_channels), args.adv_weight, args.adv_start, args.adv_lr, info.device, info,
                            covered=args.adv_covered) if args.adv_weight > 0 else None)
     start, elapsed0 = 0, 0.0
     if args.init and not (out / "state.json").exists():
-        missing, unexpected = model.gen.load_state_dict(
-            widen_input(load_file(str(Path(args.init) / "generator.safetensors")), model.gen), strict=False)
-        # Only inputs the init lacks may be missing (the appearance conv, which starts at zero).
-        if unexpected or any(not k.startswith("look.") for k in missing):
-            raise ValueError(f"{args.init}: its generator does not match this run's "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        model.gen.load_state_dict(widen_input(load_file(str(Path(args.init) / "generator.safetensors")), model.gen))
     if (out / "state.json").exists():
         state = load_checkpoint(out, {"generator": model.gen}, opt)
         start, elapsed0 = state["step"], float(state.get("wall_s", 0.0))
@@ -289,7 +255,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
             frac = max(frac, (time.time() - t0 + elapsed0) / args.time_limit_s)
         lr = args.lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         for g in opt.param_groups:
-            g["lr"] = lr * g.get("lr_mult", 1.0)
+            g["lr"] = lr
         item = feed.next() if feed is not None else sampler.draw(args.batch, args.self_rollout, info.device)
         # A chain (--self-rollout) is rolled out here, where the model is.
         x0, cond = _rollout(model, item, args, info.device) if isinstance(item, list) else item

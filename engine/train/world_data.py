@@ -16,8 +16,7 @@ A batch element is a target frame T of one walk with:
   - for a generator that takes the layout: the target view's scene layout (dropped a share of
     the time, so layout off is a mode of the same model), and a share of examples with no
     previous frame and no memory at all, which is how a session with the layout on makes a
-    world's first frame before anything was observed; for one that takes the class appearance
-    groups, those from the previous frame (with its own view's layout) and the canvas.
+    world's first frame before anything was observed.
 """
 from __future__ import annotations
 
@@ -28,14 +27,7 @@ import numpy as np
 import torch
 
 from engine import projection
-from engine.model.conditioning import (
-    appearance_of,
-    channel,
-    condition,
-    has_appearance,
-    warp_prev,
-    with_channels,
-)
+from engine.model.conditioning import condition, warp_prev, with_channels
 from engine.train.decoder import soften
 from engine.train.encoded_walks import Walk
 from engine.train.history import HistoryCanvas
@@ -48,8 +40,7 @@ class WalkSampler:
                  rng: np.random.Generator, mem_frames: int = 12, p_drop_memory: float = 0.2,
                  context_noise: float = 0.1, context_blur: float = 0.0,
                  history: list[HistoryCanvas] | None = None, history_share: float = 0.0,
-                 layout: bool = False, p_drop_layout: float = 0.15, p_no_prev: float = 0.05,
-                 appearance: bool = False) -> None:
+                 layout: bool = False, p_drop_layout: float = 0.15, p_no_prev: float = 0.05) -> None:
         if history_share > 0 and (history is None or len(history) != len(walks)):
             raise ValueError("history_share > 0 needs one history canvas set per walk (engine/train/history.py)")
         self.walks, self.cells, self.fov = walks, cells, fov_deg
@@ -62,9 +53,6 @@ class WalkSampler:
             raise ValueError("the generator takes the scene layout, but these encoded walks have none: "
                              "delete the run's walks.safetensors so they are rebuilt with it")
         self.layout, self.p_drop_layout, self.p_no_prev = layout, p_drop_layout, p_no_prev
-        if appearance and not layout:
-            raise ValueError("the class appearance groups need the layout (its classes)")
-        self.appearance = appearance
         lens = np.array([len(w.z) - 1 for w in walks], dtype=np.float64)
         self.p = lens / lens.sum()
 
@@ -139,7 +127,7 @@ class WalkSampler:
         mem_pts = torch.zeros(b, self.m * n_cell, 3)
         mem_feat = torch.zeros(b, self.m * n_cell, c)
         mem_valid = torch.zeros(b, self.m * n_cell, dtype=torch.bool)
-        from_history, no_prev, layouts, prev_layouts = [], [], [], []
+        from_history, no_prev, layouts = [], [], []
         for i, (wi, t) in enumerate(picks):
             w = self.walks[wi]
             tgt.append(w.z[t])
@@ -151,8 +139,6 @@ class WalkSampler:
             if self.layout:
                 drop = self.rng.random() < self.p_drop_layout
                 layouts.append(torch.zeros_like(w.layout[t]) if drop else w.layout[t])
-                # Layout off in a session is off for every frame: the previous frame's goes with it.
-                prev_layouts.append(torch.zeros_like(w.layout[t - 1]) if drop else w.layout[t - 1])
                 if not drop and no_prev_share > 0 and self.rng.random() < no_prev_share:
                     no_prev.append(i)
                     prev_c2w[-1] = w.c2w[t]   # rays of a view relative to itself
@@ -180,16 +166,14 @@ class WalkSampler:
         # Memory may hold the model's own (imperfect) frames at inference: noise it a little too, a
         # random level per example, on the covered cells of whichever canvas it got.
         canvas = canvas + torch.rand(b, 1, 1, 1) * 0.15 * torch.randn_like(canvas) * mask
+        geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise)
         lay = torch.stack(layouts).float() if self.layout else None
-        prev_lay = torch.stack(prev_layouts).float() if self.appearance else None
-        geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise, prev_lay)
-        cond = condition(geo.noised(prev_z), geo.points, pc, tc, canvas, mask, mdepth, self.fov, lay, prev_lay,
-                         appearance=self.appearance)
+        cond = condition(geo.noised(prev_z), geo.points, pc, tc, canvas, mask, mdepth, self.fov, lay)
         if no_prev:
             # No previous frame: its three groups are zeros, as condition() builds them for a first frame.
             idx = torch.tensor(no_prev)
             cond[idx] = condition(None, None, pc[idx], tc[idx], canvas[idx], mask[idx], mdepth[idx], self.fov,
-                                  lay[idx], appearance=self.appearance)
+                                  lay[idx])
         return x0.to(device), cond.to(device), geo
 
 
@@ -201,7 +185,6 @@ class PrevGeometry:
     cells: int
     fov: float
     noise: float
-    prev_layout: torch.Tensor | None = None   # (B, 9, S, S) the previous frame's own layout (appearance groups)
 
     def noised(self, z: torch.Tensor) -> torch.Tensor:
         # GameNGen/DIAMOND-style context noise, a random level per element.
@@ -216,11 +199,4 @@ def replace_prev(cond: torch.Tensor, geo: PrevGeometry, new_prev: torch.Tensor) 
     and its warp are rebuilt, memory, masks and rays stay."""
     z = geo.noised(new_prev)
     warp, _ = geo.warp(z)
-    c = z.shape[1]
-    parts = {"prev": z, "prev_warp": warp}
-    if has_appearance(cond, c):
-        # A first frame (no previous one) is never the later link of a chain, so a previous frame exists.
-        look, have = appearance_of(z, geo.prev_layout.to(z.device), channel(cond, "memory", c),
-                                   channel(cond, "memory_mask", c), channel(cond, "layout", c))
-        parts.update(appearance=look, appearance_mask=have)
-    return with_channels(cond, c, **parts)
+    return with_channels(cond, z.shape[1], prev=z, prev_warp=warp)

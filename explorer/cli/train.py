@@ -65,12 +65,6 @@ def register_train(sub) -> None:
     w.add_argument("--layout", choices=("on", "off"), default="on",
                    help="the generator takes the scene layout (depth, normals, material classes of the level's "
                         "geometry, never its colours); off: a layout-free generator as v1 was")
-    w.add_argument("--appearance", choices=("on", "off", "auto"), default="auto",
-                   help="on: the generator takes the class appearance groups (per material class, the look of "
-                        "that class in the previous frame and the memory; needs --layout on), added at zero to a "
-                        "generator without them; auto: as the --init model or the run being resumed has it")
-    w.add_argument("--appearance-lr-mult", type=float, default=10.0, metavar="X",
-                   help="the appearance input's learning rate as a multiple of --lr (it starts at zero)")
     _common(w)
     w.add_argument("--save-every", type=int, default=200, metavar="N",
                    help="checkpoint and write OUT/model every N steps (and at the end)")
@@ -200,8 +194,7 @@ def _cmd_train_world(args) -> int:
                                            save_every=args.save_every, precision=args.precision,
                                            adv_weight=args.adv_weight, adv_start=args.adv_start,
                                            adv_lr=args.adv_lr, adv_covered=args.adv_covered,
-                                           layout=args.layout == "on", appearance=args.appearance,
-                                           appearance_lr_mult=args.appearance_lr_mult),
+                                           layout=args.layout == "on"),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.steps == 0:
