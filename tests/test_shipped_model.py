@@ -16,7 +16,8 @@ def test_shipped_config_is_the_documented_one():
 
     cfg = ModelConfig.load(ROOT / "assets" / "models" / "default" / "config.json")
     assert cfg.memory == MemoryConfig(), "LatentMemory()'s defaults must be the shipped memory"
-    assert cfg.inference.steps == 4 and cfg.inference.temperature == pytest.approx(1.08)
+    # v2 stage 3: one sampling step (the generator's conditional mean), the decoder adds the detail.
+    assert cfg.inference.steps == 1 and cfg.inference.temperature == pytest.approx(1.08)
     assert cfg.latent_mean_range is not None and len(cfg.latent_mean_range) == cfg.autoencoder.latent_channels
     assert cfg.generator.layout_channels == 9, "the shipped generator is grounded in the scene layout (v2)"
 
