@@ -78,6 +78,8 @@ def bench_memory(model_dir: str | Path | None = None, frames: int = 400, capacit
         if compare:
             cloud.write(res.frame, res.depth, _c2w(pose))
         before = sess.memory.stats().points   # points held before the next step
+    if source is not None:   # its GL context is not needed past the walk
+        source.close()
     if per_frame_bytes is None:                      # never reached 90 %: everything so far counts
         per_frame_bytes = _latent_bytes_in_use(sess) / sess.memory.stats().writes
     warm = slice(5, None)                             # first calls pay one-off allocation costs
@@ -167,6 +169,8 @@ def soak(model_dir: str | Path | None = None, frames: int = 20_000, window: int 
     w = min(window, max(1, len(times) // 4))
     fps_start = w / sum(times[:w]) if full_at is None else w / sum(times[full_at:full_at + w])
     fps_end = w / sum(times[-w:])
+    if source is not None:
+        source.close()
     return {
         "frames": len(times),
         "memory_full_at_frame": full_at,

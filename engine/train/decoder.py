@@ -203,7 +203,8 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     # only adjusted: at the decoder's learning rate it had barely moved after 400 steps (mean |w|
     # 0.004) and decoded blurred latents as it did without it, so it learns `layout_lr_mult` faster.
     new = list(ae.decoder.layout.parameters()) if ae.decoder.layout is not None else []
-    old = [q for q in ae.decoder.parameters() if all(q is not n for n in new)]
+    new_ids = {id(q) for q in new}
+    old = [q for q in ae.decoder.parameters() if id(q) not in new_ids]
     groups = [{"params": old, "lr": args.lr}] + ([{"params": new, "lr": args.lr * args.layout_lr_mult}] if new else [])
     opt_g = torch.optim.Adam(groups, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
