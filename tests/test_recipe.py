@@ -23,10 +23,13 @@ def _recipe(path: Path, stages: list[tuple[str, list[str]]]) -> Path:
 
 
 def test_shipped_recipe_is_valid_and_names_every_stage(capsys):
-    assert main(["train", "recipe", str(ROOT / "assets" / "recipes" / "v1.json"), "--dry-run"]) == 0
+    recipe = ROOT / "assets" / "recipes" / "v2.json"
+    assert main(["train", "recipe", str(recipe), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.count("== v1 / ") == len(json.loads((ROOT / "assets" / "recipes" / "v1.json").read_text())["stages"])
-    assert "mirage train average --models runs/v1/dec14/model runs/v1/advc/model" in out
+    assert out.count("== v2 / ") == len(json.loads(recipe.read_text())["stages"])
+    # v1's stages come first (v2 starts from v1's weights), the shipped model's last step closes it.
+    assert "mirage train average --models runs/v2/dec14/model runs/v2/advc/model" in out
+    assert out.rstrip().endswith("mirage train configure --model runs/v2/v2dec5/model inference.steps=1")
 
 
 def test_recipe_runs_its_stages_in_order_and_resumes(tiny_model_dir, tmp_path, capsys):  # noqa: F811
