@@ -22,6 +22,10 @@ from engine.model.autoencoder import MIN_DEPTH, cell_depth
 from engine.world.layout import CLASSES, Layout, LayoutRenderer
 
 LAYOUT_CHANNELS = 1 + 3 + len(CLASSES)
+# EXPERIMENT: periodic features of each pixel's world-anchored surface coordinates (cycles a metre),
+# sin and cos of both axes: the renderer anchors every pattern to them, so a pattern's phase is geometry.
+UV_FREQS = (0.75, 1.5, 3.0, 6.0)
+PIXEL_CHANNELS = LAYOUT_CHANNELS + 4 * len(UV_FREQS)
 
 
 class Planes:
@@ -37,6 +41,8 @@ class Planes:
         onehot = torch.zeros(n, len(CLASSES) + 1, h, w)
         onehot.scatter_(1, material.clamp(max=len(CLASSES))[:, None], 1.0)
         self.classes = onehot[:, :len(CLASSES)]
+        self.uv = None if layout.uv is None else torch.from_numpy(
+            np.ascontiguousarray(layout.uv, dtype=np.float32)).permute(0, 3, 1, 2)
 
 
 def layout_cells(layout: Layout | Planes, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +66,12 @@ def layout_pixels(layout: Layout | Planes, max_depth: float) -> torch.Tensor:
     planes = layout if isinstance(layout, Planes) else Planes(layout)
     drawn = planes.classes.sum(1, keepdim=True)
     logd = planes.depth.clamp(MIN_DEPTH, max_depth).log() * drawn
-    return torch.cat([logd, planes.normal * drawn, planes.classes], dim=1)
+    parts = [logd, planes.normal * drawn, planes.classes]
+    if planes.uv is not None:
+        for f in UV_FREQS:
+            a = 2 * np.pi * f * planes.uv
+            parts += [torch.sin(a) * drawn, torch.cos(a) * drawn]
+    return torch.cat(parts, dim=1)
 
 
 def layout_off(n: int, cells: int, device: torch.device | str = "cpu") -> torch.Tensor:

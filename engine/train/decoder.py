@@ -189,6 +189,15 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         cfg.autoencoder = replace(cfg.autoencoder, layout_channels=LAYOUT_CHANNELS)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith("decoder.layout.")}, **state}
+    if use_layout and cfg.autoencoder.layout_channels == 9:
+        # EXPERIMENT: widen a 9-channel layout input to the uv features, the new channels at zero
+        # (PixelUnshuffle puts channel c's 4x4 block at c*16.., so they append at the end).
+        from engine.model.layout_cells import PIXEL_CHANNELS
+
+        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS)
+        w = state["decoder.layout.embed.1.weight"]
+        extra = (PIXEL_CHANNELS - 9) * (w.shape[1] // 9)
+        state = {**state, "decoder.layout.embed.1.weight": torch.cat([w, w.new_zeros(w.shape[0], extra, 1, 1)], 1)}
     if not args.layout_lr_mult > 0:
         raise ValueError(f"--layout-lr-mult must be above 0, got {args.layout_lr_mult}")
     if args.blur_passes < 1:

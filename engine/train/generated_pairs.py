@@ -160,12 +160,12 @@ def pair_layouts(pairs: dict[str, torch.Tensor], image_size: int, fov_deg: float
     """The full-resolution layout (N, 9, H, W) float16 at each pair's pose, drawn from its world's
     geometry; zeros (layout off) for pairs walked without the layout, as their latents were made."""
     from engine.camera import Pose
-    from engine.model.layout_cells import LAYOUT_CHANNELS, layout_pixels
+    from engine.model.layout_cells import PIXEL_CHANNELS, layout_pixels
     from engine.world.layout import LayoutRenderer
     from engine.world.levels import generate_level
 
     n = len(pairs["psnr"])
-    out = torch.zeros(n, LAYOUT_CHANNELS, image_size, image_size, dtype=torch.float16)
+    out = torch.zeros(n, PIXEL_CHANNELS, image_size, image_size, dtype=torch.float16)
     on = pairs["layout"].bool()
     renderer = None
     for scene in sorted(set(pairs["scene"][on].tolist())):

@@ -50,9 +50,12 @@ in vec3 in_normal;
 in float in_class;
 out vec3 v_normal;
 out float v_depth;
+out vec2 v_uv;
 flat out float v_class;
 void main() {
     vec4 view = u_view * vec4(in_pos, 1.0);
+    vec3 an = abs(in_normal);   // the renderer's world-anchored uv axes per face (renderer._UV_AXES)
+    v_uv = an.x > 0.5 ? in_pos.zy : (an.y > 0.5 ? in_pos.xz : in_pos.xy);
     v_depth = -view.z;
     v_normal = mat3(u_view) * in_normal;   // camera frame: x right, y up, z towards the viewer
     v_class = in_class;
@@ -64,12 +67,15 @@ FRAGMENT = """
 #version 330
 in vec3 v_normal;
 in float v_depth;
+in vec2 v_uv;
 flat in float v_class;
 layout(location = 0) out vec4 f_gbuf;
 layout(location = 1) out float f_depth;
+layout(location = 2) out vec2 f_uv;
 void main() {
     f_gbuf = vec4(normalize(v_normal) * 0.5 + 0.5, v_class / 255.0);   // classes are exact in 8 bits
     f_depth = v_depth;
+    f_uv = v_uv;
 }
 """
 
@@ -80,12 +86,13 @@ class Layout:
     depth: np.ndarray      # float32 metres along the view axis (FAR where nothing is drawn)
     normal: np.ndarray     # float32 (N, H, W, 3)
     material: np.ndarray   # uint8 class index into CLASSES, NONE where nothing is drawn
+    uv: np.ndarray | None = None   # float32 (N, H, W, 2) the surface's world-anchored coordinates (metres)
 
     def __len__(self) -> int:
         return len(self.depth)
 
     def __getitem__(self, i) -> "Layout":
-        return Layout(self.depth[i], self.normal[i], self.material[i])
+        return Layout(self.depth[i], self.normal[i], self.material[i], None if self.uv is None else self.uv[i])
 
 
 def face_class(box: Box, face: int) -> int:
@@ -126,7 +133,8 @@ class LayoutRenderer:
                                "libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri (see README): " + str(e)) from e
         self.prog = self.ctx.program(vertex_shader=VERTEX, fragment_shader=FRAGMENT)
         self._fbos = [self.ctx.framebuffer([self.ctx.renderbuffer((width, height), 4),
-                                            self.ctx.renderbuffer((width, height), 1, dtype="f4")],
+                                            self.ctx.renderbuffer((width, height), 1, dtype="f4"),
+                                            self.ctx.renderbuffer((width, height), 2, dtype="f4")],
                                            self.ctx.depth_renderbuffer((width, height)))
                       for _ in range(pool_size(width, height, _POOL))]
         self.prog["u_proj"].write(self.intrinsics.projection_gl(NEAR, FAR).astype("f4").T.copy().tobytes())
@@ -150,16 +158,19 @@ class LayoutRenderer:
         depth = np.empty((n, h, w), dtype=np.float32)
         normal = np.empty((n, h, w, 3), dtype=np.float32)
         material = np.empty((n, h, w), dtype=np.uint8)
+        uv = np.zeros((n, h, w, 2), dtype=np.float32)
         with self.ctx:   # make this context current: the renderer's may be in this thread too
-            self._draw_into(poses, depth, normal, material)
+            self._draw_into(poses, depth, normal, material, uv)
         empty = material == NONE
         depth[empty | (depth <= 0.0)] = FAR
         normal[empty] = 0.0
         norm = np.linalg.norm(normal, axis=-1, keepdims=True)
         normal /= np.maximum(norm, 1e-6)   # 8-bit storage: renormalise
-        return Layout(depth, normal, material)
+        uv[empty] = 0.0
+        return Layout(depth, normal, material, uv)
 
-    def _draw_into(self, poses: list[Pose], depth: np.ndarray, normal: np.ndarray, material: np.ndarray) -> None:
+    def _draw_into(self, poses: list[Pose], depth: np.ndarray, normal: np.ndarray, material: np.ndarray,
+                   uv: np.ndarray) -> None:
         import moderngl
 
         n, w, h = len(poses), self.intrinsics.width, self.intrinsics.height
@@ -179,6 +190,8 @@ class LayoutRenderer:
                 normal[start + k] = g[..., :3].astype(np.float32) * (2.0 / 255.0) - 1.0
                 material[start + k] = g[..., 3]
                 depth[start + k] = d
+                uv[start + k] = np.frombuffer(fbo.read(components=2, attachment=2, dtype="f4", alignment=1),
+                                              dtype=np.float32).reshape(h, w, 2)[::-1]
 
     def layout_one(self, pose: Pose) -> Layout:
         return self.layout([pose])[0]
