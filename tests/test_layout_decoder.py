@@ -13,9 +13,9 @@ import pytest
 import torch
 from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
 
-from engine.model.autoencoder import Autoencoder
+from engine.model.autoencoder import Autoencoder, widen_layout_input
 from engine.model.config import tiny_config
-from engine.model.layout_cells import LAYOUT_CHANNELS, SceneLayout, layout_pixels
+from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS, UV_FREQS, SceneLayout, layout_pixels
 from engine.model.world_model import WorldModel
 from engine.trajectory import make_trajectory
 from engine.world.levels import generate_level
@@ -41,13 +41,31 @@ def _turnaround_views(seed: int, n: int, size: int = 64):
 def test_layout_pixels_hold_the_levels_geometry_and_no_colour(egl, train_seed):
     poses, rgb, depth, lay = _turnaround_views(train_seed, 6)
     px = layout_pixels(lay, 30.0)
-    assert px.shape == (6, LAYOUT_CHANNELS, 64, 64)
-    classes = px[:, 4:]
+    assert px.shape == (6, PIXEL_CHANNELS, 64, 64)
+    classes = px[:, 4:LAYOUT_CHANNELS]
     assert torch.equal(classes.sum(1), torch.ones(6, 64, 64)), "inside a level every pixel shows one class"
     assert set(classes.unique().tolist()) == {0.0, 1.0}
     rel = (px[:, 0].exp().numpy() - depth) / depth
     assert np.abs(rel).mean() < 0.01, "the layout's depth is the renderer's depth"
     assert torch.allclose(px[:, 1:4].norm(dim=1), torch.ones(6, 64, 64), atol=1e-3)
+    # Surface coordinates: a floor or ceiling pixel's are its world point's x and z, a wall's the
+    # two world axes along it (x or z, and height), as the renderer anchors its patterns.
+    from engine.projection import lift
+
+    c2w = torch.stack([torch.as_tensor(np.asarray(p.c2w()), dtype=torch.float32) for p in poses])
+    fov = make_trajectory(train_seed, "turnaround", resolution=(64, 64)).fov_deg
+    world = lift(torch.from_numpy(np.ascontiguousarray(lay.depth)), c2w, fov).reshape(6, 64, 64, 3).numpy()
+    uv, mat = lay.uv, lay.material
+    flat = (mat == 0) | (mat == 2)                       # floor, ceiling: normal along y
+    assert np.abs(uv[flat] - world[flat][:, [0, 2]]).max() < 0.05
+    wall = mat == 1
+    n_world = np.einsum("nij,nhwj->nhwi", c2w[:, :3, :3].numpy(), lay.normal)
+    along_x = wall & (np.abs(n_world[..., 2]) > 0.9)     # a wall facing z runs along x
+    assert along_x.any() and np.abs(uv[along_x] - world[along_x][:, [0, 1]]).max() < 0.05
+    # Its features are the sines and cosines of those coordinates, zero where nothing is drawn.
+    f0 = UV_FREQS[0]
+    sin_u = px[:, LAYOUT_CHANNELS].numpy()
+    assert np.allclose(sin_u, np.sin(2 * np.pi * f0 * uv[..., 0]), atol=1e-4)
     # Nothing in it follows the frame's colours: two views with the same geometry and any
     # colours would give the same pixels, since the pass never reads a material's colour.
     assert not any(k in ("rgb", "colour", "color") for k in vars(lay))
@@ -80,6 +98,17 @@ def test_a_new_layout_input_decodes_as_the_decoder_did(egl, train_seed):
     with torch.no_grad():
         d_half = new.decode(z, half)[1]
     assert torch.allclose(d_half[..., 32:], d_old[..., 32:]) and torch.allclose(d_half[..., :32], d_new[..., :32])
+    # A geometry-only input (as v2 stages 2-3 shipped it) widened to the surface coordinates decodes
+    # as it did: their weights start at zero.
+    for p in new.decoder.layout.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    wide = Autoencoder(replace(cfg, layout_channels=PIXEL_CHANNELS)).eval()
+    wide.load_state_dict(widen_layout_input(new.state_dict(), LAYOUT_CHANNELS, PIXEL_CHANNELS))
+    with torch.no_grad():
+        before, after = new.decode(z, px), wide.decode(z, px)
+        moved = wide.decode(z, px + 0.5 * (torch.arange(PIXEL_CHANNELS) >= LAYOUT_CHANNELS).float()[None, :, None, None])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(before, after))
+    assert torch.allclose(moved[0], after[0], atol=1e-6), "the new channels do nothing until trained"
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,9 @@ class LayoutInput(nn.Module):
     are folded into channels (as the decoder's own output is unfolded) and embedded once; the
     embedding is added to the decoder's features before its full-feature blocks and to the output
     head, and gives the correction to the layout's depth. All three are zero at first, so a decoder
-    given this input decodes exactly as before until training moves it.
+    given this input decodes exactly as before until training moves it. With 25 channels it also
+    reads the surface coordinates' sines and cosines, and so can draw a pattern fixed to the world
+    (ceiling tiles, corridor stripes) where the latent is only a colour field.
     """
 
     def __init__(self, cfg: AutoencoderConfig, embed: int = 64) -> None:
@@ -101,7 +103,7 @@ class Decoder(nn.Module):
         self.layout = LayoutInput(cfg) if cfg.layout_channels else None
 
     def forward(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) and, for a layout decoder, the layout (B, 9, H, W) (all zero or None: layout off)
+        """(B, C, h, w) and, for a layout decoder, the layout (B, 9 or 25, H, W) (all zero or None: layout off)
         -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W)."""
         if self.layout is None:
             out = self.net(z)
@@ -109,6 +111,7 @@ class Decoder(nn.Module):
         net, u = self.net, self.unshuffle
         if layout is None:   # layout off: all zero, as training showed it
             layout = z.new_zeros(z.shape[0], self.layout.channels, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
+        layout = layout[:, :self.layout.channels]   # a nine-channel decoder (v2 stages 2-3) ignores the uv features
         e = self.layout.embed(layout)
         x = net[:self.split](z) + self.layout.to_features(e)
         x = net[self.head + 1](net[self.head](net[self.split:self.head](x)))
@@ -116,7 +119,7 @@ class Decoder(nn.Module):
         own = F.pixel_shuffle(x[:, 3 * u * u:], u)
         # Depth from geometry where the layout drew a surface: its log depth plus a learned
         # correction; elsewhere (layout off, or nothing drawn) the depth head's own.
-        drawn = layout[:, 4:].sum(1, keepdim=True).clamp(0.0, 1.0)
+        drawn = layout[:, 4:9].sum(1, keepdim=True).clamp(0.0, 1.0)   # the class shares only
         grounded = layout[:, :1] + F.pixel_shuffle(self.layout.to_depth(e), u)
         logd = own + drawn * (grounded - own)
         return rgb, logd.clamp(math.log(MIN_DEPTH), self.log_max)
@@ -186,3 +189,13 @@ def to_model_image(rgb_uint8: torch.Tensor) -> torch.Tensor:
 def to_uint8_image(x: torch.Tensor) -> torch.Tensor:
     """float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3)."""
     return x.clamp(-1, 1).add(1.0).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def widen_layout_input(state: dict[str, torch.Tensor], old: int, new: int) -> dict[str, torch.Tensor]:
+    """An autoencoder state whose decoder's layout input takes `old` channels, made to take `new`:
+    the first conv's weights for the added channels are zero, so it decodes exactly as before.
+    PixelUnshuffle puts channel c's 4x4 block at columns c*16 .. c*16+15, so new channels append."""
+    key = "decoder.layout.embed.1.weight"
+    w = state[key]
+    per = w.shape[1] // old
+    return {**state, key: torch.cat([w, w.new_zeros(w.shape[0], (new - old) * per, *w.shape[2:])], 1)}

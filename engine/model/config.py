@@ -30,7 +30,8 @@ class AutoencoderConfig:
     # a decoder wider in depth than its encoder (as asymmetric autoencoders do), 0 in models before it.
     decoder_extra_blocks: int = 0
     # Channels of the full-resolution scene layout the decoder takes (engine/model/layout_cells.py,
-    # layout_pixels): 9, or 0 for a decoder that sees only the latent (v1, v2 stage 1).
+    # layout_pixels): 25 (geometry and surface coordinates, v2 stage 4), 9 (geometry only, stages
+    # 2-3), or 0 for a decoder that sees only the latent (v1, v2 stage 1).
     layout_channels: int = 0
 
     @property
@@ -163,7 +164,7 @@ class ModelConfig:
                 raise ValueError(f"latent_mean_range must be {c} [lowest, highest] pairs of finite numbers, "
                                  f"got {str(r)[:80]}")
         if self.autoencoder.layout_channels not in (0, 9, 25):
-            raise ValueError(f"autoencoder.layout_channels must be 0 or 9, got {self.autoencoder.layout_channels!r}")
+            raise ValueError(f"autoencoder.layout_channels must be 0, 9 or 25, got {self.autoencoder.layout_channels!r}")
         if self.generator.layout_channels not in (0, 9):
             raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")
         self.inference.check()

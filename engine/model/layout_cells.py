@@ -22,8 +22,11 @@ from engine.model.autoencoder import MIN_DEPTH, cell_depth
 from engine.world.layout import CLASSES, Layout, LayoutRenderer
 
 LAYOUT_CHANNELS = 1 + 3 + len(CLASSES)
-# EXPERIMENT: periodic features of each pixel's world-anchored surface coordinates (cycles a metre),
-# sin and cos of both axes: the renderer anchors every pattern to them, so a pattern's phase is geometry.
+# The decoder's full-resolution layout adds periodic features of each pixel's surface coordinates
+# (the face's two world axes, metres; engine/world/layout.py): sine and cosine of both at these
+# frequencies (cycles a metre). The renderer anchors every pattern to those coordinates, so where a
+# pattern's tiles or stripes fall is geometry; a pattern that is the same in every level (ceiling
+# tiles, corridor stripes) becomes drawable where the generator's latent is only a colour field.
 UV_FREQS = (0.75, 1.5, 3.0, 6.0)
 PIXEL_CHANNELS = LAYOUT_CHANNELS + 4 * len(UV_FREQS)
 
@@ -60,17 +63,19 @@ def layout_cells(layout: Layout | Planes, cells: int) -> tuple[torch.Tensor, tor
 
 
 def layout_pixels(layout: Layout | Planes, max_depth: float) -> torch.Tensor:
-    """A batch of layouts (N, H, W) -> the decoder's full-resolution layout (N, 9, H, W): the same
-    nine channels per pixel (log depth clamped to the depth head's range, normal, one-hot class).
-    A pixel where nothing was drawn is all zero, as layout off is everywhere."""
+    """A batch of layouts (N, H, W) -> the decoder's full-resolution layout (N, 25, H, W): the same
+    nine channels per pixel (log depth clamped to the depth head's range, normal, one-hot class),
+    then for each of UV_FREQS the sine and cosine of both surface coordinates. A pixel where nothing
+    was drawn is all zero, as layout off is everywhere. A decoder with the nine-channel input of
+    v2 stage 2-3 reads the first nine (engine/model/autoencoder.Decoder)."""
     planes = layout if isinstance(layout, Planes) else Planes(layout)
     drawn = planes.classes.sum(1, keepdim=True)
     logd = planes.depth.clamp(MIN_DEPTH, max_depth).log() * drawn
     parts = [logd, planes.normal * drawn, planes.classes]
-    if planes.uv is not None:
-        for f in UV_FREQS:
-            a = 2 * np.pi * f * planes.uv
-            parts += [torch.sin(a) * drawn, torch.cos(a) * drawn]
+    uv = planes.uv if planes.uv is not None else torch.zeros_like(planes.normal[:, :2])
+    for f in UV_FREQS:
+        a = 2 * np.pi * f * uv
+        parts += [torch.sin(a) * drawn, torch.cos(a) * drawn]
     return torch.cat(parts, dim=1)
 
 

@@ -26,8 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.autoencoder import Autoencoder, grow_decoder, to_model_image
+from engine.model.autoencoder import Autoencoder, grow_decoder, to_model_image, widen_layout_input
 from engine.model.config import ModelConfig
+from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS
 from engine.perceptual import lpips_tensor
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import (
@@ -40,6 +41,9 @@ from engine.train.checkpoint import (
     save_tensors,
 )
 from engine.train.latent_adv import adaptive_weight, hinge_d_loss
+
+
+UV_LR_MULT = 10.0
 
 
 class PatchDiscriminator(nn.Module):
@@ -184,20 +188,15 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     if use_layout and not cfg.autoencoder.layout_channels:
         # The layout input is added with its outputs at zero (engine/model/autoencoder.LayoutInput):
         # the decoder starts out decoding exactly as the source model's. Added on every start, like growth.
-        from engine.model.layout_cells import LAYOUT_CHANNELS
-
-        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=LAYOUT_CHANNELS)
+        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith("decoder.layout.")}, **state}
-    if use_layout and cfg.autoencoder.layout_channels == 9:
-        # EXPERIMENT: widen a 9-channel layout input to the uv features, the new channels at zero
-        # (PixelUnshuffle puts channel c's 4x4 block at c*16.., so they append at the end).
-        from engine.model.layout_cells import PIXEL_CHANNELS
-
+    widened = use_layout and cfg.autoencoder.layout_channels == LAYOUT_CHANNELS
+    if widened:
+        # A geometry-only layout input (v2 stages 2-3) gains the surface-coordinate channels at zero:
+        # it decodes as before until they learn (engine/model/autoencoder.widen_layout_input).
+        state = widen_layout_input(state, LAYOUT_CHANNELS, PIXEL_CHANNELS)
         cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS)
-        w = state["decoder.layout.embed.1.weight"]
-        extra = (PIXEL_CHANNELS - 9) * (w.shape[1] // 9)
-        state = {**state, "decoder.layout.embed.1.weight": torch.cat([w, w.new_zeros(w.shape[0], extra, 1, 1)], 1)}
     if not args.layout_lr_mult > 0:
         raise ValueError(f"--layout-lr-mult must be above 0, got {args.layout_lr_mult}")
     if args.blur_passes < 1:
@@ -215,6 +214,14 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     # The layout input starts at zero and must grow from nothing while the rest of the decoder is
     # only adjusted: at the decoder's learning rate it had barely moved after 400 steps (mean |w|
     # 0.004) and decoded blurred latents as it did without it, so it learns `layout_lr_mult` faster.
+    if ae.decoder.layout is not None and ae.decoder.layout.channels > LAYOUT_CHANNELS:
+        # The surface-coordinate columns of the input's first conv: from zero they must grow while the
+        # trained geometry columns beside them (same tensor) are only adjusted, so their gradient is
+        # scaled by UV_LR_MULT (at 1x they had not moved a decoded pixel in 175 steps).
+        cut = LAYOUT_CHANNELS * cfg.autoencoder.unshuffle ** 2
+        scale = torch.ones_like(ae.decoder.layout.embed[1].weight)
+        scale[:, cut:] = UV_LR_MULT
+        ae.decoder.layout.embed[1].weight.register_hook(lambda g: g * scale)
     new = list(ae.decoder.layout.parameters()) if ae.decoder.layout is not None else []
     new_ids = {id(q) for q in new}
     old = [q for q in ae.decoder.parameters() if id(q) not in new_ids]

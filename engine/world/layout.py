@@ -1,8 +1,9 @@
 """Scene layout: what the level's geometry looks like from a pose, without any appearance.
 
-For each pixel: metric depth along the view axis, the surface normal in the camera's frame
-and a material class (floor, wall, ceiling, furniture, picture surface). Never a colour, a
-pattern, a light or a picture: those are the world model's to invent and its memory's to
+For each pixel: metric depth along the view axis, the surface normal in the camera's frame,
+a material class (floor, wall, ceiling, furniture, picture surface) and the surface's own
+coordinates (its face's two world axes, in metres: where on the wall or floor the pixel lies,
+the frame the renderer anchors its patterns to). Never a colour, a pattern, a light or a picture: those are the world model's to invent and its memory's to
 keep. The layout is what keeps a generated walk a walk: rooms, walls and doorways where the
 level has them, the same boxes the renderer, collision and minimap read.
 
@@ -54,7 +55,7 @@ out vec2 v_uv;
 flat out float v_class;
 void main() {
     vec4 view = u_view * vec4(in_pos, 1.0);
-    vec3 an = abs(in_normal);   // the renderer's world-anchored uv axes per face (renderer._UV_AXES)
+    vec3 an = abs(in_normal);   // the face's world axes, as the renderer's _UV_AXES picks them
     v_uv = an.x > 0.5 ? in_pos.zy : (an.y > 0.5 ? in_pos.xz : in_pos.xy);
     v_depth = -view.z;
     v_normal = mat3(u_view) * in_normal;   // camera frame: x right, y up, z towards the viewer
