@@ -13,8 +13,6 @@ features of two images layer by layer, weighs the squared differences per channe
 "lin" heads) and averages over positions.
 
     lpips(a, b)        per-pair distance, uint8 (N, H, W, 3) images
-    lpips_tensor(a, b) the same on float (N, 3, H, W) tensors in [-1, 1], differentiable in `a`:
-                       the perceptual loss of `mirage train decoder --perceptual-weight`
     alex_features(x)   512 values per image for fd_alex: the relu4 and relu5 maps (256 channels
                        each), unit-normalised across channels at every position and averaged
                        over positions
@@ -115,21 +113,6 @@ def load_network() -> ShiftTolerantAlexNet:
     return net.eval().requires_grad_(False)
 
 
-def _distance(net: ShiftTolerantAlexNet, unit_a: list[torch.Tensor], unit_b: list[torch.Tensor]) -> torch.Tensor:
-    """LPIPS from unit-normalised features of two image batches: (N,)."""
-    return sum(lin((u - r) ** 2).mean(dim=(2, 3)) for lin, u, r in zip(net.lins, unit_a, unit_b))[:, 0]
-
-
-def lpips_tensor(a: torch.Tensor, b: torch.Tensor, net: ShiftTolerantAlexNet | None = None) -> torch.Tensor:
-    """ST-LPIPS per pair of float images (N, 3, H, W) in [-1, 1]: (N,), differentiable in `a`; `b` is the
-    reference (no gradient). `net` lets a trainer pass its own copy on its device (default: the shared
-    CPU network); its weights never train."""
-    net = load_network() if net is None else net
-    with torch.no_grad():
-        ref = [_unit(f) for f in net.features(b)]
-    return _distance(net, [_unit(f) for f in net.features(a)], ref)
-
-
 def _images(rgb: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
@@ -153,7 +136,8 @@ def compare(reference: np.ndarray, others: dict[str, np.ndarray], batch: int = 3
         feats[""].append(torch.cat([ref_unit[k].mean(dim=(2, 3)) for k in FD_LAYERS], dim=1))
         for name, imgs in others.items():
             unit = [_unit(f) for f in net.features(_images(imgs[i:i + batch]))]
-            dists[name].append(_distance(net, unit, ref_unit))
+            d = sum(lin((u - r) ** 2).mean(dim=(2, 3)) for lin, u, r in zip(net.lins, unit, ref_unit))
+            dists[name].append(d[:, 0])
             feats[name].append(torch.cat([unit[k].mean(dim=(2, 3)) for k in FD_LAYERS], dim=1))
     as_np = lambda xs: torch.cat(xs).numpy().astype(np.float64)  # noqa: E731
     return {k: as_np(v) for k, v in dists.items()}, {k: as_np(v) for k, v in feats.items()}

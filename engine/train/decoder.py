@@ -29,7 +29,6 @@ from safetensors.torch import load_file
 from engine.model.autoencoder import Autoencoder, grow_decoder, to_model_image, widen_layout_input
 from engine.model.config import ModelConfig
 from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS
-from engine.perceptual import lpips_tensor
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import (
     LossLog,
@@ -93,7 +92,6 @@ class DecoderTrainArgs:
                                    # to a decoder without it); off; auto: on when the model's generator takes it
     p_drop_layout: float = 0.15    # share of examples decoded with the layout off (zeros), as the generator's
     layout_lr_mult: float = 10.0   # the layout input's learning rate over the decoder's (it starts at zero)
-    perceptual_weight: float = 0.0  # ST-LPIPS against ground truth, on every example (0: off; see below)
 
 
 def degrade_latents(z: torch.Tensor, strength: float, passes: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,8 +201,6 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         raise ValueError(f"--blur-passes must be at least 1, got {args.blur_passes}")
     if not 0 <= args.p_drop_layout < 1:
         raise ValueError(f"--p-drop-layout must be in [0, 1), got {args.p_drop_layout}")
-    if not args.perceptual_weight >= 0:
-        raise ValueError(f"--perceptual-weight must be 0 or more, got {args.perceptual_weight}")
     cfg.save(out / "config.json")
     ae = Autoencoder(cfg.autoencoder)
     ae.load_state_dict(state)
@@ -250,15 +246,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         if not 0 < args.pairs_share < 1:
             raise ValueError(f"--pairs-share must be between 0 and 1, got {args.pairs_share}")
         n_gen = max(1, round(args.batch * args.pairs_share))
-    lpips_net = None
-    if args.perceptual_weight:
-        import copy
-
-        from engine.perceptual import load_network
-
-        lpips_net = copy.deepcopy(load_network()).to(dev)  # the shared CPU network stays where eval wants it
-    fields = (["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
-              + (["lpips"] if lpips_net is not None else []))
+    fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
     log = LossLog(out / "decoder_loss.csv", fields)
     pool = FramePool(cfg.autoencoder.image_size, args.seeds, 32, 32, rng, cfg.fov_deg,
                      max_depth=cfg.autoencoder.max_depth if use_layout else None)
@@ -287,7 +275,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         y_all, logd_all = ae.decoder(z, lay if use_layout else None)
         y, logd = y_all[:nr], logd_all[:nr]
         rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
-        mse, grad_l1 = mse_i.mean(), grad_i.mean()
+        mse, rec, grad_l1 = mse_i.mean(), rec_i.mean(), grad_i.mean()
         gen_row = {}
         if pairs is not None:
             gen_i, gen_mse = generated_terms(y_all[nr:], logd_all[nr:], x_gen, pairs["depth"][gi].float().to(dev),
@@ -297,18 +285,6 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             rec = (rec_i.sum() + gen_i.sum()) / len(z)
             gen_row = {"gen_mse": gen_mse.mean().item() if len(gen_mse) else "", "gen_loss": gen_i.mean().item()}
             x = torch.cat([x, x_gen])  # the discriminator's real frames: ground truth of both kinds
-        else:
-            rec = rec_i.mean()
-        if lpips_net is not None:
-            # ST-LPIPS against ground truth at the same pose, on every example, generated ones that did
-            # not match it included: the discriminator alone, asked for detail on those, grew a dot grid
-            # over flat regions within a few hundred steps (docs/HISTORY.md); a perceptual distance to a
-            # real frame of the same geometry asks for that frame's kind of edges and texture, while the
-            # per-cell colour anchor keeps the model's own colours. Shift-tolerant, so small
-            # misalignments of generated frames are not punished as blur would be.
-            perc = lpips_tensor(y_all, x, lpips_net).mean()
-            rec = rec + args.perceptual_weight * perc
-            gen_row["lpips"] = perc.item()
         use_gan = step >= args.gan_start
         g_adv = torch.zeros((), device=dev)
         w = 0.0

@@ -109,9 +109,6 @@ def register_train(sub) -> None:
                    help="the layout input's learning rate as a multiple of --lr (it starts at zero)")
     d.add_argument("--p-drop-layout", type=float, default=0.15, metavar="P",
                    help="share of examples decoded with the layout off, so one decoder serves both modes")
-    d.add_argument("--perceptual-weight", type=float, default=0.0, metavar="W",
-                   help="weight of an ST-LPIPS loss against ground truth on every example, generated ones "
-                        "included (0: off)")
     d.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                    help="also keep a loadable copy of the autoencoder every N steps in OUT/snapshots/ "
                         "(the checkpoint itself is overwritten)")
@@ -220,7 +217,6 @@ def _cmd_train_decoder(args) -> int:
                                          grow_blocks=args.grow_blocks, snapshot_every=args.snapshot_every,
                                          layout=args.layout, p_drop_layout=args.p_drop_layout,
                                          blur_passes=args.blur_passes, layout_lr_mult=args.layout_lr_mult,
-                                         perceptual_weight=args.perceptual_weight,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
