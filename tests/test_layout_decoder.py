@@ -15,7 +15,13 @@ from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fix
 
 from engine.model.autoencoder import Autoencoder, widen_layout_input
 from engine.model.config import tiny_config
-from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS, UV_FREQS, SceneLayout, layout_pixels
+from engine.model.layout_cells import (
+    LAYOUT_CHANNELS,
+    PIXEL_CHANNELS,
+    UV_FREQS,
+    SceneLayout,
+    layout_pixels,
+)
 from engine.model.world_model import WorldModel
 from engine.trajectory import make_trajectory
 from engine.world.levels import generate_level
@@ -227,3 +233,35 @@ def test_layout_options_of_the_decoder_stage_are_checked_first(tiny_model_dir, t
         with pytest.raises(ValueError, match=match):
             train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "d"), steps=1, batch=2,
                                            **{"layout": "on", **opts}), progress=False)
+
+
+def test_the_trainer_widens_a_geometry_only_layout_input(tiny_model_dir, tmp_path, egl):
+    """A decoder of v2 stages 2-3 (nine layout channels) given to `mirage train decoder` gains the
+    surface-coordinate channels: the model it writes takes 25, and their weights, added at zero, train."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from engine.model.config import ModelConfig
+    from engine.model.world_model import write_checksums
+    from engine.train.decoder import DecoderTrainArgs, train_decoder
+
+    src = tmp_path / "nine"
+    shutil.copytree(tiny_model_dir, src)
+    cfg = ModelConfig.load(src / "config.json")
+    cfg.autoencoder = replace(cfg.autoencoder, layout_channels=LAYOUT_CHANNELS)
+    cfg.save(src / "config.json")
+    torch.manual_seed(0)
+    nine = Autoencoder(cfg.autoencoder)
+    state = {**load_file(str(src / "autoencoder.safetensors")),
+             **{k: v + 0.05 * torch.randn_like(v) for k, v in nine.state_dict().items() if k.startswith("decoder.layout.")}}
+    save_file(state, str(src / "autoencoder.safetensors"))
+    write_checksums(src)
+    out = train_decoder(DecoderTrainArgs(model=str(src), out=str(tmp_path / "dec"), steps=3, batch=4, gan_start=100,
+                                         save_every=3, layout="on"), progress=False)
+    m = WorldModel.load(out)
+    assert m.cfg.autoencoder.layout_channels == PIXEL_CHANNELS
+    w = m.ae.decoder.layout.embed[1].weight
+    cut = LAYOUT_CHANNELS * m.cfg.autoencoder.unshuffle ** 2
+    assert w.shape[1] == PIXEL_CHANNELS * m.cfg.autoencoder.unshuffle ** 2
+    assert w[:, cut:].abs().max() > 0, "the surface-coordinate weights started at zero and trained"

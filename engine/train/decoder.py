@@ -26,7 +26,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.autoencoder import Autoencoder, grow_decoder, to_model_image, widen_layout_input
+from engine.model.autoencoder import (
+    Autoencoder,
+    grow_decoder,
+    to_model_image,
+    widen_layout_input,
+)
 from engine.model.config import ModelConfig
 from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS
 from engine.train.ae import FramePool, pick_device
@@ -40,7 +45,6 @@ from engine.train.checkpoint import (
     save_tensors,
 )
 from engine.train.latent_adv import adaptive_weight, hinge_d_loss
-
 
 UV_LR_MULT = 10.0
 
