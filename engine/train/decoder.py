@@ -46,8 +46,6 @@ from engine.train.checkpoint import (
 )
 from engine.train.latent_adv import adaptive_weight, hinge_d_loss
 
-UV_LR_MULT = 10.0
-
 
 class PatchDiscriminator(nn.Module):
     """Strided convs to a 16x16 map of real/fake logits (each sees a ~30 px patch)."""
@@ -193,8 +191,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith("decoder.layout.")}, **state}
-    widened = use_layout and cfg.autoencoder.layout_channels == LAYOUT_CHANNELS
-    if widened:
+    if use_layout and cfg.autoencoder.layout_channels == LAYOUT_CHANNELS:
         # A geometry-only layout input (v2 stages 2-3) gains the surface-coordinate channels at zero:
         # it decodes as before until they learn (engine/model/autoencoder.widen_layout_input).
         state = widen_layout_input(state, LAYOUT_CHANNELS, PIXEL_CHANNELS)
@@ -214,14 +211,6 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     # The layout input starts at zero and must grow from nothing while the rest of the decoder is
     # only adjusted: at the decoder's learning rate it had barely moved after 400 steps (mean |w|
     # 0.004) and decoded blurred latents as it did without it, so it learns `layout_lr_mult` faster.
-    if ae.decoder.layout is not None and ae.decoder.layout.channels > LAYOUT_CHANNELS:
-        # The surface-coordinate columns of the input's first conv: from zero they must grow while the
-        # trained geometry columns beside them (same tensor) are only adjusted, so their gradient is
-        # scaled by UV_LR_MULT (at 1x they had not moved a decoded pixel in 175 steps).
-        cut = LAYOUT_CHANNELS * cfg.autoencoder.unshuffle ** 2
-        scale = torch.ones_like(ae.decoder.layout.embed[1].weight)
-        scale[:, cut:] = UV_LR_MULT
-        ae.decoder.layout.embed[1].weight.register_hook(lambda g: g * scale)
     new = list(ae.decoder.layout.parameters()) if ae.decoder.layout is not None else []
     new_ids = {id(q) for q in new}
     old = [q for q in ae.decoder.parameters() if id(q) not in new_ids]

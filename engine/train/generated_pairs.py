@@ -157,7 +157,7 @@ def load_pairs(path: str | Path | list, latent_shape: tuple[int, int, int], imag
 
 def pair_layouts(pairs: dict[str, torch.Tensor], image_size: int, fov_deg: float, max_depth: float
                  ) -> torch.Tensor:
-    """The full-resolution layout (N, 9, H, W) float16 at each pair's pose, drawn from its world's
+    """The full-resolution layout (N, 25, H, W) float16 at each pair's pose, drawn from its world's
     geometry; zeros (layout off) for pairs walked without the layout, as their latents were made."""
     from engine.camera import Pose
     from engine.model.layout_cells import PIXEL_CHANNELS, layout_pixels
