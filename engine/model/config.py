@@ -163,7 +163,7 @@ class ModelConfig:
             if not ok:
                 raise ValueError(f"latent_mean_range must be {c} [lowest, highest] pairs of finite numbers, "
                                  f"got {str(r)[:80]}")
-        if self.autoencoder.layout_channels not in (0, 9, 25):
+        if self.autoencoder.layout_channels not in (0, 9, 25, 26):
             raise ValueError(f"autoencoder.layout_channels must be 0, 9 or 25, got {self.autoencoder.layout_channels!r}")
         if self.generator.layout_channels not in (0, 9):
             raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")

@@ -28,7 +28,7 @@ LAYOUT_CHANNELS = 1 + 3 + len(CLASSES)
 # pattern's tiles or stripes fall is geometry; a pattern that is the same in every level (ceiling
 # tiles, corridor stripes) becomes drawable where the generator's latent is only a colour field.
 UV_FREQS = (0.75, 1.5, 3.0, 6.0)
-PIXEL_CHANNELS = LAYOUT_CHANNELS + 4 * len(UV_FREQS)
+PIXEL_CHANNELS = LAYOUT_CHANNELS + 4 * len(UV_FREQS) + 1   # the last: the surface is a corridor's
 
 
 class Planes:
@@ -44,6 +44,8 @@ class Planes:
         onehot = torch.zeros(n, len(CLASSES) + 1, h, w)
         onehot.scatter_(1, material.clamp(max=len(CLASSES))[:, None], 1.0)
         self.classes = onehot[:, :len(CLASSES)]
+        self.corridor = None if layout.corridor is None else torch.from_numpy(
+            np.ascontiguousarray(layout.corridor, dtype=np.float32))[:, None]
         self.uv = None if layout.uv is None else torch.from_numpy(
             np.ascontiguousarray(layout.uv, dtype=np.float32)).permute(0, 3, 1, 2)
 
@@ -76,6 +78,7 @@ def layout_pixels(layout: Layout | Planes, max_depth: float) -> torch.Tensor:
     for f in UV_FREQS:
         a = 2 * np.pi * f * uv
         parts += [torch.sin(a) * drawn, torch.cos(a) * drawn]
+    parts.append(planes.corridor if planes.corridor is not None else torch.zeros_like(drawn))
     return torch.cat(parts, dim=1)
 
 

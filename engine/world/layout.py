@@ -37,6 +37,7 @@ from engine.world.renderer import pool_size
 CLASSES = ("floor", "wall", "ceiling", "furniture", "picture")
 FLOOR_C, WALL_C, CEILING_C, FURNITURE_C, PICTURE_C = range(len(CLASSES))
 NONE = 255
+CORRIDOR_BIT = 8
 _MATERIAL_CLASS = {FLOOR: FLOOR_C, WALL: WALL_C, CEILING: CEILING_C, FURNITURE: FURNITURE_C, LANDMARK: FURNITURE_C}
 
 NEAR, FAR = 0.05, 100.0
@@ -88,12 +89,14 @@ class Layout:
     normal: np.ndarray     # float32 (N, H, W, 3)
     material: np.ndarray   # uint8 class index into CLASSES, NONE where nothing is drawn
     uv: np.ndarray | None = None   # float32 (N, H, W, 2) the surface's world-anchored coordinates (metres)
+    corridor: np.ndarray | None = None   # bool (N, H, W): the surface belongs to a corridor, not a room
 
     def __len__(self) -> int:
         return len(self.depth)
 
     def __getitem__(self, i) -> "Layout":
-        return Layout(self.depth[i], self.normal[i], self.material[i], None if self.uv is None else self.uv[i])
+        return Layout(self.depth[i], self.normal[i], self.material[i], None if self.uv is None else self.uv[i],
+                      None if self.corridor is None else self.corridor[i])
 
 
 def face_class(box: Box, face: int) -> int:
@@ -112,7 +115,9 @@ def build_layout_mesh(level: Level, t: float = 0.0) -> np.ndarray:
             tri = np.empty((6, 7), dtype=np.float32)
             tri[:, 0:3] = face_corners(box.lo, box.hi, face)[[0, 1, 2, 0, 2, 3]]
             tri[:, 3:6] = FACE_NORMALS[face]
-            tri[:, 6] = face_class(box, face)
+            # Corridor surfaces are marked by CORRIDOR_BIT on the class: corridors share one fixed set
+            # of patterns in every level, rooms draw theirs at random (engine/world/levels.py).
+            tri[:, 6] = face_class(box, face) + (CORRIDOR_BIT if box.room < 0 else 0)
             rows.append(tri)
     return np.concatenate(rows, axis=0)
 
@@ -163,12 +168,14 @@ class LayoutRenderer:
         with self.ctx:   # make this context current: the renderer's may be in this thread too
             self._draw_into(poses, depth, normal, material, uv)
         empty = material == NONE
+        corridor = ~empty & (material >= CORRIDOR_BIT)
+        material[corridor] -= CORRIDOR_BIT
         depth[empty | (depth <= 0.0)] = FAR
         normal[empty] = 0.0
         norm = np.linalg.norm(normal, axis=-1, keepdims=True)
         normal /= np.maximum(norm, 1e-6)   # 8-bit storage: renormalise
         uv[empty] = 0.0
-        return Layout(depth, normal, material, uv)
+        return Layout(depth, normal, material, uv, corridor)
 
     def _draw_into(self, poses: list[Pose], depth: np.ndarray, normal: np.ndarray, material: np.ndarray,
                    uv: np.ndarray) -> None:
