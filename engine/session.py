@@ -30,11 +30,12 @@ from engine import projection
 from engine.backends import Backend, select_backend
 from engine.camera import Pose
 from engine.memory import LatentMemory
+from engine.model.appearance import MAX_SEGMENTS, code_map
 from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
 from engine.model.conditioning import condition
 from engine.model.config import check_temperature
 from engine.model.latent_range import clamp_channel_means
-from engine.model.layout_cells import SceneLayout, layout_off
+from engine.model.layout_cells import PIXEL_CHANNELS, SceneLayout, layout_off
 from engine.model.sampler import sample
 from engine.model.world_model import WorldModel
 
@@ -107,6 +108,12 @@ class WorldSession:
         self.gen = torch.Generator().manual_seed(self.seed)
         self.memory.reset()
         self.index = 0
+        # Per-room appearance codes (engine/model/appearance.py), kept with the memory: a segment's
+        # code is fixed the first time it is seen, from an observation's posterior or the prior.
+        d = self.model.cfg.autoencoder.appearance_dim
+        self.codes = torch.zeros(1, MAX_SEGMENTS, d, device=self.device)
+        self.code_known = torch.zeros(MAX_SEGMENTS, dtype=torch.bool, device=self.device)
+        self.code_observed = torch.zeros_like(self.code_known)
         self._prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # latent, cell depth, c2w
 
     @property
@@ -135,12 +142,38 @@ class WorldSession:
     def layout_on(self) -> bool:
         return self.layout_enabled and self.layout_source is not None
 
-    def _pixels(self, pose: Pose) -> torch.Tensor | None:
+    def _pixels(self, pose: Pose, observed: torch.Tensor | None = None) -> torch.Tensor | None:
         """The full-resolution layout for a decoder that takes it, with the layout on; else None
-        (layout off, which such a decoder reads as zeros)."""
-        if self.layout_on and self.model.decoder_takes_layout:
-            return self.layout_source.pixels_at(pose).to(self.device)
-        return None
+        (layout off, which such a decoder reads as zeros). For a decoder with appearance codes, each
+        pixel's code follows the layout: an `observed` frame (1, 3, H, W) sets the codes of the
+        segments it shows from its posterior; segments seen first here draw theirs from the prior."""
+        if not (self.layout_on and self.model.decoder_takes_layout):
+            return None
+        pixels = self.layout_source.pixels_at(pose).to(self.device)
+        appearance = self.model.ae.appearance
+        if appearance is None:
+            return pixels
+        uv, seg = (t.to(self.device) for t in self.layout_source.surface_at(pose))
+        if self.memory_enabled:   # memory off keeps nothing and draws nothing: every code at the prior's mean
+            if observed is not None:
+                mu, _, present = appearance(observed, pixels[:, :PIXEL_CHANNELS], seg)
+                # An observation is the truth: it replaces a drawn code, and a later view of more of
+                # the segment refines what an earlier one read.
+                self.codes[:, present[0]] = mu[:, present[0]]
+                self.code_known |= present[0]
+                self.code_observed |= present[0]
+            ids = torch.unique(seg)
+            ids = ids[ids >= 0]
+            new = ids[~self.code_known[ids]]
+            if len(new):
+                t = self.model.cfg.inference.appearance_temperature
+                draw = torch.randn(len(new), self.codes.shape[-1], generator=self.gen).to(self.device)
+                self.codes[0, new] = t * draw
+                self.code_known[new] = True
+            codes = code_map(self.codes, seg)
+        else:
+            codes = torch.zeros(1, self.codes.shape[-1], *seg.shape[-2:], device=self.device)
+        return torch.cat([pixels[:, :PIXEL_CHANNELS], uv, codes], dim=1)
 
     def _check_frame(self, rgb: np.ndarray) -> None:
         s = self.image_size
@@ -155,7 +188,7 @@ class WorldSession:
         t0 = time.perf_counter()
         x = to_model_image(torch.from_numpy(rgb)[None]).to(self.device)
         z = self.backend.encode(x)
-        rec, pred_depth = self.backend.decode(z, self._pixels(pose))
+        rec, pred_depth = self.backend.decode(z, self._pixels(pose, x))
         if depth is not None:
             d = torch.from_numpy(np.asarray(depth, dtype=np.float32))[None, None].to(self.device)
             cells = cell_depth(d, self.model.cells)

@@ -192,7 +192,7 @@ def test_pairs_keep_their_poses_and_give_the_layout_there(tiny_model, egl, train
     for pose, frame in zip(pairs["pose"], pairs["frame"]):
         want = traj.frames[int(frame)]
         assert np.allclose(pose.numpy(), [*want.position, want.yaw, want.pitch], atol=1e-4)
-    px = pair_layouts(pairs, m.image_size, m.cfg.fov_deg, m.cfg.autoencoder.max_depth)
+    px, surface = pair_layouts(pairs, m.image_size, m.cfg.fov_deg, m.cfg.autoencoder.max_depth)
     source = SceneLayout.for_model(generate_level(train_seed), m)
     want = source.pixels_at(traj.frames[int(pairs["frame"][0])])
     assert torch.allclose(px[0].float(), want[0], atol=1e-2)
@@ -203,7 +203,8 @@ def test_pairs_keep_their_poses_and_give_the_layout_there(tiny_model, egl, train
     save_file(old, str(tmp_path / "old.safetensors"), metadata={"format": "mirage-decoder-pairs/1"})
     back = load_pairs(tmp_path / "old.safetensors", (m.latent_channels, m.cells, m.cells), m.image_size)
     assert not bool(back["layout"].any())
-    assert torch.equal(pair_layouts(back, m.image_size, m.cfg.fov_deg, 30.0), torch.zeros_like(px))
+    px_off, surface_off = pair_layouts(back, m.image_size, m.cfg.fov_deg, 30.0)
+    assert torch.equal(px_off, torch.zeros_like(px)) and torch.equal(surface_off, torch.zeros_like(surface))
 
 
 def test_more_blur_passes_leave_blurred_latents_only_colour_fields():

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from engine.model.config import AutoencoderConfig
 
 MIN_DEPTH = 0.05
+GEOMETRY = 26      # the layout pixels' channels (engine/model/layout_cells.PIXEL_CHANNELS)
+SURFACE_UV = 2     # with appearance codes: the surface coordinates in metres, then the codes
 
 
 class ResBlock(nn.Module):
@@ -67,8 +69,10 @@ class LayoutInput(nn.Module):
     def __init__(self, cfg: AutoencoderConfig, embed: int = 64) -> None:
         super().__init__()
         u = cfg.unshuffle
-        self.channels = cfg.layout_channels
-        self.embed = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(cfg.layout_channels * u * u, embed, 1), nn.SiLU(),
+        # With appearance codes the layout carries the surface coordinates themselves too (metres,
+        # for the texture field only): the embedding reads the geometry channels and the codes.
+        self.channels = cfg.layout_channels - (SURFACE_UV if cfg.appearance_dim else 0)
+        self.embed = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(self.channels * u * u, embed, 1), nn.SiLU(),
                                    nn.Conv2d(embed, embed, 3, padding=1), nn.SiLU())
         self.to_features = nn.Conv2d(embed, cfg.width, 1)
         self.to_rgb = nn.Conv2d(embed, 3 * u * u, 1)
@@ -101,6 +105,11 @@ class Decoder(nn.Module):
         self.split = cfg.blocks + 4                                        # first full-feature block
         self.head = self.split + cfg.blocks + 1 + cfg.decoder_extra_blocks  # the SiLU before the output conv
         self.layout = LayoutInput(cfg) if cfg.layout_channels else None
+        self.texture = None
+        if cfg.appearance_dim:
+            from engine.model.appearance import TextureField
+
+            self.texture = TextureField(cfg.appearance_dim)
 
     def forward(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, h, w) and, for a layout decoder, the layout (B, 9 or 25, H, W) (all zero or None: layout off)
@@ -110,12 +119,20 @@ class Decoder(nn.Module):
             return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
         net, u = self.net, self.unshuffle
         if layout is None:   # layout off: all zero, as training showed it
-            layout = z.new_zeros(z.shape[0], self.layout.channels, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
+            width = self.layout.channels + (SURFACE_UV if self.texture is not None else 0)
+            layout = z.new_zeros(z.shape[0], width, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
+        full = layout
+        if self.texture is not None:   # geometry, surface coordinates, codes
+            layout = torch.cat([full[:, :GEOMETRY], full[:, GEOMETRY + SURFACE_UV:]], dim=1)
         layout = layout[:, :self.layout.channels]   # a nine-channel decoder (v2 stages 2-3) ignores the uv features
         e = self.layout.embed(layout)
         x = net[:self.split](z) + self.layout.to_features(e)
         x = net[self.head + 1](net[self.head](net[self.split:self.head](x)))
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
+        if self.texture is not None:   # the room's pattern, as a gain and an offset on [0, 1] colour
+            gain, offset = self.texture(full[:, :GEOMETRY], full[:, GEOMETRY:GEOMETRY + SURFACE_UV],
+                                        full[:, GEOMETRY + SURFACE_UV:])
+            rgb = rgb + (rgb + 1.0) * gain + 2.0 * offset
         own = F.pixel_shuffle(x[:, 3 * u * u:], u)
         # Depth from geometry where the layout drew a surface: its log depth plus a learned
         # correction; elsewhere (layout off, or nothing drawn) the depth head's own.
@@ -132,6 +149,11 @@ class Autoencoder(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        self.appearance = None
+        if cfg.appearance_dim:
+            from engine.model.appearance import AppearanceEncoder
+
+            self.appearance = AppearanceEncoder(cfg.appearance_dim, GEOMETRY, cfg.unshuffle)
 
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.encoder(rgb)

@@ -48,6 +48,15 @@ class Planes:
             np.ascontiguousarray(layout.corridor, dtype=np.float32))[:, None]
         self.uv = None if layout.uv is None else torch.from_numpy(
             np.ascontiguousarray(layout.uv, dtype=np.float32)).permute(0, 3, 1, 2)
+        self.room = None if layout.room is None else torch.from_numpy(
+            np.ascontiguousarray(layout.room, dtype=np.int64))[:, None]
+
+    def segments(self) -> torch.Tensor:
+        """Each pixel's appearance segment (N, 1, H, W) long, -1 for none (engine/model/appearance.py)."""
+        from engine.model.appearance import segment_ids
+
+        room = self.room if self.room is not None else torch.full_like(self.depth, -1, dtype=torch.int64)
+        return segment_ids(room, self.classes)
 
 
 def layout_cells(layout: Layout | Planes, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +91,21 @@ def layout_pixels(layout: Layout | Planes, max_depth: float) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+def surface_planes(layout: Layout | Planes) -> torch.Tensor:
+    """What a decoder with appearance codes reads beside the layout pixels (N, 3, H, W) float32: the
+    surface coordinates themselves (metres, where the texture field evaluates its patterns) and the
+    appearance segment + 1 (0: none). float32: a pattern of 10 cycles a metre needs the coordinates
+    to a few millimetres, which float16 loses beyond 16 m."""
+    planes = layout if isinstance(layout, Planes) else Planes(layout)
+    uv = planes.uv if planes.uv is not None else torch.zeros_like(planes.normal[:, :2])
+    return torch.cat([uv * planes.classes.sum(1, keepdim=True), (planes.segments() + 1).float()], dim=1)
+
+
+def split_surface(surface: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """surface_planes' output -> (surface coordinates (N, 2, H, W), segment ids (N, 1, H, W) long, -1 none)."""
+    return surface[:, :2], surface[:, 2:3].round().long() - 1
+
+
 def layout_off(n: int, cells: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The layout channels of layout off: zeros (N, 9, cells, cells); at full resolution too
     (cells = the image side) for a decoder that takes the layout."""
@@ -104,6 +128,7 @@ class SceneLayout:
         self._last: tuple[bytes, Planes] | None = None
         self._cells: tuple[torch.Tensor, torch.Tensor] | None = None
         self._pixels: torch.Tensor | None = None
+        self._surface: torch.Tensor | None = None
 
     @classmethod
     def for_model(cls, level, model) -> "SceneLayout":
@@ -119,7 +144,7 @@ class SceneLayout:
         key = np.asarray(pose.c2w(), dtype=np.float64).tobytes()
         if self._last is None or self._last[0] != key:
             self._last = (key, Planes(self.renderer.layout([pose])))
-            self._cells = self._pixels = None
+            self._cells = self._pixels = self._surface = None
         return self._last[1]
 
     def cells_at(self, pose) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,6 +160,14 @@ class SceneLayout:
         if self._pixels is None:
             self._pixels = layout_pixels(layout, self.max_depth)
         return self._pixels
+
+    def surface_at(self, pose) -> tuple[torch.Tensor, torch.Tensor]:
+        """(surface coordinates (1, 2, H, W) metres, appearance segments (1, 1, H, W) long, -1 none) of
+        the view from `pose` (engine/model/appearance.py)."""
+        layout = self._layout(pose)
+        if self._surface is None:
+            self._surface = split_surface(surface_planes(layout))
+        return self._surface
 
     def pixels_of(self, poses) -> torch.Tensor:
         """The full-resolution layouts (N, 9, H, W) of many poses at once (no cache: eval and training)."""

@@ -26,14 +26,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from engine.model.appearance import code_map, gaussian_kl
 from engine.model.autoencoder import (
+    SURFACE_UV,
     Autoencoder,
     grow_decoder,
     to_model_image,
     widen_layout_input,
 )
 from engine.model.config import ModelConfig
-from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS
+from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS, split_surface
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import (
     LossLog,
@@ -94,6 +96,13 @@ class DecoderTrainArgs:
                                    # to a decoder without it); off; auto: on when the model's generator takes it
     p_drop_layout: float = 0.15    # share of examples decoded with the layout off (zeros), as the generator's
     layout_lr_mult: float = 10.0   # the layout input's learning rate over the decoder's (it starts at zero)
+    appearance_dim: int = 0        # add per-room appearance codes of this many dimensions (engine/model/appearance.py)
+                                   # to a decoder without them; 0: the model's own (none, or what it has)
+    kl_weight: float = 1e-4        # weight of the codes' KL term (nats per segment) against the reconstruction
+    appearance_lr: float = 3e-4    # the posterior encoder's learning rate (it starts from nothing)
+    p_drop_codes: float = 0.1      # share of examples decoded with every code at the prior's mean (memory off)
+    code_targets: bool = True      # with codes, generated latents are decoded against ground truth wherever
+                                   # the layout was on: the code says the look the generator could not know
 
 
 def degrade_latents(z: torch.Tensor, strength: float, passes: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,6 +205,24 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         # it decodes as before until they learn (engine/model/autoencoder.widen_layout_input).
         state = widen_layout_input(state, LAYOUT_CHANNELS, PIXEL_CHANNELS)
         cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS)
+    if args.appearance_dim < 0:
+        raise ValueError(f"--appearance-dim must be 0 or more, got {args.appearance_dim}")
+    if args.appearance_dim and cfg.autoencoder.appearance_dim not in (0, args.appearance_dim):
+        raise ValueError(f"this model's codes have {cfg.autoencoder.appearance_dim} dimensions; "
+                         f"--appearance-dim {args.appearance_dim} cannot change that")
+    if args.appearance_dim and not cfg.autoencoder.appearance_dim:
+        if not use_layout:
+            raise ValueError("--appearance-dim needs the scene layout (its segments are the layout's rooms)")
+        # The codes append to the layout input at zero weight, and the posterior encoder starts fresh:
+        # the decoder decodes as before until the codes learn to say something.
+        state = widen_layout_input(state, PIXEL_CHANNELS, PIXEL_CHANNELS + args.appearance_dim)
+        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS + SURFACE_UV + args.appearance_dim,
+                                  appearance_dim=args.appearance_dim)
+        fresh = Autoencoder(cfg.autoencoder).state_dict()
+        state = {**{k: v for k, v in fresh.items() if k.startswith(("appearance.", "decoder.texture."))}, **state}
+    if not (args.kl_weight >= 0 and args.appearance_lr > 0 and 0 <= args.p_drop_codes < 1):
+        raise ValueError(f"--kl-weight must be 0 or more, --appearance-lr above 0 and --p-drop-codes in [0, 1); "
+                         f"got {args.kl_weight}, {args.appearance_lr}, {args.p_drop_codes}")
     if not args.layout_lr_mult > 0:
         raise ValueError(f"--layout-lr-mult must be above 0, got {args.layout_lr_mult}")
     if args.blur_passes < 1:
@@ -212,9 +239,12 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     # only adjusted: at the decoder's learning rate it had barely moved after 400 steps (mean |w|
     # 0.004) and decoded blurred latents as it did without it, so it learns `layout_lr_mult` faster.
     new = list(ae.decoder.layout.parameters()) if ae.decoder.layout is not None else []
-    new_ids = {id(q) for q in new}
-    old = [q for q in ae.decoder.parameters() if id(q) not in new_ids]
+    own = {id(q) for q in new} | {id(q) for q in (ae.decoder.texture.parameters() if ae.decoder.texture else ())}
+    old = [q for q in ae.decoder.parameters() if id(q) not in own]
     groups = [{"params": old, "lr": args.lr}] + ([{"params": new, "lr": args.lr * args.layout_lr_mult}] if new else [])
+    if ae.appearance is not None:   # the posterior and the texture field start from nothing
+        groups.append({"params": list(ae.appearance.parameters()) + list(ae.decoder.texture.parameters()),
+                       "lr": args.appearance_lr})
     opt_g = torch.optim.Adam(groups, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
     start, elapsed0 = 0, 0.0
@@ -235,11 +265,11 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         if use_layout:
             from engine.train.generated_pairs import pair_layouts
 
-            pairs["pixels"] = pair_layouts(pairs, a.image_size, cfg.fov_deg, a.max_depth)
+            pairs["pixels"], pairs["surface"] = pair_layouts(pairs, a.image_size, cfg.fov_deg, a.max_depth)
         if not 0 < args.pairs_share < 1:
             raise ValueError(f"--pairs-share must be between 0 and 1, got {args.pairs_share}")
         n_gen = max(1, round(args.batch * args.pairs_share))
-    fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "noise", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
+    fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "noise", "kl", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
     log = LossLog(out / "decoder_loss.csv", fields)
     pool = FramePool(cfg.autoencoder.image_size, args.seeds, 32, 32, rng, cfg.fov_deg,
                      max_depth=cfg.autoencoder.max_depth if use_layout else None)
@@ -250,7 +280,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     for step in bar:
         if step > start and step % 150 == 0:
             pool.refresh()
-        rgb_u8, depth, lay = pool.batch_with_layout(args.batch - n_gen)
+        rgb_u8, depth, lay, surface = pool.batch_with_layout(args.batch - n_gen)
         x = to_model_image(rgb_u8).to(dev)
         with torch.no_grad():
             z = ae.encoder(x)
@@ -263,15 +293,29 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             aligned = (pairs["psnr"][gi] >= args.aligned_psnr).to(dev)
             if use_layout:
                 lay = torch.cat([lay, pairs["pixels"][gi].float()])
+                surface = torch.cat([surface, pairs["surface"][gi]])
+        kl = torch.zeros((), device=dev)
         if use_layout:   # some examples with the layout off, so the one decoder serves both modes
             keep = (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_layout).float()
             lay = (lay * keep).to(dev)
+            if ae.appearance is not None:
+                # The posterior reads each example's own ground truth (encoder latents and pairs alike).
+                uv, seg = split_surface(surface)
+                x_all = x if pairs is None else torch.cat([x, x_gen])
+                seg = seg.to(dev)
+                mu, logvar, present = ae.appearance(x_all, lay, seg)
+                code = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+                kl = gaussian_kl(mu, logvar, present)
+                on = keep * (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_codes).float()
+                lay = torch.cat([lay, (uv * keep).to(dev), code_map(code, seg) * on.to(dev)], dim=1)
         y_all, logd_all = ae.decoder(z, lay if use_layout else None)
         y, logd = y_all[:nr], logd_all[:nr]
         rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
         mse, rec, grad_l1 = mse_i.mean(), rec_i.mean(), grad_i.mean()
         gen_row = {}
         if pairs is not None:
+            if ae.appearance is not None and args.code_targets:
+                aligned = aligned | pairs["layout"][gi].bool().to(dev)
             gen_i, gen_mse = generated_terms(y_all[nr:], logd_all[nr:], x_gen, pairs["depth"][gi].float().to(dev),
                                              pairs["anchor"][gi].to(dev),
                                              aligned)
@@ -297,10 +341,10 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             noise_ema = ratio if noise_ema is None else 0.9 * noise_ema + 0.1 * ratio
             adv_mult = adv_mult * 0.9 if noise_ema > 1.0 else min(1.0, adv_mult * 1.02)
             w = min(adaptive_weight(rec, g_adv, last, args.adv_weight), args.max_adv_w * adv_mult)
-        loss = rec + w * g_adv
+        loss = rec + w * g_adv + args.kl_weight * kl
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(ae.decoder.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([q for g in groups for q in g["params"]], 1.0)
         opt_g.step()
         d_loss = torch.zeros(())
         if use_gan or step >= args.gan_start - 20:  # warm the discriminator up a little first
@@ -310,7 +354,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             opt_d.step()
         if step % 10 == 0:
             row = {"step": step, "mse": mse.item(), "grad_l1": grad_l1.item(), "g_adv": g_adv.item(),
-                   "d_loss": d_loss.item(), "adv_w": w, "noise": noise_ema or 0.0, "sec": time.time() - t0 + elapsed0, **gen_row}
+                   "d_loss": d_loss.item(), "adv_w": w, "noise": noise_ema or 0.0, "kl": kl.item(), "sec": time.time() - t0 + elapsed0, **gen_row}
             log.append(row)
             bar.set_postfix(psnr=f"{10 * math.log10(4 / max(mse.item(), 1e-10)):.2f}", d=f"{d_loss.item():.2f}")
         done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)

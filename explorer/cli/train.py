@@ -109,6 +109,16 @@ def register_train(sub) -> None:
                    help="the layout input's learning rate as a multiple of --lr (it starts at zero)")
     d.add_argument("--p-drop-layout", type=float, default=0.15, metavar="P",
                    help="share of examples decoded with the layout off, so one decoder serves both modes")
+    d.add_argument("--appearance-dim", type=int, default=0, metavar="D",
+                   help="add per-room appearance codes of D dimensions (a conditional VAE's latent: the "
+                        "posterior reads ground truth in training, a session draws or observes them); "
+                        "0: the model's own")
+    d.add_argument("--kl-weight", type=float, default=1e-4, metavar="W",
+                   help="weight of the codes' KL term (nats per room segment) against the reconstruction")
+    d.add_argument("--appearance-lr", type=float, default=3e-4, metavar="LR",
+                   help="learning rate of the codes' posterior encoder")
+    d.add_argument("--p-drop-codes", type=float, default=0.1, metavar="P",
+                   help="share of examples decoded with every code at the prior's mean, as memory off runs")
     d.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                    help="also keep a loadable copy of the autoencoder every N steps in OUT/snapshots/ "
                         "(the checkpoint itself is overwritten)")
@@ -217,6 +227,8 @@ def _cmd_train_decoder(args) -> int:
                                          grow_blocks=args.grow_blocks, snapshot_every=args.snapshot_every,
                                          layout=args.layout, p_drop_layout=args.p_drop_layout,
                                          blur_passes=args.blur_passes, layout_lr_mult=args.layout_lr_mult,
+                                         appearance_dim=args.appearance_dim, kl_weight=args.kl_weight,
+                                         appearance_lr=args.appearance_lr, p_drop_codes=args.p_drop_codes,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)

@@ -1,0 +1,177 @@
+"""Per-room appearance codes: which look each room's floor, walls and furniture have.
+
+The one-step generator outputs its conditional mean. Where a room was never seen, that mean is
+a flat field: which pattern the walls carry, at what scale and in which colours cannot be
+predicted from geometry, so every guess averages them away (measured: sharpness 0.5 of ground
+truth's on explore walks, whatever loss the decoder was given). A conditional VAE separates the
+unpredictable part out: a small code per *appearance segment* (one room's floor, or its walls,
+or its furniture: what the worlds style together) says which look it has, and the decoder draws
+that look, placed by the surface coordinates of the layout (engine/model/layout_cells.py).
+
+- Training: the code is the posterior's: this encoder reads the ground-truth frame (it may: it
+  is the posterior) and pools its features over each segment's pixels; a KL term keeps the codes
+  near a unit Gaussian, so that a sample from it is a look the decoder knows.
+- A session: a segment first seen in an observation takes the posterior's mean from that frame
+  (the real look); one first seen in a generated frame draws a code from the prior. Either is
+  kept for the walk with the memory, so a revisit shows the same look, and memory off decodes
+  every segment with the prior's mean (zeros): nothing kept, nothing drawn.
+
+Which segment a pixel belongs to is geometry (the room a surface bounds, and its class), drawn
+by the layout's G-buffer; corridors, ceilings and picture surfaces have no code: their patterns
+are the same in every level, or pictures, which memory keeps.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engine.world.layout import FLOOR_C, FURNITURE_C, WALL_C
+
+# Classes with a code of their own per room, in segment order: segment = room * 3 + position here.
+SEGMENT_CLASSES = (FLOOR_C, WALL_C, FURNITURE_C)
+MAX_ROOMS = 10                                 # levels have 4 to 9 rooms
+MAX_SEGMENTS = MAX_ROOMS * len(SEGMENT_CLASSES)
+MIN_PIXELS = 24.0                              # a segment seen by fewer pixels tells too little of its look
+LOGVAR_RANGE = (-8.0, 4.0)
+
+
+def segment_ids(room: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """room (N, 1, H, W) long (-1: no room) and one-hot classes (N, 5, H, W) -> the appearance segment
+    of each pixel (N, 1, H, W) long, -1 where it has none (corridor, ceiling, picture, nothing)."""
+    seg = torch.full_like(room, -1)
+    for k, c in enumerate(SEGMENT_CLASSES):
+        hit = (classes[:, c:c + 1] > 0.5) & (room >= 0) & (room < MAX_ROOMS)
+        seg = torch.where(hit, room * len(SEGMENT_CLASSES) + k, seg)
+    return seg
+
+
+def segment_masks(seg: torch.Tensor, factor: int = 1) -> torch.Tensor:
+    """(N, 1, H, W) segment ids -> (N, MAX_SEGMENTS, H / factor, W / factor): each segment's share of
+    every factor x factor block (its one-hot mask, average-pooled)."""
+    onehot = F.one_hot((seg[:, 0] + 1).clamp(0, MAX_SEGMENTS), MAX_SEGMENTS + 1)[..., 1:]
+    masks = onehot.permute(0, 3, 1, 2).float()
+    return F.avg_pool2d(masks, factor) if factor > 1 else masks
+
+
+def code_map(codes: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """codes (N, MAX_SEGMENTS, D) and segment ids (N, 1, H, W) -> (N, D, H, W): each pixel its segment's
+    code, zero where it has none."""
+    n, _, h, w = seg.shape
+    d = codes.shape[-1]
+    idx = seg.clamp(min=0).flatten(1)                                  # (N, HW)
+    picked = torch.gather(codes, 1, idx[..., None].expand(-1, -1, d))  # (N, HW, D)
+    return picked.transpose(1, 2).reshape(n, d, h, w) * (seg >= 0).to(codes.dtype)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) in nats per segment, summed over the code's dimensions and
+    averaged over the segments present (N, MAX_SEGMENTS) bool; zero when none is."""
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+    p = present.to(kl.dtype)
+    return (kl * p).sum() / p.sum().clamp(min=1.0)
+
+
+class AppearanceEncoder(nn.Module):
+    """A frame and its layout -> a Gaussian posterior per appearance segment (mean, log variance).
+
+    Convolutions at a quarter of the frame's side after folding 4x4 pixel blocks into channels (the
+    pattern's fine detail survives the fold), then each segment's mean and standard deviation of
+    those features over its pixels: a pattern's scale and contrast live in the second, its colours
+    in the first. The surface coordinates in the layout let it tell a pattern's world scale from
+    its size on screen."""
+
+    def __init__(self, dim: int, layout_channels: int, unshuffle: int = 4, width: int = 64) -> None:
+        super().__init__()
+        self.dim, self.unshuffle = dim, unshuffle
+        u2 = unshuffle * unshuffle
+        self.features = nn.Sequential(
+            nn.PixelUnshuffle(unshuffle), nn.Conv2d((3 + layout_channels) * u2, width, 1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+        )
+        self.head = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, 2 * dim))
+
+    def forward(self, rgb: torch.Tensor, layout: torch.Tensor, seg: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """rgb (N, 3, H, W) in [-1, 1], the geometry layout (N, C, H, W), segment ids (N, 1, H, W)
+        -> mean and log variance (N, MAX_SEGMENTS, D), and which segments the frame shows enough
+        of to read (N, MAX_SEGMENTS) bool. Segments it does not show get the prior (0, 0)."""
+        f = self.features(torch.cat([rgb, layout], dim=1))
+        masks = segment_masks(seg, self.unshuffle)
+        area = masks.sum((2, 3))                                          # in blocks
+        norm = area.clamp(min=1e-6)[..., None]
+        mean = torch.einsum("nchw,nshw->nsc", f, masks) / norm
+        sq = torch.einsum("nchw,nshw->nsc", f * f, masks) / norm
+        std = (sq - mean * mean).clamp(min=0.0).add(1e-6).sqrt()
+        out = self.head(torch.cat([mean, std], dim=-1))
+        present = area * self.unshuffle ** 2 >= MIN_PIXELS
+        keep = present[..., None].to(out.dtype)
+        mu = out[..., :self.dim] * keep
+        logvar = out[..., self.dim:].clamp(*LOGVAR_RANGE) * keep
+        return mu, logvar, present
+
+
+def footprint(uv: torch.Tensor) -> torch.Tensor:
+    """How far the surface coordinates (N, 2, H, W) move from a pixel to its neighbours, metres (N, 1, H, W):
+    the larger of the two axes, each the smaller of its forward and backward step, so that a pixel on
+    a face's edge measures within its own face and not the jump to the next."""
+    p = F.pad(uv, (1, 1, 1, 1), mode="replicate")
+    c = p[..., 1:-1, 1:-1]
+    dx = torch.minimum((p[..., 1:-1, 2:] - c).abs(), (c - p[..., 1:-1, :-2]).abs())
+    dy = torch.minimum((p[..., 2:, 1:-1] - c).abs(), (c - p[..., :-2, 1:-1]).abs())
+    return torch.maximum(dx, dy).amax(1, keepdim=True)
+
+
+# Frequencies (cycles a metre) of the texture field's bank: the worlds' patterns have fundamentals
+# from 0.5 (a floor's checker at 1 tile a metre) to about 10 (brick rows at 5), and their edges
+# harmonics above; a code shifts each by up to 15%, which closes the gaps between neighbours.
+BANK = tuple(0.5 * 1.3 ** k for k in range(12))
+SHIFT = 0.15
+
+
+class TextureField(nn.Module):
+    """A pattern fixed to the world, drawn per pixel from the surface coordinates and the segment's code.
+
+    The worlds' patterns (stripes, bricks, tiles, planks) are periodic in the surface coordinates at
+    a frequency each room draws at random. A convolutional decoder given sines at a few fixed
+    frequencies could only paint the commonest one (seen: corridor stripes on every wall); here the
+    code sets each bank frequency's exact value, and a small per-pixel network mixes the sines,
+    cosines and their products (checkers, brick courses) into a gain and an offset on the decoder's
+    colour. Each sinusoid fades where a pixel spans more than about half its period (the pixel's
+    footprint: how far the surface coordinates move to the next pixel, the renderer's fwidth), as
+    the renderer's patterns are antialiased: far walls get no moire. Its output is zero at first,
+    so a decoder gains it without changing."""
+
+    def __init__(self, dim: int, hidden: int = 32) -> None:
+        super().__init__()
+        k = len(BANK)
+        self.register_buffer("freqs", torch.tensor(BANK, dtype=torch.float32).view(1, k, 1, 1), persistent=False)
+        cond = dim + 6                                       # the code, the five classes, the corridor flag
+        self.shift = nn.Conv2d(dim, k, 1)
+        self.inp = nn.Conv2d(8 * k, hidden, 1)
+        self.cond = nn.Conv2d(cond, hidden, 1)
+        self.film = nn.Conv2d(cond, hidden, 1)
+        self.mid = nn.Conv2d(hidden, hidden, 1)
+        self.out = nn.Conv2d(hidden, 6, 1)
+        for conv in (self.shift, self.film, self.out):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, geometry: torch.Tensor, uv: torch.Tensor, codes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """geometry: the layout pixels (N, 26, H, W); uv: surface coordinates (N, 2, H, W) metres;
+        codes (N, D, H, W) -> gain and offset (N, 3, H, W) each, zero where nothing is drawn."""
+        drawn = geometry[:, 4:9].sum(1, keepdim=True)
+        foot = footprint(uv)
+        f = self.freqs * torch.exp(SHIFT * torch.tanh(self.shift(codes)))
+        fade = torch.exp(-2.0 * (f * foot) ** 2)
+        a, b = (2.0 * math.pi) * f * uv[:, :1], (2.0 * math.pi) * f * uv[:, 1:2]
+        su, cu, sv, cv = torch.sin(a), torch.cos(a), torch.sin(b), torch.cos(b)
+        waves = torch.cat([su, cu, sv, cv, su * sv, su * cv, cu * sv, cu * cv], dim=1) * fade.repeat(1, 8, 1, 1)
+        c = torch.cat([codes, geometry[:, 4:9], geometry[:, 25:26]], dim=1)
+        h = F.silu(self.inp(waves) + self.cond(c)) * (1.0 + self.film(c))
+        o = self.out(F.silu(self.mid(h))) * drawn
+        return o[:, :3], o[:, 3:]

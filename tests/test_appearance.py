@@ -1,0 +1,159 @@
+"""Per-room appearance codes (engine/model/appearance.py): the layout says which room a surface
+bounds, the decoder stage learns a posterior over each room segment's look, and a session keeps
+one code per segment for the walk, observed or drawn, with its memory."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
+
+from engine.model.appearance import (
+    MAX_SEGMENTS,
+    SEGMENT_CLASSES,
+    code_map,
+    gaussian_kl,
+    segment_ids,
+)
+from engine.model.layout_cells import (
+    PIXEL_CHANNELS,
+    Planes,
+    SceneLayout,
+    split_surface,
+    surface_planes,
+)
+from engine.model.world_model import WorldModel
+from engine.trajectory import make_trajectory
+from engine.world.layout import FLOOR_C, WALL_C, LayoutRenderer
+from engine.world.levels import generate_level
+
+
+def test_the_layout_says_which_room_each_surface_bounds(egl, train_seed):
+    level = generate_level(train_seed)
+    traj = make_trajectory(train_seed, "explore", frames=200, resolution=(64, 64))
+    poses = traj.frames[::10]
+    r = LayoutRenderer(level, 64, 64, traj.fov_deg)
+    try:
+        lay = r.layout(poses)
+    finally:
+        r.close()
+    assert lay.room.shape == (len(poses), 64, 64)
+    assert (lay.room[lay.corridor] == -1).all(), "corridor surfaces bound no room"
+    assert (lay.room[~lay.corridor] >= 0).all(), "every other surface of a level is a room's"
+    # A floor pixel's surface coordinates are its world x and z: the room there is the room it bounds.
+    floor = (lay.material == FLOOR_C) & ~lay.corridor
+    pts, rooms = lay.uv[floor], lay.room[floor]
+    assert len(pts) > 1000
+    agree = np.mean([level.room_at(float(u), float(v)) == r for (u, v), r in zip(pts[::7], rooms[::7])])
+    assert agree > 0.99, agree
+    assert len(np.unique(rooms)) >= 2, "the walk sees the floors of two rooms"
+    seg = Planes(lay).segments()
+    walls = (seg >= 0) & (seg % len(SEGMENT_CLASSES) == SEGMENT_CLASSES.index(WALL_C))
+    assert bool(walls.any())
+    room = torch.from_numpy(lay.room.astype(np.int64))[:, None]
+    assert torch.equal(seg[walls] // len(SEGMENT_CLASSES), room[walls])
+    uv, back = split_surface(surface_planes(lay))
+    assert torch.equal(back, seg)
+    assert torch.allclose(uv, torch.from_numpy(lay.uv).permute(0, 3, 1, 2))
+
+
+def test_codes_are_spread_by_segment_and_the_kl_is_a_gaussians():
+    room = torch.tensor([[[[0, 0, 1], [1, -1, 2]]]])
+    classes = torch.zeros(1, 5, 2, 3)
+    classes[:, FLOOR_C, 0] = 1.0
+    classes[:, WALL_C, 1] = 1.0
+    seg = segment_ids(room, classes)
+    assert seg.tolist() == [[[[0, 0, 3], [4, -1, 7]]]]
+    codes = torch.randn(1, MAX_SEGMENTS, 4)
+    m = code_map(codes, seg)
+    assert torch.equal(m[0, :, 0, 2], codes[0, 3]) and torch.equal(m[0, :, 1, 2], codes[0, 7])
+    assert torch.equal(m[0, :, 1, 1], torch.zeros(4)), "a pixel with no segment has no code"
+    present = torch.zeros(1, MAX_SEGMENTS, dtype=torch.bool)
+    present[0, 3] = True
+    zero = torch.zeros(1, MAX_SEGMENTS, 4)
+    assert gaussian_kl(zero, zero, present).item() == 0.0
+    mu = zero.clone()
+    mu[0, 3, 0], mu[0, 5, 0] = 2.0, 10.0
+    assert gaussian_kl(mu, zero, present).item() == pytest.approx(2.0), "only the present segment counts"
+
+
+@pytest.fixture(scope="module")
+def coded_dir(tiny_model_dir, tmp_path_factory, egl, train_seed):
+    """The tiny model's decoder given the layout and 4-dimensional appearance codes, trained a few
+    steps on rendered frames and on pairs it generated with the layout on."""
+    from engine.train.decoder import DecoderTrainArgs, train_decoder
+    from engine.train.generated_pairs import PairArgs, collect_pairs, save_pairs
+
+    root = tmp_path_factory.mktemp("coded")
+    model = WorldModel.load(tiny_model_dir)
+    pairs = collect_pairs(model, PairArgs(seeds=(train_seed, train_seed + 1), every=2, explore_frames=12,
+                                          kinds=("explore",)), progress=False)
+    save_pairs(root / "pairs.safetensors", pairs, "tiny")
+    torch.manual_seed(0)
+    return train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(root / "dec"), steps=8, batch=4,
+                                          gan_start=4, save_every=8, pairs=str(root / "pairs.safetensors"),
+                                          layout="on", appearance_dim=4, kl_weight=1e-3), progress=False)
+
+
+def test_the_decoder_stage_adds_codes_and_learns_them(coded_dir, tiny_model_dir):
+    m = WorldModel.load(coded_dir)
+    a = m.cfg.autoencoder
+    assert a.appearance_dim == 4 and a.layout_channels == PIXEL_CHANNELS + 2 + 4
+    w = m.ae.decoder.layout.embed[1].weight
+    assert w[:, PIXEL_CHANNELS * a.unshuffle ** 2:].abs().max() > 0, "the code weights started at zero and trained"
+    fresh = type(m.ae.appearance)(4, PIXEL_CHANNELS, a.unshuffle)
+    torch.manual_seed(0)
+    assert m.ae.appearance is not None
+    import csv
+
+    rows = list(csv.DictReader(open(coded_dir.parent / "decoder_loss.csv")))
+    assert float(rows[0]["kl"]) >= 0.0
+    assert fresh.head[2].weight.shape == m.ae.appearance.head[2].weight.shape
+
+
+def test_a_session_keeps_one_code_per_segment_observed_or_drawn(coded_dir, train_seed):
+    from engine.eval import render_trajectory
+    from engine.session import WorldSession
+
+    m = WorldModel.load(coded_dir)
+    traj = make_trajectory(train_seed, "explore", frames=40, resolution=(m.image_size, m.image_size))
+    gt, _ = render_trajectory(m, traj, {})
+    source = SceneLayout.for_model(generate_level(train_seed), m)
+    sess = WorldSession(m, memory=True, seed=5, layout=source)
+    sess.observe(gt[0], traj.frames[0])
+    seen = sess.code_observed.clone()
+    assert bool(seen.any()), "the first frame shows some room's floor or walls"
+    x = torch.from_numpy(gt[0]).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    _, seg = source.surface_at(traj.frames[0])
+    with torch.no_grad():
+        mu, _, present = m.ae.appearance(x, source.pixels_at(traj.frames[0])[:, :PIXEL_CHANNELS], seg)
+    assert torch.equal(present[0], seen)
+    assert torch.allclose(sess.codes[0, seen], mu[0, seen]), "an observed segment takes its posterior mean"
+    first = [sess.step(p).frame for p in traj.frames[1:]]
+    drawn = sess.code_known & ~sess.code_observed
+    assert bool(drawn.any()), "a 40-frame walk reaches segments the observation did not show"
+    assert sess.codes[0, drawn].abs().sum() > 0
+    kept = sess.codes.clone()
+    again = sess.step(traj.frames[5]).frame
+    assert torch.equal(sess.codes, kept), "a revisit reads the codes it kept"
+    assert again.shape == first[4].shape
+    off = WorldSession(m, memory=False, seed=5, layout=source)
+    off.observe(gt[0], traj.frames[0])
+    off.step(traj.frames[1])
+    assert not bool(off.code_known.any()), "memory off keeps no code"
+    sess.reset()
+    assert not bool(sess.code_known.any()) and sess.codes.abs().sum() == 0
+
+
+def test_codes_change_what_the_decoder_draws(coded_dir, train_seed):
+    m = WorldModel.load(coded_dir)
+    traj = make_trajectory(train_seed, "explore", frames=3, resolution=(m.image_size, m.image_size))
+    source = SceneLayout.for_model(generate_level(train_seed), m)
+    pose = traj.frames[0]
+    px, (uv, seg) = source.pixels_at(pose), source.surface_at(pose)
+    z = torch.randn(1, m.latent_channels, m.cells, m.cells, generator=torch.Generator().manual_seed(0))
+    codes = torch.randn(1, MAX_SEGMENTS, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a = m.ae.decode(z, torch.cat([px, uv, code_map(codes, seg)], 1))[0]
+        b = m.ae.decode(z, torch.cat([px, uv, code_map(-codes, seg)], 1))[0]
+    assert (a - b).abs().max() > 0
