@@ -157,3 +157,27 @@ def test_codes_change_what_the_decoder_draws(coded_dir, train_seed):
         a = m.ae.decode(z, torch.cat([px, uv, code_map(codes, seg)], 1))[0]
         b = m.ae.decode(z, torch.cat([px, uv, code_map(-codes, seg)], 1))[0]
     assert (a - b).abs().max() > 0
+
+
+@pytest.mark.slow
+def test_the_coded_decoder_exports_and_onnxruntime_draws_what_torch_draws(coded_dir, train_seed, tmp_path, monkeypatch):
+    from engine.backends.onnx_export import export_onnx
+    from engine.backends.ort_backend import OnnxRuntimeBackend, network_parity
+    from engine.eval import render_trajectory
+    from engine.session import WorldSession
+
+    monkeypatch.setenv("MIRAGE_CACHE_DIR", str(tmp_path / "cache"))
+    m = WorldModel.load(coded_dir)
+    export_onnx(m, tmp_path / "onnx")
+    worst = network_parity(m, tmp_path / "onnx")
+    assert max(worst.values()) < 1e-3, worst
+    traj = make_trajectory(train_seed, "explore", frames=6, resolution=(m.image_size, m.image_size))
+    gt, _ = render_trajectory(m, traj, {})
+    source = SceneLayout.for_model(generate_level(train_seed), m)
+    frames = {}
+    for name in ("torch", "onnxruntime"):
+        backend = OnnxRuntimeBackend(m, tmp_path / "onnx") if name == "onnxruntime" else "torch"
+        sess = WorldSession(m, memory=True, seed=3, layout=source, backend=backend)
+        sess.observe(gt[0], traj.frames[0])
+        frames[name] = np.stack([sess.step(p).frame for p in traj.frames[1:]]).astype(np.float32)
+    assert np.abs(frames["torch"] - frames["onnxruntime"]).max() <= 2.0

@@ -99,6 +99,8 @@ class DecoderTrainArgs:
     appearance_dim: int = 0        # add per-room appearance codes of this many dimensions (engine/model/appearance.py)
                                    # to a decoder without them; 0: the model's own (none, or what it has)
     kl_weight: float = 1e-4        # weight of the codes' KL term (nats per segment) against the reconstruction
+    kl_warmup: int = 200           # steps over which that weight rises from zero (else the prior wins before the
+                                   # decoder has learned to read the codes, and they stay empty: posterior collapse)
     appearance_lr: float = 3e-4    # the posterior encoder's learning rate (it starts from nothing)
     p_drop_codes: float = 0.1      # share of examples decoded with every code at the prior's mean (memory off)
     code_targets: bool = True      # with codes, generated latents are decoded against ground truth wherever
@@ -216,6 +218,11 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         # The codes append to the layout input at zero weight, and the posterior encoder starts fresh:
         # the decoder decodes as before until the codes learn to say something.
         state = widen_layout_input(state, PIXEL_CHANNELS, PIXEL_CHANNELS + args.appearance_dim)
+        # The code columns start small but not zero: at zero no gradient reaches the posterior until
+        # they have grown, and the KL term has emptied the codes by then.
+        w = state["decoder.layout.embed.1.weight"]
+        cols = slice(PIXEL_CHANNELS * w.shape[1] // (PIXEL_CHANNELS + args.appearance_dim), None)
+        w[:, cols] = 0.01 * torch.randn_like(w[:, cols])
         cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS + SURFACE_UV + args.appearance_dim,
                                   appearance_dim=args.appearance_dim)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
@@ -341,7 +348,8 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             noise_ema = ratio if noise_ema is None else 0.9 * noise_ema + 0.1 * ratio
             adv_mult = adv_mult * 0.9 if noise_ema > 1.0 else min(1.0, adv_mult * 1.02)
             w = min(adaptive_weight(rec, g_adv, last, args.adv_weight), args.max_adv_w * adv_mult)
-        loss = rec + w * g_adv + args.kl_weight * kl
+        beta = args.kl_weight * min(1.0, step / args.kl_warmup) if args.kl_warmup > 0 else args.kl_weight
+        loss = rec + w * g_adv + beta * kl
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([q for g in groups for q in g["params"]], 1.0)
