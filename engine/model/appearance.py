@@ -151,7 +151,7 @@ class TextureField(nn.Module):
         self.register_buffer("freqs", torch.tensor(BANK, dtype=torch.float32).view(1, k, 1, 1), persistent=False)
         cond = dim + 6                                       # the code, the five classes, the corridor flag
         self.shift = nn.Conv2d(dim, k, 1)
-        self.inp = nn.Conv2d(8 * k, hidden, 1)
+        self.inp = nn.Conv2d(BASES * k, hidden, 1)
         self.cond = nn.Conv2d(cond, hidden, 1)
         self.film = nn.Conv2d(cond, hidden, 1)
         self.mid = nn.Conv2d(hidden, hidden, 1)
@@ -165,13 +165,28 @@ class TextureField(nn.Module):
         """geometry: the layout pixels (N, 26, H, W); uv: surface coordinates (N, 2, H, W) metres;
         codes (N, D, H, W) -> gain and offset (N, 3, H, W) each, zero where nothing is drawn."""
         drawn = geometry[:, 4:9].sum(1, keepdim=True)
-        foot = footprint(uv)
         f = self.freqs * torch.exp(SHIFT * torch.tanh(self.shift(codes)))
-        fade = torch.exp(-2.0 * (f * foot) ** 2)
-        a, b = (2.0 * math.pi) * f * uv[:, :1], (2.0 * math.pi) * f * uv[:, 1:2]
-        su, cu, sv, cv = torch.sin(a), torch.cos(a), torch.sin(b), torch.cos(b)
-        waves = torch.cat([su, cu, sv, cv, su * sv, su * cv, cu * sv, cu * cv], dim=1) * fade.repeat(1, 8, 1, 1)
+        fade = torch.exp(-2.0 * (f * footprint(uv)) ** 2)
+        waves = periodic_bases(f * uv[:, :1], f * uv[:, 1:2]) * fade.repeat(1, BASES, 1, 1)
         c = torch.cat([codes, geometry[:, 4:9], geometry[:, 25:26]], dim=1)
         h = F.silu(self.inp(waves) + self.cond(c)) * (1.0 + self.film(c))
         o = self.out(F.silu(self.mid(h))) * drawn
         return o[:, :3], o[:, 3:]
+
+
+BASES = 11   # periodic_bases' functions per frequency
+
+
+def periodic_bases(pu: torch.Tensor, pv: torch.Tensor) -> torch.Tensor:
+    """Phases (cycles) along the two surface axes, (N, K, H, W) each -> (N, 11 K, H, W): the generic
+    periodic functions man-made surfaces are built from, so the field need not synthesise sharp edges
+    out of sines: sine and cosine of each axis, soft square waves (stripes), thin lines at whole
+    cycles (grout, seams), their products (checkers, grids) and lines staggered by half a cycle on
+    alternate rows (courses of bricks or planks)."""
+    tau = 2.0 * math.pi
+    su, cu, sv, cv = torch.sin(tau * pu), torch.cos(tau * pu), torch.sin(tau * pv), torch.cos(tau * pv)
+    qu, qv = torch.tanh(4.0 * su), torch.tanh(4.0 * sv)
+    lu, lv = torch.exp(8.0 * (cu - 1.0)), torch.exp(8.0 * (cv - 1.0))
+    row = torch.tanh(4.0 * torch.sin(math.pi * pv))          # +-1 on alternate rows (one row a cycle of v)
+    stagger = torch.exp(8.0 * (torch.cos(tau * (0.5 * pu + 0.25 * (1.0 + row))) - 1.0))
+    return torch.cat([su, cu, sv, cv, qu, qv, lu, lv, qu * qv, torch.maximum(lu, lv), stagger], dim=1)
