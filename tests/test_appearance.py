@@ -181,3 +181,29 @@ def test_the_coded_decoder_exports_and_onnxruntime_draws_what_torch_draws(coded_
         sess.observe(gt[0], traj.frames[0])
         frames[name] = np.stack([sess.step(p).frame for p in traj.frames[1:]]).astype(np.float32)
     assert np.abs(frames["torch"] - frames["onnxruntime"]).max() <= 2.0
+
+
+def test_the_texture_fields_bases_and_footprint():
+    from engine.model.appearance import BASES, footprint, periodic_bases
+
+    # A plane whose coordinates step 1 cm a pixel across and 2 cm down: its footprint is 2 cm, also
+    # on the border pixels (each axis takes its smaller one-sided step), and 4 cm past a seam where
+    # the coordinates jump by metres (the jump is not a footprint).
+    ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    uv = torch.stack([0.01 * xs, 0.02 * ys])[None]
+    assert torch.allclose(footprint(uv), torch.full((1, 1, 8, 8), 0.02))
+    uv[:, 0, :, 4:] += 5.0
+    assert float(footprint(uv).max()) == pytest.approx(0.02)
+    # At whole cycles the thin lines are 1 and the soft squares change sign; half a cycle on, the
+    # staggered line of an odd row sits where an even row has none.
+    pu = torch.tensor([0.0, 0.25, 0.5, 0.75]).view(1, 1, 1, 4)
+    pv = torch.full_like(pu, 0.5)
+    b = periodic_bases(pu, pv)
+    assert b.shape == (1, BASES, 1, 4)
+    lines_u = b[0, 6, 0]
+    assert lines_u[0] == pytest.approx(1.0) and lines_u[2] < 1e-6
+    squares_u = b[0, 4, 0]
+    assert squares_u[1] > 0.99 and squares_u[3] < -0.99
+    odd = periodic_bases(pu, torch.full_like(pu, 1.5))[0, 10, 0]
+    even = b[0, 10, 0]
+    assert even[0] < 1e-3 < 0.99 < float(odd[0]) or float(even[0]) > 0.99 > 1e-3 > float(odd[0])

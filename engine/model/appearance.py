@@ -118,10 +118,11 @@ def footprint(uv: torch.Tensor) -> torch.Tensor:
     """How far the surface coordinates (N, 2, H, W) move from a pixel to its neighbours, metres (N, 1, H, W):
     the larger of the two axes, each the smaller of its forward and backward step, so that a pixel on
     a face's edge measures within its own face and not the jump to the next."""
-    p = F.pad(uv, (1, 1, 1, 1), mode="replicate")
-    c = p[..., 1:-1, 1:-1]
-    dx = torch.minimum((p[..., 1:-1, 2:] - c).abs(), (c - p[..., 1:-1, :-2]).abs())
-    dy = torch.minimum((p[..., 2:, 1:-1] - c).abs(), (c - p[..., :-2, 1:-1]).abs())
+    big = 1e6   # a missing neighbour (the frame's border) never wins the minimum
+    ex = (uv[..., :, 1:] - uv[..., :, :-1]).abs()
+    ey = (uv[..., 1:, :] - uv[..., :-1, :]).abs()
+    dx = torch.minimum(F.pad(ex, (0, 1), value=big), F.pad(ex, (1, 0), value=big))
+    dy = torch.minimum(F.pad(ey, (0, 0, 0, 1), value=big), F.pad(ey, (0, 0, 1, 0), value=big))
     return torch.maximum(dx, dy).amax(1, keepdim=True)
 
 
