@@ -156,7 +156,7 @@ class WorldSession:
         uv, seg = (t.to(self.device) for t in self.layout_source.surface_at(pose))
         if self.memory_enabled:   # memory off keeps nothing and draws nothing: every code at the prior's mean
             if observed is not None:
-                mu, _, present = appearance(observed, pixels[:, :PIXEL_CHANNELS], seg)
+                mu, _, present = appearance(observed, pixels[:, :PIXEL_CHANNELS], seg, uv)
                 # An observation is the truth: it replaces a drawn code, and a later view of more of
                 # the segment refines what an earlier one read.
                 self.codes[:, present[0]] = mu[:, present[0]]

@@ -124,9 +124,9 @@ def test_a_session_keeps_one_code_per_segment_observed_or_drawn(coded_dir, train
     seen = sess.code_observed.clone()
     assert bool(seen.any()), "the first frame shows some room's floor or walls"
     x = torch.from_numpy(gt[0]).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-    _, seg = source.surface_at(traj.frames[0])
+    uv, seg = source.surface_at(traj.frames[0])
     with torch.no_grad():
-        mu, _, present = m.ae.appearance(x, source.pixels_at(traj.frames[0])[:, :PIXEL_CHANNELS], seg)
+        mu, _, present = m.ae.appearance(x, source.pixels_at(traj.frames[0])[:, :PIXEL_CHANNELS], seg, uv)
     assert torch.equal(present[0], seen)
     assert torch.allclose(sess.codes[0, seen], mu[0, seen]), "an observed segment takes its posterior mean"
     first = [sess.step(p).frame for p in traj.frames[1:]]
@@ -207,3 +207,44 @@ def test_the_texture_fields_bases_and_footprint():
     odd = periodic_bases(pu, torch.full_like(pu, 1.5))[0, 10, 0]
     even = b[0, 10, 0]
     assert even[0] < 1e-3 < 0.99 < float(odd[0]) or float(even[0]) > 0.99 > 1e-3 > float(odd[0])
+
+
+def test_a_segments_spectrum_peaks_at_its_patterns_frequency(egl):
+    """A room whose walls carry stripes: rendered by the real renderer, the spectrum along the walls'
+    horizontal axis peaks at the stripes' frequency (the level's own, read here only to check)."""
+    import math
+
+    from engine.camera import Pose
+    from engine.model.appearance import SPECTRUM, segment_spectra
+    from engine.world.geometry import PAT_STRIPES, WALL
+    from engine.world.renderer import Renderer
+
+    for seed in range(200_000, 200_200):
+        level = generate_level(seed)
+        striped = [b for b in level.boxes_at(0.0) if b.material == WALL and b.room >= 0 and int(b.pattern[0]) == PAT_STRIPES]
+        if striped:
+            break
+    room = level.rooms[striped[0].room]
+    f0 = striped[0].pattern[1]
+    (x0, z0), (x1, z1) = room.lo, room.hi
+    # From the room's centre, facing each of its four walls in turn: the view with the most wall wins.
+    cx, cz = (x0 + x1) / 2, (z0 + z1) / 2
+    poses = [Pose((cx, 1.6, cz), yaw, 0.0) for yaw in (0.0, 90.0, 180.0, 270.0)]
+    r, lr = Renderer(level, 128, 128, 70.0), LayoutRenderer(level, 128, 128, 70.0)
+    try:
+        rgb, _ = r.render(poses)
+        lay = lr.layout(poses)
+    finally:
+        r.close()
+        lr.close()
+    uv, seg = split_surface(surface_planes(lay))
+    wall_seg = striped[0].room * len(SEGMENT_CLASSES) + SEGMENT_CLASSES.index(WALL_C)
+    best = int((seg == wall_seg).flatten(1).sum(1).argmax())
+    x = torch.from_numpy(rgb[best:best + 1]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    spectra = segment_spectra(x, uv[best:best + 1], seg[best:best + 1])[0, wall_seg]
+    j = len(SPECTRUM)
+    along = spectra[:j]      # a wall's first surface axis runs along it, the second is height
+    peak = SPECTRUM[int(along.argmax())]
+    assert abs(math.log(peak / f0)) < math.log(1.12), (peak, f0)
+    assert along.max() > along.median() + 2.0, "a clear peak, not a flat spectrum"
+    assert along.max() > spectra[j:].max() + 0.5, "vertical stripes vary along the wall, not up it"

@@ -74,6 +74,54 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tensor) -
     return (kl * p).sum() / p.sum().clamp(min=1.0)
 
 
+def footprint(uv: torch.Tensor) -> torch.Tensor:
+    """How far the surface coordinates (N, 2, H, W) move from a pixel to its neighbours, metres (N, 1, H, W):
+    the larger of the two axes, each the smaller of its forward and backward step, so that a pixel on
+    a face's edge measures within its own face and not the jump to the next."""
+    big = 1e6   # a missing neighbour (the frame's border) never wins the minimum
+    ex = (uv[..., :, 1:] - uv[..., :, :-1]).abs()
+    ey = (uv[..., 1:, :] - uv[..., :-1, :]).abs()
+    dx = torch.minimum(F.pad(ex, (0, 1), value=big), F.pad(ex, (1, 0), value=big))
+    dy = torch.minimum(F.pad(ey, (0, 0, 0, 1), value=big), F.pad(ey, (0, 0, 1, 0), value=big))
+    return torch.maximum(dx, dy).amax(1, keepdim=True)
+
+
+# Frequencies (cycles a metre) at which the posterior measures each segment's spectrum: a grid
+# fine enough (12% apart) that a pattern's frequency is read to a few per cent by its peak.
+SPECTRUM = tuple(0.4 * 1.12 ** k for k in range(32))
+
+
+def segment_spectra(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """How each segment's brightness varies along its two surface axes, by frequency.
+
+    rgb (N, 3, H, W), surface coordinates (N, 2, H, W) metres, segment ids (N, 1, H, W) -> (N,
+    MAX_SEGMENTS, 2 * len(SPECTRUM)): per axis and frequency, the log of the share of the segment's
+    brightness variance at that frequency (a demodulation in world coordinates: the sum over the
+    segment's pixels of its centred brightness times the cosine and the sine of the phase there).
+    A pattern's frequency is then read off, not searched for by gradient descent through sines.
+    Frequencies a pixel cannot resolve there (beyond half its footprint's) are left out, as the
+    texture field leaves them out. Measured at 1/factor of the frame's side."""
+    g = rgb.mean(1, keepdim=True)
+    if factor > 1:
+        g = F.avg_pool2d(g, factor)
+        uv = uv[..., factor // 2::factor, factor // 2::factor]
+        seg = seg[..., factor // 2::factor, factor // 2::factor]
+    masks = segment_masks(seg)                                       # (N, S, h, w)
+    area = masks.sum((2, 3)).clamp(min=1.0)                          # (N, S)
+    mean = torch.einsum("nhw,nshw->ns", g[:, 0], masks) / area
+    d = (g - code_map(mean[..., None], seg)) * (seg >= 0).to(g.dtype)  # brightness about its segment's mean
+    var = torch.einsum("nhw,nshw->ns", d[:, 0] ** 2, masks) / area
+    f = torch.tensor(SPECTRUM, dtype=g.dtype, device=g.device).view(1, -1, 1, 1)
+    w = d * torch.exp(-2.0 * (f * footprint(uv)) ** 2)               # (N, J, h, w)
+    out = []
+    for axis in range(2):
+        phase = (2.0 * math.pi) * f * uv[:, axis:axis + 1]
+        c = torch.einsum("njhw,nshw->nsj", w * torch.cos(phase), masks)
+        s = torch.einsum("njhw,nshw->nsj", w * torch.sin(phase), masks)
+        out.append((c ** 2 + s ** 2) / area[..., None] ** 2)
+    power = torch.cat(out, dim=-1) / (var[..., None] + 1e-4)
+    return torch.log(power + 1e-4)
+
 class AppearanceEncoder(nn.Module):
     """A frame and its layout -> a Gaussian posterior per appearance segment (mean, log variance).
 
@@ -92,13 +140,15 @@ class AppearanceEncoder(nn.Module):
             nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
             nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
         )
-        self.head = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, 2 * dim))
+        self.head = nn.Sequential(nn.Linear(2 * width + 2 * len(SPECTRUM), width), nn.SiLU(), nn.Linear(width, 2 * dim))
 
-    def forward(self, rgb: torch.Tensor, layout: torch.Tensor, seg: torch.Tensor
+    def forward(self, rgb: torch.Tensor, layout: torch.Tensor, seg: torch.Tensor, uv: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """rgb (N, 3, H, W) in [-1, 1], the geometry layout (N, C, H, W), segment ids (N, 1, H, W)
-        -> mean and log variance (N, MAX_SEGMENTS, D), and which segments the frame shows enough
-        of to read (N, MAX_SEGMENTS) bool. Segments it does not show get the prior (0, 0)."""
+        """rgb (N, 3, H, W) in [-1, 1], the geometry layout (N, C, H, W), segment ids (N, 1, H, W),
+        surface coordinates (N, 2, H, W) -> mean and log variance (N, MAX_SEGMENTS, D), and which
+        segments the frame shows enough of to read (N, MAX_SEGMENTS) bool. Segments it does not
+        show get the prior (0, 0). Beside the pooled features it reads each segment's spectrum in
+        surface coordinates (segment_spectra), which states a pattern's frequency outright."""
         f = self.features(torch.cat([rgb, layout], dim=1))
         masks = segment_masks(seg, self.unshuffle)
         area = masks.sum((2, 3))                                          # in blocks
@@ -106,24 +156,13 @@ class AppearanceEncoder(nn.Module):
         mean = torch.einsum("nchw,nshw->nsc", f, masks) / norm
         sq = torch.einsum("nchw,nshw->nsc", f * f, masks) / norm
         std = (sq - mean * mean).clamp(min=0.0).add(1e-6).sqrt()
-        out = self.head(torch.cat([mean, std], dim=-1))
+        spectra = (segment_spectra(rgb, uv, seg) + 6.0) / 3.0   # log shares run about -9 to -1: to about +-1
+        out = self.head(torch.cat([mean, std, spectra], dim=-1))
         present = area * self.unshuffle ** 2 >= MIN_PIXELS
         keep = present[..., None].to(out.dtype)
         mu = out[..., :self.dim] * keep
         logvar = out[..., self.dim:].clamp(*LOGVAR_RANGE) * keep
         return mu, logvar, present
-
-
-def footprint(uv: torch.Tensor) -> torch.Tensor:
-    """How far the surface coordinates (N, 2, H, W) move from a pixel to its neighbours, metres (N, 1, H, W):
-    the larger of the two axes, each the smaller of its forward and backward step, so that a pixel on
-    a face's edge measures within its own face and not the jump to the next."""
-    big = 1e6   # a missing neighbour (the frame's border) never wins the minimum
-    ex = (uv[..., :, 1:] - uv[..., :, :-1]).abs()
-    ey = (uv[..., 1:, :] - uv[..., :-1, :]).abs()
-    dx = torch.minimum(F.pad(ex, (0, 1), value=big), F.pad(ex, (1, 0), value=big))
-    dy = torch.minimum(F.pad(ey, (0, 0, 0, 1), value=big), F.pad(ey, (0, 0, 1, 0), value=big))
-    return torch.maximum(dx, dy).amax(1, keepdim=True)
 
 
 # Frequencies (cycles a metre) of the texture field's bank: the worlds' patterns have fundamentals

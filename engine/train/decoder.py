@@ -310,7 +310,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                 uv, seg = split_surface(surface)
                 x_all = x if pairs is None else torch.cat([x, x_gen])
                 seg = seg.to(dev)
-                mu, logvar, present = ae.appearance(x_all, lay, seg)
+                mu, logvar, present = ae.appearance(x_all, lay, seg, uv.to(dev))
                 code = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
                 kl = gaussian_kl(mu, logvar, present)
                 on = keep * (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_codes).float()
