@@ -247,4 +247,8 @@ def test_a_segments_spectrum_peaks_at_its_patterns_frequency(egl):
     peak = SPECTRUM[int(along.argmax())]
     assert abs(math.log(peak / f0)) < math.log(1.12), (peak, f0)
     assert along.max() > along.median() + 2.0, "a clear peak, not a flat spectrum"
+    from engine.model.appearance import spectral_peaks
+
+    logf, clear = spectral_peaks(spectra[None, None])
+    assert bool(clear[0, 0, 0]) and abs(float(logf[0, 0, 0]) - math.log(f0)) < math.log(1.12)
     assert along.max() > spectra[j:].max() + 0.5, "vertical stripes vary along the wall, not up it"

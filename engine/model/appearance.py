@@ -165,11 +165,10 @@ class AppearanceEncoder(nn.Module):
         return mu, logvar, present
 
 
-# Frequencies (cycles a metre) of the texture field's bank: the worlds' patterns have fundamentals
-# from 0.5 (a floor's checker at 1 tile a metre) to about 10 (brick rows at 5), and their edges
-# harmonics above; a code shifts each by up to 15%, which closes the gaps between neighbours.
-BANK = tuple(0.5 * 1.3 ** k for k in range(12))
-SHIFT = 0.15
+# The texture field draws each axis at one frequency the code sets and at these multiples of it:
+# a half for checkers and staggered courses, the fundamental, and two harmonics for sharp edges.
+HARMONICS = (0.5, 1.0, 2.0, 3.0)
+FREQ_RANGE = (SPECTRUM[0], SPECTRUM[-1])
 
 
 class TextureField(nn.Module):
@@ -177,41 +176,60 @@ class TextureField(nn.Module):
 
     The worlds' patterns (stripes, bricks, tiles, planks) are periodic in the surface coordinates at
     a frequency each room draws at random. A convolutional decoder given sines at a few fixed
-    frequencies could only paint the commonest one (seen: corridor stripes on every wall); here the
-    code sets each bank frequency's exact value, and a small per-pixel network mixes the sines,
-    cosines and their products (checkers, brick courses) into a gain and an offset on the decoder's
-    colour. Each sinusoid fades where a pixel spans more than about half its period (the pixel's
-    footprint: how far the surface coordinates move to the next pixel, the renderer's fwidth), as
-    the renderer's patterns are antialiased: far walls get no moire. Its output is zero at first,
-    so a decoder gains it without changing."""
+    frequencies could only paint the commonest one (seen: corridor stripes on every wall). Here the
+    code sets a frequency along each surface axis (`frequency`, which training also holds to the
+    peak of the segment's measured spectrum, so it is read, not searched for through sines), and a
+    small per-pixel network mixes periodic functions at it and its multiples (periodic_bases) into
+    a gain and an offset on the decoder's colour. Each fades where a pixel spans more than about
+    half its period (the pixel's footprint, the renderer's fwidth), as the renderer's patterns are
+    antialiased: far walls get no moire. Its output is zero at first, so a decoder gains it
+    without changing."""
 
     def __init__(self, dim: int, hidden: int = 32) -> None:
         super().__init__()
-        k = len(BANK)
-        self.register_buffer("freqs", torch.tensor(BANK, dtype=torch.float32).view(1, k, 1, 1), persistent=False)
+        k = len(HARMONICS)
+        self.register_buffer("harmonics", torch.tensor(HARMONICS, dtype=torch.float32).view(1, k, 1, 1),
+                             persistent=False)
         cond = dim + 6                                       # the code, the five classes, the corridor flag
-        self.shift = nn.Conv2d(dim, k, 1)
+        self.freq = nn.Conv2d(cond, 2, 1)                    # log cycles a metre along each axis
         self.inp = nn.Conv2d(BASES * k, hidden, 1)
         self.cond = nn.Conv2d(cond, hidden, 1)
         self.film = nn.Conv2d(cond, hidden, 1)
         self.mid = nn.Conv2d(hidden, hidden, 1)
         self.out = nn.Conv2d(hidden, 6, 1)
-        for conv in (self.shift, self.film, self.out):
+        for conv in (self.freq, self.film, self.out):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
+        nn.init.constant_(self.freq.bias, math.log(2.0))
+
+    def frequency(self, cond: torch.Tensor) -> torch.Tensor:
+        """(N, D + 6, ...) code, classes and corridor flag -> log frequency along each axis (N, 2, ...)."""
+        return self.freq(cond).clamp(math.log(FREQ_RANGE[0]), math.log(FREQ_RANGE[1]))
 
     def forward(self, geometry: torch.Tensor, uv: torch.Tensor, codes: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """geometry: the layout pixels (N, 26, H, W); uv: surface coordinates (N, 2, H, W) metres;
         codes (N, D, H, W) -> gain and offset (N, 3, H, W) each, zero where nothing is drawn."""
         drawn = geometry[:, 4:9].sum(1, keepdim=True)
-        f = self.freqs * torch.exp(SHIFT * torch.tanh(self.shift(codes)))
-        fade = torch.exp(-2.0 * (f * footprint(uv)) ** 2)
-        waves = periodic_bases(f * uv[:, :1], f * uv[:, 1:2]) * fade.repeat(1, BASES, 1, 1)
         c = torch.cat([codes, geometry[:, 4:9], geometry[:, 25:26]], dim=1)
+        f = self.frequency(c).exp()
+        fu, fv = f[:, :1] * self.harmonics, f[:, 1:] * self.harmonics          # (N, K, H, W) each
+        fade = torch.exp(-2.0 * (torch.maximum(fu, fv) * footprint(uv)) ** 2)
+        waves = periodic_bases(fu * uv[:, :1], fv * uv[:, 1:2]) * fade.repeat(1, BASES, 1, 1)
         h = F.silu(self.inp(waves) + self.cond(c)) * (1.0 + self.film(c))
         o = self.out(F.silu(self.mid(h))) * drawn
         return o[:, :3], o[:, 3:]
+
+
+def spectral_peaks(spectra: torch.Tensor, min_share: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """segment_spectra's output (N, S, 2J) -> (log frequency of the peak along each axis (N, S, 2),
+    whether that peak stands out (N, S, 2) bool: its share of the variance at least `min_share`,
+    so a plain wall sets no target). Training holds the texture field's frequencies to these."""
+    j = len(SPECTRUM)
+    logf = torch.log(torch.tensor(SPECTRUM, dtype=spectra.dtype, device=spectra.device))
+    per_axis = spectra.view(*spectra.shape[:-1], 2, j)
+    best, idx = per_axis.max(-1)
+    return logf[idx], best > math.log(min_share)
 
 
 BASES = 11   # periodic_bases' functions per frequency

@@ -26,7 +26,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.appearance import code_map, gaussian_kl
+from engine.model.appearance import (
+    SEGMENT_CLASSES,
+    code_map,
+    gaussian_kl,
+    segment_spectra,
+    spectral_peaks,
+)
 from engine.model.autoencoder import (
     SURFACE_UV,
     Autoencoder,
@@ -102,6 +108,7 @@ class DecoderTrainArgs:
     kl_warmup: int = 200           # steps over which that weight rises from zero (else the prior wins before the
                                    # decoder has learned to read the codes, and they stay empty: posterior collapse)
     appearance_lr: float = 3e-4    # the posterior encoder's learning rate (it starts from nothing)
+    freq_weight: float = 0.1       # holds the texture field's frequencies to each segment's measured spectral peak
     p_drop_codes: float = 0.1      # share of examples decoded with every code at the prior's mean (memory off)
     code_targets: bool = True      # with codes, generated latents are decoded against ground truth wherever
                                    # the layout was on: the code says the look the generator could not know
@@ -158,6 +165,24 @@ def generated_terms(y: torch.Tensor, logd: torch.Tensor, x: torch.Tensor, depth:
     rec, mse, _ = reconstruction_terms(y, logd, x, depth)
     held = (F.adaptive_avg_pool2d(y, anchor.shape[-1]) - anchor).abs().flatten(1).mean(1)
     return torch.where(aligned, rec, held), mse[aligned]
+
+
+def frequency_loss(field: nn.Module, code: torch.Tensor, rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor,
+                   present: torch.Tensor) -> torch.Tensor:
+    """How far (in log frequency, L1) the texture field's frequencies for each segment's code sit from
+    the peak of that segment's spectrum in its ground truth, over the segments and axes whose peak
+    stands out. The field's frequency then follows from the code, as the posterior measured it,
+    instead of being searched for by gradient descent through its sines."""
+    with torch.no_grad():
+        target, clear = spectral_peaks(segment_spectra(rgb, uv, seg))          # (N, S, 2)
+    n, s, d = code.shape
+    classes = torch.zeros(n, s, 6, device=code.device)
+    k = torch.arange(s, device=code.device) % len(SEGMENT_CLASSES)
+    classes[:, torch.arange(s), torch.tensor(SEGMENT_CLASSES, device=code.device)[k]] = 1.0
+    cond = torch.cat([code, classes], dim=-1).permute(0, 2, 1)[..., None]      # (N, D + 6, S, 1)
+    pred = field.frequency(cond)[..., 0].permute(0, 2, 1)                       # (N, S, 2)
+    use = (clear & present[..., None]).to(pred.dtype)
+    return ((pred - target).abs() * use).sum() / use.sum().clamp(min=1.0)
 
 
 def decoder_layout_wanted(choice: str, cfg: ModelConfig) -> bool:
@@ -227,9 +252,9 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                                   appearance_dim=args.appearance_dim)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith(("appearance.", "decoder.texture."))}, **state}
-    if not (args.kl_weight >= 0 and args.appearance_lr > 0 and 0 <= args.p_drop_codes < 1):
-        raise ValueError(f"--kl-weight must be 0 or more, --appearance-lr above 0 and --p-drop-codes in [0, 1); "
-                         f"got {args.kl_weight}, {args.appearance_lr}, {args.p_drop_codes}")
+    if not (args.kl_weight >= 0 and args.freq_weight >= 0 and args.appearance_lr > 0 and 0 <= args.p_drop_codes < 1):
+        raise ValueError(f"--kl-weight and --freq-weight must be 0 or more, --appearance-lr above 0 and --p-drop-codes "
+                         f"in [0, 1); got {args.kl_weight}, {args.freq_weight}, {args.appearance_lr}, {args.p_drop_codes}")
     if not args.layout_lr_mult > 0:
         raise ValueError(f"--layout-lr-mult must be above 0, got {args.layout_lr_mult}")
     if args.blur_passes < 1:
@@ -276,7 +301,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         if not 0 < args.pairs_share < 1:
             raise ValueError(f"--pairs-share must be between 0 and 1, got {args.pairs_share}")
         n_gen = max(1, round(args.batch * args.pairs_share))
-    fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "noise", "kl", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
+    fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "noise", "kl", "freq", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
     log = LossLog(out / "decoder_loss.csv", fields)
     pool = FramePool(cfg.autoencoder.image_size, args.seeds, 32, 32, rng, cfg.fov_deg,
                      max_depth=cfg.autoencoder.max_depth if use_layout else None)
@@ -301,7 +326,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             if use_layout:
                 lay = torch.cat([lay, pairs["pixels"][gi].float()])
                 surface = torch.cat([surface, pairs["surface"][gi]])
-        kl = torch.zeros((), device=dev)
+        kl = freq = torch.zeros((), device=dev)
         if use_layout:   # some examples with the layout off, so the one decoder serves both modes
             keep = (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_layout).float()
             lay = (lay * keep).to(dev)
@@ -313,6 +338,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                 mu, logvar, present = ae.appearance(x_all, lay, seg, uv.to(dev))
                 code = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
                 kl = gaussian_kl(mu, logvar, present)
+                freq = frequency_loss(ae.decoder.texture, code, x_all, uv.to(dev), seg, present)
                 on = keep * (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_codes).float()
                 lay = torch.cat([lay, (uv * keep).to(dev), code_map(code, seg) * on.to(dev)], dim=1)
         y_all, logd_all = ae.decoder(z, lay if use_layout else None)
@@ -349,7 +375,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             adv_mult = adv_mult * 0.9 if noise_ema > 1.0 else min(1.0, adv_mult * 1.02)
             w = min(adaptive_weight(rec, g_adv, last, args.adv_weight), args.max_adv_w * adv_mult)
         beta = args.kl_weight * min(1.0, step / args.kl_warmup) if args.kl_warmup > 0 else args.kl_weight
-        loss = rec + w * g_adv + beta * kl
+        loss = rec + w * g_adv + beta * kl + args.freq_weight * freq
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([q for g in groups for q in g["params"]], 1.0)
@@ -362,7 +388,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             opt_d.step()
         if step % 10 == 0:
             row = {"step": step, "mse": mse.item(), "grad_l1": grad_l1.item(), "g_adv": g_adv.item(),
-                   "d_loss": d_loss.item(), "adv_w": w, "noise": noise_ema or 0.0, "kl": kl.item(), "sec": time.time() - t0 + elapsed0, **gen_row}
+                   "d_loss": d_loss.item(), "adv_w": w, "noise": noise_ema or 0.0, "kl": kl.item(), "freq": freq.item(), "sec": time.time() - t0 + elapsed0, **gen_row}
             log.append(row)
             bar.set_postfix(psnr=f"{10 * math.log10(4 / max(mse.item(), 1e-10)):.2f}", d=f"{d_loss.item():.2f}")
         done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)

@@ -117,6 +117,8 @@ def register_train(sub) -> None:
                    help="weight of the codes' KL term (nats per room segment) against the reconstruction")
     d.add_argument("--kl-warmup", type=int, default=200, metavar="N",
                    help="steps over which the KL weight rises from zero (against posterior collapse)")
+    d.add_argument("--freq-weight", type=float, default=0.1, metavar="W",
+                   help="weight holding the texture field's frequencies to each room segment's measured spectral peak")
     d.add_argument("--appearance-lr", type=float, default=3e-4, metavar="LR",
                    help="learning rate of the codes' posterior encoder")
     d.add_argument("--p-drop-codes", type=float, default=0.1, metavar="P",
@@ -231,6 +233,7 @@ def _cmd_train_decoder(args) -> int:
                                          blur_passes=args.blur_passes, layout_lr_mult=args.layout_lr_mult,
                                          appearance_dim=args.appearance_dim, kl_weight=args.kl_weight, kl_warmup=args.kl_warmup,
                                          appearance_lr=args.appearance_lr, p_drop_codes=args.p_drop_codes,
+                                         freq_weight=args.freq_weight,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
