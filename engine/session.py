@@ -30,13 +30,14 @@ from engine import projection
 from engine.backends import Backend, select_backend
 from engine.camera import Pose
 from engine.memory import LatentMemory
-from engine.model.appearance import MAX_SEGMENTS, code_map
 from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
 from engine.model.conditioning import condition
 from engine.model.config import check_temperature
 from engine.model.latent_range import clamp_channel_means
 from engine.model.layout_cells import PIXEL_CHANNELS, SceneLayout, layout_off
+from engine.model.pattern_spectrum import LOCK, pattern_lock, unlocked
 from engine.model.sampler import sample
+from engine.model.segments import MAX_SEGMENTS, code_map
 from engine.model.world_model import WorldModel
 
 
@@ -114,6 +115,9 @@ class WorldSession:
         self.codes = torch.zeros(1, MAX_SEGMENTS, d, device=self.device)
         self.code_known = torch.zeros(MAX_SEGMENTS, dtype=torch.bool, device=self.device)
         self.code_observed = torch.zeros_like(self.code_known)
+        # With each code, its segment's pattern lock (engine/model/pattern_spectrum.py): the frequency
+        # and phase an observation showed, or a random phase for a look drawn from the prior.
+        self.locks = torch.zeros(1, MAX_SEGMENTS, LOCK, device=self.device)
         self._prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # latent, cell depth, c2w
 
     @property
@@ -160,6 +164,10 @@ class WorldSession:
                 # An observation is the truth: it replaces a drawn code, and a later view of more of
                 # the segment refines what an earlier one read.
                 self.codes[:, present[0]] = mu[:, present[0]]
+                lock = pattern_lock(observed, uv, seg, generator=self.gen)
+                # A view that shows the segment's pattern clearly wins over one that did not.
+                take = present[0] & ((lock[0, :, :2].amax(-1) > 0) | (self.locks[0, :, :2].amax(-1) == 0))
+                self.locks[:, take] = lock[:, take]
                 self.code_known |= present[0]
                 self.code_observed |= present[0]
             ids = torch.unique(seg)
@@ -169,11 +177,13 @@ class WorldSession:
                 t = self.model.cfg.inference.appearance_temperature
                 draw = torch.randn(len(new), self.codes.shape[-1], generator=self.gen).to(self.device)
                 self.codes[0, new] = t * draw
+                self.locks[0, new] = unlocked(len(new), self.device, self.gen)
                 self.code_known[new] = True
-            codes = code_map(self.codes, seg)
+            codes, locks = code_map(self.codes, seg), code_map(self.locks, seg)
         else:
             codes = torch.zeros(1, self.codes.shape[-1], *seg.shape[-2:], device=self.device)
-        return torch.cat([pixels[:, :PIXEL_CHANNELS], uv, codes], dim=1)
+            locks = torch.zeros(1, LOCK, *seg.shape[-2:], device=self.device)
+        return torch.cat([pixels[:, :PIXEL_CHANNELS], uv, locks, codes], dim=1)
 
     def _check_frame(self, rgb: np.ndarray) -> None:
         s = self.image_size

@@ -8,13 +8,7 @@ import pytest
 import torch
 from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 
-from engine.model.appearance import (
-    MAX_SEGMENTS,
-    SEGMENT_CLASSES,
-    code_map,
-    gaussian_kl,
-    segment_ids,
-)
+from engine.model.appearance import gaussian_kl
 from engine.model.layout_cells import (
     PIXEL_CHANNELS,
     Planes,
@@ -22,6 +16,8 @@ from engine.model.layout_cells import (
     split_surface,
     surface_planes,
 )
+from engine.model.pattern_spectrum import unlocked
+from engine.model.segments import MAX_SEGMENTS, SEGMENT_CLASSES, code_map, segment_ids
 from engine.model.world_model import WorldModel
 from engine.trajectory import make_trajectory
 from engine.world.layout import FLOOR_C, WALL_C, LayoutRenderer
@@ -98,7 +94,7 @@ def coded_dir(tiny_model_dir, tmp_path_factory, egl, train_seed):
 def test_the_decoder_stage_adds_codes_and_learns_them(coded_dir, tiny_model_dir):
     m = WorldModel.load(coded_dir)
     a = m.cfg.autoencoder
-    assert a.appearance_dim == 4 and a.layout_channels == PIXEL_CHANNELS + 2 + 4
+    assert a.appearance_dim == 4 and a.layout_channels == PIXEL_CHANNELS + 8 + 4
     w = m.ae.decoder.layout.embed[1].weight
     assert w[:, PIXEL_CHANNELS * a.unshuffle ** 2:].abs().max() > 0, "the code weights started at zero and trained"
     fresh = type(m.ae.appearance)(4, PIXEL_CHANNELS, a.unshuffle)
@@ -133,6 +129,10 @@ def test_a_session_keeps_one_code_per_segment_observed_or_drawn(coded_dir, train
     drawn = sess.code_known & ~sess.code_observed
     assert bool(drawn.any()), "a 40-frame walk reaches segments the observation did not show"
     assert sess.codes[0, drawn].abs().sum() > 0
+    # A drawn look locks no axis, and its pattern's phase is a draw of its own, not the origin's.
+    assert sess.locks[0, drawn, :4].abs().sum() == 0
+    phases = sess.locks[0, drawn, 4:]
+    assert bool(((phases >= 0) & (phases < 1)).all()) and phases.std() > 0.05
     kept = sess.codes.clone()
     again = sess.step(traj.frames[5]).frame
     assert torch.equal(sess.codes, kept), "a revisit reads the codes it kept"
@@ -142,7 +142,7 @@ def test_a_session_keeps_one_code_per_segment_observed_or_drawn(coded_dir, train
     off.step(traj.frames[1])
     assert not bool(off.code_known.any()), "memory off keeps no code"
     sess.reset()
-    assert not bool(sess.code_known.any()) and sess.codes.abs().sum() == 0
+    assert not bool(sess.code_known.any()) and sess.codes.abs().sum() == 0 and sess.locks.abs().sum() == 0
 
 
 def test_codes_change_what_the_decoder_draws(coded_dir, train_seed):
@@ -153,9 +153,10 @@ def test_codes_change_what_the_decoder_draws(coded_dir, train_seed):
     px, (uv, seg) = source.pixels_at(pose), source.surface_at(pose)
     z = torch.randn(1, m.latent_channels, m.cells, m.cells, generator=torch.Generator().manual_seed(0))
     codes = torch.randn(1, MAX_SEGMENTS, 4, generator=torch.Generator().manual_seed(1))
+    locks = code_map(unlocked(MAX_SEGMENTS)[None], seg)
     with torch.no_grad():
-        a = m.ae.decode(z, torch.cat([px, uv, code_map(codes, seg)], 1))[0]
-        b = m.ae.decode(z, torch.cat([px, uv, code_map(-codes, seg)], 1))[0]
+        a = m.ae.decode(z, torch.cat([px, uv, locks, code_map(codes, seg)], 1))[0]
+        b = m.ae.decode(z, torch.cat([px, uv, locks, code_map(-codes, seg)], 1))[0]
     assert (a - b).abs().max() > 0
 
 
@@ -184,7 +185,8 @@ def test_the_coded_decoder_exports_and_onnxruntime_draws_what_torch_draws(coded_
 
 
 def test_the_texture_fields_bases_and_footprint():
-    from engine.model.appearance import BASES, footprint, periodic_bases
+    from engine.model.appearance import BASES, periodic_bases
+    from engine.model.segments import footprint
 
     # A plane whose coordinates step 1 cm a pixel across and 2 cm down: its footprint is 2 cm, also
     # on the border pixels (each axis takes its smaller one-sided step), and 4 cm past a seam where
@@ -215,7 +217,12 @@ def test_a_segments_spectrum_peaks_at_its_patterns_frequency(egl):
     import math
 
     from engine.camera import Pose
-    from engine.model.appearance import SPECTRUM, segment_spectra
+    from engine.model.pattern_spectrum import (
+        SPECTRUM,
+        pattern_lock,
+        segment_spectra,
+        spectral_peaks,
+    )
     from engine.world.geometry import PAT_STRIPES, WALL
     from engine.world.renderer import Renderer
 
@@ -247,8 +254,25 @@ def test_a_segments_spectrum_peaks_at_its_patterns_frequency(egl):
     peak = SPECTRUM[int(along.argmax())]
     assert abs(math.log(peak / f0)) < math.log(1.12), (peak, f0)
     assert along.max() > along.median() + 2.0, "a clear peak, not a flat spectrum"
-    from engine.model.appearance import spectral_peaks
-
     logf, clear = spectral_peaks(spectra[None, None])
     assert bool(clear[0, 0, 0]) and abs(float(logf[0, 0, 0]) - math.log(f0)) < math.log(1.12)
     assert along.max() > spectra[j:].max() + 0.5, "vertical stripes vary along the wall, not up it"
+    # Refined between grid points, the frequency is within 4% of the level's. Drawn at it with the
+    # measured phase, a cosine falls on the stripes the frame shows: it follows the wall's brightness
+    # nearly as well as the best phase at the level's own frequency (the light's falloff across the
+    # wall holds both to about 0.5), where the grid's frequency drawn from the coordinates' origin,
+    # a few per cent off over metres of wall, does not follow it at all.
+    lock = pattern_lock(x, uv[best:best + 1], seg[best:best + 1])[0, wall_seg]
+    assert float(lock[0]) == 1.0 and abs(float(lock[2]) - math.log(f0)) < math.log(1.04), (lock, f0)
+    mask = seg[best, 0] == wall_seg
+    g = x[0].mean(0)[mask]
+    u = uv[best, 0][mask]
+
+    def fit(freq: float, phase: float) -> float:
+        wave = torch.cos(2 * math.pi * (freq * u + phase))
+        return float(torch.corrcoef(torch.stack([g, wave]))[0, 1])
+
+    best_fit = max(fit(f0, k / 50) for k in range(50))
+    assert best_fit > 0.4
+    assert fit(math.exp(float(lock[2])), float(lock[4])) > 0.9 * best_fit
+    assert abs(fit(peak, 0.0)) < 0.2 * best_fit

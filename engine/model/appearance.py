@@ -28,42 +28,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.world.layout import FLOOR_C, FURNITURE_C, WALL_C
+from engine.model.pattern_spectrum import LOCK, SPECTRUM, segment_spectra
+from engine.model.segments import (
+    MIN_PIXELS,
+    footprint,
+    segment_masks,
+)
 
-# Classes with a code of their own per room, in segment order: segment = room * 3 + position here.
-SEGMENT_CLASSES = (FLOOR_C, WALL_C, FURNITURE_C)
-MAX_ROOMS = 10                                 # levels have 4 to 9 rooms
-MAX_SEGMENTS = MAX_ROOMS * len(SEGMENT_CLASSES)
-MIN_PIXELS = 24.0                              # a segment seen by fewer pixels tells too little of its look
 LOGVAR_RANGE = (-8.0, 4.0)
-
-
-def segment_ids(room: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """room (N, 1, H, W) long (-1: no room) and one-hot classes (N, 5, H, W) -> the appearance segment
-    of each pixel (N, 1, H, W) long, -1 where it has none (corridor, ceiling, picture, nothing)."""
-    seg = torch.full_like(room, -1)
-    for k, c in enumerate(SEGMENT_CLASSES):
-        hit = (classes[:, c:c + 1] > 0.5) & (room >= 0) & (room < MAX_ROOMS)
-        seg = torch.where(hit, room * len(SEGMENT_CLASSES) + k, seg)
-    return seg
-
-
-def segment_masks(seg: torch.Tensor, factor: int = 1) -> torch.Tensor:
-    """(N, 1, H, W) segment ids -> (N, MAX_SEGMENTS, H / factor, W / factor): each segment's share of
-    every factor x factor block (its one-hot mask, average-pooled)."""
-    onehot = F.one_hot((seg[:, 0] + 1).clamp(0, MAX_SEGMENTS), MAX_SEGMENTS + 1)[..., 1:]
-    masks = onehot.permute(0, 3, 1, 2).float()
-    return F.avg_pool2d(masks, factor) if factor > 1 else masks
-
-
-def code_map(codes: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-    """codes (N, MAX_SEGMENTS, D) and segment ids (N, 1, H, W) -> (N, D, H, W): each pixel its segment's
-    code, zero where it has none."""
-    n, _, h, w = seg.shape
-    d = codes.shape[-1]
-    idx = seg.clamp(min=0).flatten(1)                                  # (N, HW)
-    picked = torch.gather(codes, 1, idx[..., None].expand(-1, -1, d))  # (N, HW, D)
-    return picked.transpose(1, 2).reshape(n, d, h, w) * (seg >= 0).to(codes.dtype)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -73,54 +45,6 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tensor) -
     p = present.to(kl.dtype)
     return (kl * p).sum() / p.sum().clamp(min=1.0)
 
-
-def footprint(uv: torch.Tensor) -> torch.Tensor:
-    """How far the surface coordinates (N, 2, H, W) move from a pixel to its neighbours, metres (N, 1, H, W):
-    the larger of the two axes, each the smaller of its forward and backward step, so that a pixel on
-    a face's edge measures within its own face and not the jump to the next."""
-    big = 1e6   # a missing neighbour (the frame's border) never wins the minimum
-    ex = (uv[..., :, 1:] - uv[..., :, :-1]).abs()
-    ey = (uv[..., 1:, :] - uv[..., :-1, :]).abs()
-    dx = torch.minimum(F.pad(ex, (0, 1), value=big), F.pad(ex, (1, 0), value=big))
-    dy = torch.minimum(F.pad(ey, (0, 0, 0, 1), value=big), F.pad(ey, (0, 0, 1, 0), value=big))
-    return torch.maximum(dx, dy).amax(1, keepdim=True)
-
-
-# Frequencies (cycles a metre) at which the posterior measures each segment's spectrum: a grid
-# fine enough (12% apart) that a pattern's frequency is read to a few per cent by its peak.
-SPECTRUM = tuple(0.4 * 1.12 ** k for k in range(32))
-
-
-def segment_spectra(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """How each segment's brightness varies along its two surface axes, by frequency.
-
-    rgb (N, 3, H, W), surface coordinates (N, 2, H, W) metres, segment ids (N, 1, H, W) -> (N,
-    MAX_SEGMENTS, 2 * len(SPECTRUM)): per axis and frequency, the log of the share of the segment's
-    brightness variance at that frequency (a demodulation in world coordinates: the sum over the
-    segment's pixels of its centred brightness times the cosine and the sine of the phase there).
-    A pattern's frequency is then read off, not searched for by gradient descent through sines.
-    Frequencies a pixel cannot resolve there (beyond half its footprint's) are left out, as the
-    texture field leaves them out. Measured at 1/factor of the frame's side."""
-    g = rgb.mean(1, keepdim=True)
-    if factor > 1:
-        g = F.avg_pool2d(g, factor)
-        uv = uv[..., factor // 2::factor, factor // 2::factor]
-        seg = seg[..., factor // 2::factor, factor // 2::factor]
-    masks = segment_masks(seg)                                       # (N, S, h, w)
-    area = masks.sum((2, 3)).clamp(min=1.0)                          # (N, S)
-    mean = torch.einsum("nhw,nshw->ns", g[:, 0], masks) / area
-    d = (g - code_map(mean[..., None], seg)) * (seg >= 0).to(g.dtype)  # brightness about its segment's mean
-    var = torch.einsum("nhw,nshw->ns", d[:, 0] ** 2, masks) / area
-    f = torch.tensor(SPECTRUM, dtype=g.dtype, device=g.device).view(1, -1, 1, 1)
-    w = d * torch.exp(-2.0 * (f * footprint(uv)) ** 2)               # (N, J, h, w)
-    out = []
-    for axis in range(2):
-        phase = (2.0 * math.pi) * f * uv[:, axis:axis + 1]
-        c = torch.einsum("njhw,nshw->nsj", w * torch.cos(phase), masks)
-        s = torch.einsum("njhw,nshw->nsj", w * torch.sin(phase), masks)
-        out.append((c ** 2 + s ** 2) / area[..., None] ** 2)
-    power = torch.cat(out, dim=-1) / (var[..., None] + 1e-4)
-    return torch.log(power + 1e-4)
 
 class AppearanceEncoder(nn.Module):
     """A frame and its layout -> a Gaussian posterior per appearance segment (mean, log variance).
@@ -206,30 +130,26 @@ class TextureField(nn.Module):
         """(N, D + 6, ...) code, classes and corridor flag -> log frequency along each axis (N, 2, ...)."""
         return self.freq(cond).clamp(math.log(FREQ_RANGE[0]), math.log(FREQ_RANGE[1]))
 
-    def forward(self, geometry: torch.Tensor, uv: torch.Tensor, codes: torch.Tensor
+    def forward(self, geometry: torch.Tensor, surface: torch.Tensor, codes: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """geometry: the layout pixels (N, 26, H, W); uv: surface coordinates (N, 2, H, W) metres;
-        codes (N, D, H, W) -> gain and offset (N, 3, H, W) each, zero where nothing is drawn."""
+        """geometry: the layout pixels (N, 26, H, W); surface: the surface coordinates in metres and
+        each pixel's segment lock (N, 2 + LOCK, H, W; engine/model/pattern_spectrum.pattern_lock);
+        codes (N, D, H, W) -> gain and offset (N, 3, H, W) each, zero where nothing is drawn. Along
+        an axis the lock holds, the pattern is drawn at the observed frequency and phase; elsewhere
+        at the code's frequency and the lock's phase, drawn at random."""
         drawn = geometry[:, 4:9].sum(1, keepdim=True)
+        uv, lock = surface[:, :2], surface[:, 2:2 + LOCK]
         c = torch.cat([codes, geometry[:, 4:9], geometry[:, 25:26]], dim=1)
-        f = self.frequency(c).exp()
-        fu, fv = f[:, :1] * self.harmonics, f[:, 1:] * self.harmonics          # (N, K, H, W) each
-        fade = torch.exp(-2.0 * (torch.maximum(fu, fv) * footprint(uv)) ** 2)
-        waves = periodic_bases(fu * uv[:, :1], fv * uv[:, 1:2]) * fade.repeat(1, BASES, 1, 1)
+        logf = self.frequency(c)
+        held = lock[:, 0:2]
+        f = (logf + held * (lock[:, 2:4] - logf)).exp()
+        cycles = f * uv + lock[:, 4:6]                                        # (N, 2, H, W)
+        pu, pv = cycles[:, :1] * self.harmonics, cycles[:, 1:] * self.harmonics  # (N, K, H, W) each
+        fade = torch.exp(-2.0 * (torch.maximum(f[:, :1], f[:, 1:]) * self.harmonics * footprint(uv)) ** 2)
+        waves = periodic_bases(pu, pv) * fade.repeat(1, BASES, 1, 1)
         h = F.silu(self.inp(waves) + self.cond(c)) * (1.0 + self.film(c))
         o = self.out(F.silu(self.mid(h))) * drawn
         return o[:, :3], o[:, 3:]
-
-
-def spectral_peaks(spectra: torch.Tensor, min_share: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
-    """segment_spectra's output (N, S, 2J) -> (log frequency of the peak along each axis (N, S, 2),
-    whether that peak stands out (N, S, 2) bool: its share of the variance at least `min_share`,
-    so a plain wall sets no target). Training holds the texture field's frequencies to these."""
-    j = len(SPECTRUM)
-    logf = torch.log(torch.tensor(SPECTRUM, dtype=spectra.dtype, device=spectra.device))
-    per_axis = spectra.view(*spectra.shape[:-1], 2, j)
-    best, idx = per_axis.max(-1)
-    return logf[idx], best > math.log(min_share)
 
 
 BASES = 11   # periodic_bases' functions per frequency

@@ -18,7 +18,9 @@ from engine.model.config import AutoencoderConfig
 
 MIN_DEPTH = 0.05
 GEOMETRY = 26      # the layout pixels' channels (engine/model/layout_cells.PIXEL_CHANNELS)
-SURFACE_UV = 2     # with appearance codes: the surface coordinates in metres, then the codes
+# With appearance codes, after the geometry: the surface coordinates in metres (2) and each pixel's
+# pattern lock (engine/model/pattern_spectrum.LOCK, 6), both for the texture field only; then the codes.
+SURFACE = 8
 
 
 class ResBlock(nn.Module):
@@ -70,8 +72,8 @@ class LayoutInput(nn.Module):
         super().__init__()
         u = cfg.unshuffle
         # With appearance codes the layout carries the surface coordinates themselves too (metres,
-        # for the texture field only): the embedding reads the geometry channels and the codes.
-        self.channels = cfg.layout_channels - (SURFACE_UV if cfg.appearance_dim else 0)
+        # and the pattern lock, for the texture field only): the embedding reads the geometry channels and the codes.
+        self.channels = cfg.layout_channels - (SURFACE if cfg.appearance_dim else 0)
         self.embed = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(self.channels * u * u, embed, 1), nn.SiLU(),
                                    nn.Conv2d(embed, embed, 3, padding=1), nn.SiLU())
         self.to_features = nn.Conv2d(embed, cfg.width, 1)
@@ -119,19 +121,19 @@ class Decoder(nn.Module):
             return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
         net, u = self.net, self.unshuffle
         if layout is None:   # layout off: all zero, as training showed it
-            width = self.layout.channels + (SURFACE_UV if self.texture is not None else 0)
+            width = self.layout.channels + (SURFACE if self.texture is not None else 0)
             layout = z.new_zeros(z.shape[0], width, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
         full = layout
-        if self.texture is not None:   # geometry, surface coordinates, codes
-            layout = torch.cat([full[:, :GEOMETRY], full[:, GEOMETRY + SURFACE_UV:]], dim=1)
+        if self.texture is not None:   # geometry, surface coordinates and lock, codes
+            layout = torch.cat([full[:, :GEOMETRY], full[:, GEOMETRY + SURFACE:]], dim=1)
         layout = layout[:, :self.layout.channels]   # a nine-channel decoder (v2 stages 2-3) ignores the uv features
         e = self.layout.embed(layout)
         x = net[:self.split](z) + self.layout.to_features(e)
         x = net[self.head + 1](net[self.head](net[self.split:self.head](x)))
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
         if self.texture is not None:   # the room's pattern, as a gain and an offset on [0, 1] colour
-            gain, offset = self.texture(full[:, :GEOMETRY], full[:, GEOMETRY:GEOMETRY + SURFACE_UV],
-                                        full[:, GEOMETRY + SURFACE_UV:])
+            gain, offset = self.texture(full[:, :GEOMETRY], full[:, GEOMETRY:GEOMETRY + SURFACE],
+                                        full[:, GEOMETRY + SURFACE:])
             rgb = rgb + (rgb + 1.0) * gain + 2.0 * offset
         own = F.pixel_shuffle(x[:, 3 * u * u:], u)
         # Depth from geometry where the layout drew a surface: its log depth plus a learned

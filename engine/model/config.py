@@ -34,9 +34,9 @@ class AutoencoderConfig:
     # 2-3), or 0 for a decoder that sees only the latent (v1, v2 stage 1).
     layout_channels: int = 0
     # Dimensions of the per-room appearance code (engine/model/appearance.py), 0 for none. A decoder
-    # with codes takes, after its 26 layout channels, the surface coordinates in metres and the codes
-    # (layout_channels = 28 + appearance_dim), and draws patterns with its texture field; the
-    # autoencoder holds the posterior encoder that reads the codes off a frame.
+    # with codes takes, after its 26 layout channels, the surface coordinates in metres, each pixel's
+    # pattern lock (6) and the codes (layout_channels = 34 + appearance_dim), and draws patterns with
+    # its texture field; the autoencoder holds the posterior encoder that reads the codes off a frame.
     appearance_dim: int = 0
 
     @property
@@ -177,7 +177,7 @@ class ModelConfig:
         a = self.autoencoder
         if not (isinstance(a.appearance_dim, int) and 0 <= a.appearance_dim <= 64):
             raise ValueError(f"autoencoder.appearance_dim must be a whole number from 0 to 64, got {a.appearance_dim!r}")
-        allowed = (28 + a.appearance_dim,) if a.appearance_dim else (0, 9, 25, 26)
+        allowed = (34 + a.appearance_dim,) if a.appearance_dim else (0, 9, 25, 26)
         if a.layout_channels not in allowed:
             raise ValueError(f"autoencoder.layout_channels must be {' or '.join(map(str, allowed))} with "
                              f"appearance_dim {a.appearance_dim}, got {a.layout_channels!r}")

@@ -52,8 +52,8 @@ class Planes:
             np.ascontiguousarray(layout.room, dtype=np.int64))[:, None]
 
     def segments(self) -> torch.Tensor:
-        """Each pixel's appearance segment (N, 1, H, W) long, -1 for none (engine/model/appearance.py)."""
-        from engine.model.appearance import segment_ids
+        """Each pixel's appearance segment (N, 1, H, W) long, -1 for none (engine/model/segments.py)."""
+        from engine.model.segments import segment_ids
 
         room = self.room if self.room is not None else torch.full_like(self.depth, -1, dtype=torch.int64)
         return segment_ids(room, self.classes)

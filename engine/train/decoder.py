@@ -26,15 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.appearance import (
-    SEGMENT_CLASSES,
-    code_map,
-    gaussian_kl,
-    segment_spectra,
-    spectral_peaks,
-)
+from engine.model.appearance import gaussian_kl
 from engine.model.autoencoder import (
-    SURFACE_UV,
+    SURFACE,
     Autoencoder,
     grow_decoder,
     to_model_image,
@@ -42,6 +36,8 @@ from engine.model.autoencoder import (
 )
 from engine.model.config import ModelConfig
 from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS, split_surface
+from engine.model.pattern_spectrum import pattern_lock
+from engine.model.segments import SEGMENT_CLASSES, code_map
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import (
     LossLog,
@@ -167,22 +163,20 @@ def generated_terms(y: torch.Tensor, logd: torch.Tensor, x: torch.Tensor, depth:
     return torch.where(aligned, rec, held), mse[aligned]
 
 
-def frequency_loss(field: nn.Module, code: torch.Tensor, rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor,
-                   present: torch.Tensor) -> torch.Tensor:
+def frequency_loss(field: nn.Module, code: torch.Tensor, lock: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """How far (in log frequency, L1) the texture field's frequencies for each segment's code sit from
-    the peak of that segment's spectrum in its ground truth, over the segments and axes whose peak
-    stands out. The field's frequency then follows from the code, as the posterior measured it,
-    instead of being searched for by gradient descent through its sines."""
-    with torch.no_grad():
-        target, clear = spectral_peaks(segment_spectra(rgb, uv, seg))          # (N, S, 2)
+    the pattern its ground truth shows (`lock`, engine/model/pattern_spectrum.pattern_lock), over the
+    segments and axes with a clear pattern. The frequency a code draws where nothing was observed
+    then follows from the code, as the posterior read it, instead of being searched for by gradient
+    descent through sines."""
     n, s, d = code.shape
     classes = torch.zeros(n, s, 6, device=code.device)
     k = torch.arange(s, device=code.device) % len(SEGMENT_CLASSES)
     classes[:, torch.arange(s), torch.tensor(SEGMENT_CLASSES, device=code.device)[k]] = 1.0
     cond = torch.cat([code, classes], dim=-1).permute(0, 2, 1)[..., None]      # (N, D + 6, S, 1)
     pred = field.frequency(cond)[..., 0].permute(0, 2, 1)                       # (N, S, 2)
-    use = (clear & present[..., None]).to(pred.dtype)
-    return ((pred - target).abs() * use).sum() / use.sum().clamp(min=1.0)
+    use = lock[..., :2] * present[..., None].to(pred.dtype)
+    return ((pred - lock[..., 2:4]).abs() * use).sum() / use.sum().clamp(min=1.0)
 
 
 def decoder_layout_wanted(choice: str, cfg: ModelConfig) -> bool:
@@ -248,7 +242,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         w = state["decoder.layout.embed.1.weight"]
         cols = slice(PIXEL_CHANNELS * w.shape[1] // (PIXEL_CHANNELS + args.appearance_dim), None)
         w[:, cols] = 0.01 * torch.randn_like(w[:, cols])
-        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS + SURFACE_UV + args.appearance_dim,
+        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS + SURFACE + args.appearance_dim,
                                   appearance_dim=args.appearance_dim)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith(("appearance.", "decoder.texture."))}, **state}
@@ -338,9 +332,11 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                 mu, logvar, present = ae.appearance(x_all, lay, seg, uv.to(dev))
                 code = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
                 kl = gaussian_kl(mu, logvar, present)
-                freq = frequency_loss(ae.decoder.texture, code, x_all, uv.to(dev), seg, present)
-                on = keep * (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_codes).float()
-                lay = torch.cat([lay, (uv * keep).to(dev), code_map(code, seg) * on.to(dev)], dim=1)
+                with torch.no_grad():   # the pattern as ground truth shows it, drawn locked to it
+                    lock = pattern_lock(x_all, uv.to(dev), seg) * present[..., None]
+                freq = frequency_loss(ae.decoder.texture, code, lock, present)
+                on = (keep * (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_codes).float()).to(dev)
+                lay = torch.cat([lay, (uv * keep).to(dev), code_map(lock, seg) * on, code_map(code, seg) * on], dim=1)
         y_all, logd_all = ae.decoder(z, lay if use_layout else None)
         y, logd = y_all[:nr], logd_all[:nr]
         rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
