@@ -3,6 +3,8 @@ bounds, the decoder stage learns a posterior over each room segment's look, and 
 one code per segment for the walk, observed or drawn, with its memory."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -276,3 +278,25 @@ def test_a_segments_spectrum_peaks_at_its_patterns_frequency(egl):
     assert best_fit > 0.4
     assert fit(math.exp(float(lock[2])), float(lock[4])) > 0.9 * best_fit
     assert abs(fit(peak, 0.0)) < 0.2 * best_fit
+
+
+def test_the_high_pass_keeps_a_pattern_and_drops_the_light():
+    """A wall lit from one side (brightness rising across it) with stripes 8 pixels apart: the high
+    pass leaves the stripes and not the slope, and the detail loss tells the striped wall from the
+    same wall without stripes but not from itself."""
+    from engine.model.pattern_spectrum import high_pass
+    from engine.train.decoder import detail_loss
+
+    xs = torch.arange(128.0).view(1, 1, 1, 128).expand(1, 3, 128, 128)
+    light = -0.6 + 1.2 * xs / 127.0
+    stripes = 0.2 * torch.sign(torch.sin(2 * math.pi * xs / 8.0 + 0.1))
+    seg = torch.zeros(1, 1, 128, 128, dtype=torch.long)
+    seg[..., :, :10] = -1                              # a door at the left: no segment
+    valid = (seg >= 0).float()
+    inner = (slice(None), slice(None), slice(20, 108), slice(30, 108))   # away from the edges
+    lit = high_pass(light + stripes, valid)[inner]
+    assert float(high_pass(light, valid)[inner].abs().max()) < 0.02
+    assert float((lit - stripes[inner]).abs().mean()) < 0.03
+    assert float(high_pass(light, valid)[..., :10].abs().max()) == 0.0
+    assert float(detail_loss(light + stripes, light + stripes, seg)) == 0.0
+    assert float(detail_loss(light, light + stripes, seg)) > 0.02

@@ -62,6 +62,16 @@ def _local_mean(g: torch.Tensor, valid: torch.Tensor, sigma: float) -> torch.Ten
 LIGHT_SCALE_PX = 6.0
 
 
+def high_pass(img: torch.Tensor, valid: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    """img (N, C, H, W) less its local mean over the `valid` pixels (N, 1, H, W) within LIGHT_SCALE_PX
+    (of a 128-pixel frame; `sigma` pixels if given), zero elsewhere: the pattern without the light."""
+    sigma = LIGHT_SCALE_PX * img.shape[-1] / 128.0 if sigma is None else sigma
+    n, c = img.shape[:2]
+    flat = img.reshape(n * c, 1, *img.shape[-2:])
+    v = valid.repeat_interleave(c, dim=0)
+    return ((flat[:, 0] - _local_mean(flat, v, sigma)) * v[:, 0]).reshape(img.shape)
+
+
 def _segment_signal(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, factor: int
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Brightness about its local mean within its segment (a high-pass at LIGHT_SCALE_PX) at

@@ -36,7 +36,7 @@ from engine.model.autoencoder import (
 )
 from engine.model.config import ModelConfig
 from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS, split_surface
-from engine.model.pattern_spectrum import pattern_lock
+from engine.model.pattern_spectrum import high_pass, pattern_lock
 from engine.model.segments import SEGMENT_CLASSES, code_map
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import (
@@ -105,6 +105,7 @@ class DecoderTrainArgs:
                                    # decoder has learned to read the codes, and they stay empty: posterior collapse)
     appearance_lr: float = 3e-4    # the posterior encoder's learning rate (it starts from nothing)
     freq_weight: float = 0.1       # holds the texture field's frequencies to each segment's measured spectral peak
+    detail_weight: float = 0.0     # the loss on pattern detail alone (detail_loss), beside the reconstruction's
     p_drop_codes: float = 0.1      # share of examples decoded with every code at the prior's mean (memory off)
     code_targets: bool = True      # with codes, generated latents are decoded against ground truth wherever
                                    # the layout was on: the code says the look the generator could not know
@@ -179,6 +180,17 @@ def frequency_loss(field: nn.Module, code: torch.Tensor, lock: torch.Tensor, pre
     return ((pred - lock[..., 2:4]).abs() * use).sum() / use.sum().clamp(min=1.0)
 
 
+def detail_loss(y: torch.Tensor, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the decoded frames' pattern detail alone, on the pixels with an appearance
+    segment: each colour channel less its local mean over a few pixels within the segments
+    (pattern_spectrum.high_pass, the scale that tells a pattern from the light). In the plain
+    reconstruction a pattern's thin lines weigh little beside a room's colour; with the pattern
+    lock its phase is known, so its detail can be asked for as such."""
+    valid = (seg >= 0).to(y.dtype)
+    diff = high_pass(y, valid) - high_pass(x, valid)
+    return (diff ** 2 * valid).sum() / (3.0 * valid.sum()).clamp(min=1.0)
+
+
 def decoder_layout_wanted(choice: str, cfg: ModelConfig) -> bool:
     """--layout on|off|auto against the source model: auto is on when its generator or decoder takes
     the layout; off is refused for a decoder that already takes it (it cannot be taken away)."""
@@ -246,8 +258,8 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                                   appearance_dim=args.appearance_dim)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith(("appearance.", "decoder.texture."))}, **state}
-    if not (args.kl_weight >= 0 and args.freq_weight >= 0 and args.appearance_lr > 0 and 0 <= args.p_drop_codes < 1):
-        raise ValueError(f"--kl-weight and --freq-weight must be 0 or more, --appearance-lr above 0 and --p-drop-codes "
+    if not (args.kl_weight >= 0 and args.freq_weight >= 0 and args.detail_weight >= 0 and args.appearance_lr > 0 and 0 <= args.p_drop_codes < 1):
+        raise ValueError(f"--kl-weight, --freq-weight and --detail-weight must be 0 or more, --appearance-lr above 0 and --p-drop-codes "
                          f"in [0, 1); got {args.kl_weight}, {args.freq_weight}, {args.appearance_lr}, {args.p_drop_codes}")
     if not args.layout_lr_mult > 0:
         raise ValueError(f"--layout-lr-mult must be above 0, got {args.layout_lr_mult}")
@@ -371,7 +383,10 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             adv_mult = adv_mult * 0.9 if noise_ema > 1.0 else min(1.0, adv_mult * 1.02)
             w = min(adaptive_weight(rec, g_adv, last, args.adv_weight), args.max_adv_w * adv_mult)
         beta = args.kl_weight * min(1.0, step / args.kl_warmup) if args.kl_warmup > 0 else args.kl_weight
-        loss = rec + w * g_adv + beta * kl + args.freq_weight * freq
+        detail = torch.zeros((), device=dev)
+        if ae.appearance is not None and args.detail_weight > 0:
+            detail = detail_loss(y_all, x, seg)
+        loss = rec + w * g_adv + beta * kl + args.freq_weight * freq + args.detail_weight * detail
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([q for g in groups for q in g["params"]], 1.0)

@@ -119,6 +119,10 @@ def register_train(sub) -> None:
                    help="steps over which the KL weight rises from zero (against posterior collapse)")
     d.add_argument("--freq-weight", type=float, default=0.1, metavar="W",
                    help="weight holding the texture field's frequencies to each room segment's measured spectral peak")
+    d.add_argument("--detail-weight", type=float, default=0.0, metavar="W",
+                   help="with codes: weight of the loss on each frame's pattern detail alone (the frame less its "
+                        "local mean over a few pixels, on surfaces with a segment), so that patterns are not "
+                        "outweighed by colour; 0 (default) for none")
     d.add_argument("--appearance-lr", type=float, default=3e-4, metavar="LR",
                    help="learning rate of the codes' posterior encoder")
     d.add_argument("--p-drop-codes", type=float, default=0.1, metavar="P",
@@ -233,7 +237,7 @@ def _cmd_train_decoder(args) -> int:
                                          blur_passes=args.blur_passes, layout_lr_mult=args.layout_lr_mult,
                                          appearance_dim=args.appearance_dim, kl_weight=args.kl_weight, kl_warmup=args.kl_warmup,
                                          appearance_lr=args.appearance_lr, p_drop_codes=args.p_drop_codes,
-                                         freq_weight=args.freq_weight,
+                                         freq_weight=args.freq_weight, detail_weight=args.detail_weight,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
