@@ -90,7 +90,8 @@ def coded_dir(tiny_model_dir, tmp_path_factory, egl, train_seed):
     torch.manual_seed(0)
     return train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(root / "dec"), steps=8, batch=4,
                                           gan_start=4, save_every=8, pairs=str(root / "pairs.safetensors"),
-                                          layout="on", appearance_dim=4, kl_weight=1e-3), progress=False)
+                                          layout="on", appearance_dim=4, kl_weight=1e-3, detail_weight=1.0,
+                                          p_unlock=0.5, spectrum_weight=0.1), progress=False)
 
 
 def test_the_decoder_stage_adds_codes_and_learns_them(coded_dir, tiny_model_dir):
@@ -300,3 +301,19 @@ def test_the_high_pass_keeps_a_pattern_and_drops_the_light():
     assert float(high_pass(light, valid)[..., :10].abs().max()) == 0.0
     assert float(detail_loss(light + stripes, light + stripes, seg)) == 0.0
     assert float(detail_loss(light, light + stripes, seg)) > 0.02
+
+
+def test_the_spectrum_loss_asks_for_a_patterns_strength_not_its_phase():
+    """Striped walls 8 pixels a period along surface coordinates 1 cm a pixel: the same stripes half
+    a period on cost the spectrum loss next to nothing, the wall without stripes costs it much."""
+    from engine.train.decoder import spectrum_loss
+
+    ys, xs = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    uv = torch.stack([0.01 * xs, 1.6 + 0.01 * ys])[None]
+    seg = torch.full((1, 1, 128, 128), 4, dtype=torch.long)
+    present = torch.zeros(1, 30, dtype=torch.bool)
+    present[0, 4] = True
+    wall = lambda shift: (0.2 * torch.sign(torch.sin(2 * math.pi * (xs + shift) / 8.0 + 0.1))).expand(1, 3, 128, 128)  # noqa: E731
+    same_strength = float(spectrum_loss(wall(4.0), wall(0.0), uv, seg, present))
+    plain = float(spectrum_loss(torch.zeros(1, 3, 128, 128), wall(0.0), uv, seg, present))
+    assert same_strength < 0.1 * plain, (same_strength, plain)

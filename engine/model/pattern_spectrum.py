@@ -118,6 +118,14 @@ def segment_spectra(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, fact
     return torch.log(shares.flatten(2) + 1e-4)
 
 
+def segment_power(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Like segment_spectra, but the log of the (high-passed) brightness power itself at each
+    frequency, not its share: how strong a pattern is, wherever it falls. Differentiable in rgb."""
+    d, uvs, masks, area, var = _segment_signal(rgb, uv, seg, factor)
+    power = _shares(d, uvs, masks, area, var, SPECTRUM) * (var[..., None, None] + 1e-4)
+    return torch.log(power.flatten(2) + 1e-6)
+
+
 def spectral_peaks(spectra: torch.Tensor, freqs: tuple[float, ...] = SPECTRUM, min_share: float = MIN_SHARE
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log shares on a geometric grid of frequencies (N, S, 2J) -> (log frequency of the peak along

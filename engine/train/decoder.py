@@ -36,7 +36,12 @@ from engine.model.autoencoder import (
 )
 from engine.model.config import ModelConfig
 from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS, split_surface
-from engine.model.pattern_spectrum import high_pass, pattern_lock
+from engine.model.pattern_spectrum import (
+    high_pass,
+    pattern_lock,
+    segment_power,
+    unlocked,
+)
 from engine.model.segments import SEGMENT_CLASSES, code_map
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import (
@@ -106,6 +111,8 @@ class DecoderTrainArgs:
     appearance_lr: float = 3e-4    # the posterior encoder's learning rate (it starts from nothing)
     freq_weight: float = 0.1       # holds the texture field's frequencies to each segment's measured spectral peak
     detail_weight: float = 0.0     # the loss on pattern detail alone (detail_loss), beside the reconstruction's
+    p_unlock: float = 0.0          # share of examples decoded with their codes but no lock (a random phase), as prior looks are
+    spectrum_weight: float = 0.0   # on those, the loss holding each segment's pattern strength to ground truth's (spectrum_loss)
     p_drop_codes: float = 0.1      # share of examples decoded with every code at the prior's mean (memory off)
     code_targets: bool = True      # with codes, generated latents are decoded against ground truth wherever
                                    # the layout was on: the code says the look the generator could not know
@@ -191,6 +198,18 @@ def detail_loss(y: torch.Tensor, x: torch.Tensor, seg: torch.Tensor) -> torch.Te
     return (diff ** 2 * valid).sum() / (3.0 * valid.sum()).clamp(min=1.0)
 
 
+def spectrum_loss(y: torch.Tensor, x: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, present: torch.Tensor
+                  ) -> torch.Tensor:
+    """L1 between the log pattern power of decoded and ground-truth frames, per segment shown, surface
+    axis and frequency (pattern_spectrum.segment_power): how strong each pattern is, whatever its
+    phase. For examples decoded as a prior look is (the code without its lock), where any pixel loss
+    would average a pattern drawn at another phase away."""
+    with torch.no_grad():
+        target = segment_power(x, uv, seg)
+    use = present[..., None].to(y.dtype)
+    return ((segment_power(y, uv, seg) - target).abs() * use).sum() / (use.sum() * target.shape[-1]).clamp(min=1.0)
+
+
 def decoder_layout_wanted(choice: str, cfg: ModelConfig) -> bool:
     """--layout on|off|auto against the source model: auto is on when its generator or decoder takes
     the layout; off is refused for a decoder that already takes it (it cannot be taken away)."""
@@ -258,6 +277,9 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                                   appearance_dim=args.appearance_dim)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith(("appearance.", "decoder.texture."))}, **state}
+    if not (0 <= args.p_unlock < 1 and args.spectrum_weight >= 0):
+        raise ValueError(f"--p-unlock must be in [0, 1) and --spectrum-weight 0 or more; got {args.p_unlock}, "
+                         f"{args.spectrum_weight}")
     if not (args.kl_weight >= 0 and args.freq_weight >= 0 and args.detail_weight >= 0 and args.appearance_lr > 0 and 0 <= args.p_drop_codes < 1):
         raise ValueError(f"--kl-weight, --freq-weight and --detail-weight must be 0 or more, --appearance-lr above 0 and --p-drop-codes "
                          f"in [0, 1); got {args.kl_weight}, {args.freq_weight}, {args.appearance_lr}, {args.p_drop_codes}")
@@ -348,6 +370,9 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                     lock = pattern_lock(x_all, uv.to(dev), seg) * present[..., None]
                 freq = frequency_loss(ae.decoder.texture, code, lock, present)
                 on = (keep * (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_codes).float()).to(dev)
+                # Some examples as a prior look is drawn: the code, no lock, a random phase.
+                unlock = (torch.rand(len(lay), device=dev) < args.p_unlock) & (on.flatten() > 0)
+                lock = torch.where(unlock[:, None, None], unlocked(lock.shape[0] * lock.shape[1], dev).view_as(lock), lock)
                 lay = torch.cat([lay, (uv * keep).to(dev), code_map(lock, seg) * on, code_map(code, seg) * on], dim=1)
         y_all, logd_all = ae.decoder(z, lay if use_layout else None)
         y, logd = y_all[:nr], logd_all[:nr]
@@ -383,10 +408,15 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             adv_mult = adv_mult * 0.9 if noise_ema > 1.0 else min(1.0, adv_mult * 1.02)
             w = min(adaptive_weight(rec, g_adv, last, args.adv_weight), args.max_adv_w * adv_mult)
         beta = args.kl_weight * min(1.0, step / args.kl_warmup) if args.kl_warmup > 0 else args.kl_weight
-        detail = torch.zeros((), device=dev)
+        detail = spectral = torch.zeros((), device=dev)
         if ae.appearance is not None and args.detail_weight > 0:
-            detail = detail_loss(y_all, x, seg)
-        loss = rec + w * g_adv + beta * kl + args.freq_weight * freq + args.detail_weight * detail
+            kept = ~unlock   # a pattern drawn at a random phase has no detail to match pixel for pixel
+            if kept.any():
+                detail = detail_loss(y_all[kept], x[kept], seg[kept])
+        if ae.appearance is not None and args.spectrum_weight > 0 and unlock.any():
+            spectral = spectrum_loss(y_all[unlock], x[unlock], uv.to(dev)[unlock], seg[unlock], present[unlock])
+        loss = (rec + w * g_adv + beta * kl + args.freq_weight * freq + args.detail_weight * detail
+                + args.spectrum_weight * spectral)
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([q for g in groups for q in g["params"]], 1.0)

@@ -123,6 +123,12 @@ def register_train(sub) -> None:
                    help="with codes: weight of the loss on each frame's pattern detail alone (the frame less its "
                         "local mean over a few pixels, on surfaces with a segment), so that patterns are not "
                         "outweighed by colour; 0 (default) for none")
+    d.add_argument("--p-unlock", type=float, default=0.0, metavar="P",
+                   help="with codes: share of examples decoded with their codes but no pattern lock (a random phase), "
+                        "as a look drawn from the prior is")
+    d.add_argument("--spectrum-weight", type=float, default=0.0, metavar="W",
+                   help="with codes: on those examples, weight of the loss holding each segment's pattern strength "
+                        "(its power by frequency, whatever the phase) to ground truth's")
     d.add_argument("--appearance-lr", type=float, default=3e-4, metavar="LR",
                    help="learning rate of the codes' posterior encoder")
     d.add_argument("--p-drop-codes", type=float, default=0.1, metavar="P",
@@ -238,6 +244,7 @@ def _cmd_train_decoder(args) -> int:
                                          appearance_dim=args.appearance_dim, kl_weight=args.kl_weight, kl_warmup=args.kl_warmup,
                                          appearance_lr=args.appearance_lr, p_drop_codes=args.p_drop_codes,
                                          freq_weight=args.freq_weight, detail_weight=args.detail_weight,
+                                         p_unlock=args.p_unlock, spectrum_weight=args.spectrum_weight,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
