@@ -179,11 +179,11 @@ class WorldSession:
                 self.codes[0, new] = t * draw
                 self.locks[0, new] = unlocked(len(new), self.device, self.gen)
                 self.code_known[new] = True
-            codes, locks = code_map(self.codes, seg), code_map(self.locks, seg)
+            # One gather for both: the decoder takes each pixel's lock, then its code.
+            looks = code_map(torch.cat([self.locks, self.codes], dim=-1), seg)
         else:
-            codes = torch.zeros(1, self.codes.shape[-1], *seg.shape[-2:], device=self.device)
-            locks = torch.zeros(1, LOCK, *seg.shape[-2:], device=self.device)
-        return torch.cat([pixels[:, :PIXEL_CHANNELS], uv, locks, codes], dim=1)
+            looks = torch.zeros(1, LOCK + self.codes.shape[-1], *seg.shape[-2:], device=self.device)
+        return torch.cat([pixels[:, :PIXEL_CHANNELS], uv, looks], dim=1)
 
     def _check_frame(self, rgb: np.ndarray) -> None:
         s = self.image_size

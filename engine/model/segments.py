@@ -50,7 +50,6 @@ def code_map(codes: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
     return picked.transpose(1, 2).reshape(n, d, h, w) * (seg >= 0).to(codes.dtype)
 
 
-
 def footprint(uv: torch.Tensor) -> torch.Tensor:
     """How far the surface coordinates (N, 2, H, W) move from a pixel to its neighbours, metres (N, 1, H, W):
     the larger of the two axes, each the smaller of its forward and backward step, so that a pixel on

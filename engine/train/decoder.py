@@ -373,7 +373,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                 # Some examples as a prior look is drawn: the code, no lock, a random phase.
                 unlock = (torch.rand(len(lay), device=dev) < args.p_unlock) & (on.flatten() > 0)
                 lock = torch.where(unlock[:, None, None], unlocked(lock.shape[0] * lock.shape[1], dev).view_as(lock), lock)
-                lay = torch.cat([lay, (uv * keep).to(dev), code_map(lock, seg) * on, code_map(code, seg) * on], dim=1)
+                lay = torch.cat([lay, (uv * keep).to(dev), code_map(torch.cat([lock, code], dim=-1), seg) * on], dim=1)
         y_all, logd_all = ae.decoder(z, lay if use_layout else None)
         y, logd = y_all[:nr], logd_all[:nr]
         rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
