@@ -65,6 +65,7 @@ class LayoutInput(nn.Module):
     def __init__(self, cfg: AutoencoderConfig, embed: int = 64) -> None:
         super().__init__()
         u = cfg.unshuffle
+        self.unshuffle = u
         self.channels = cfg.layout_channels
         self.embed = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(cfg.layout_channels * u * u, embed, 1), nn.SiLU(),
                                    nn.Conv2d(embed, embed, 3, padding=1), nn.SiLU())
@@ -74,6 +75,18 @@ class LayoutInput(nn.Module):
         for conv in (self.to_features, self.to_rgb, self.to_depth):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
+
+    def features(self, layout: torch.Tensor) -> torch.Tensor:
+        """The layout (B, channels, H, W) -> its embedding (B, embed, H / u, W / u).
+
+        The fold and the 1x1 conv after it are one convolution with a u x u kernel and stride u (the
+        fold puts channel c's block at c * u * u + row * u + column, the conv weight's own order), run
+        as that: exported to ONNX, the fold is a six-dimensional transpose, which alone cost ONNX
+        Runtime 3.3 ms a frame for a 34-channel layout on this CPU. `embed` keeps the two layers for
+        the weights' names."""
+        u, conv = self.unshuffle, self.embed[1]
+        w = conv.weight.reshape(conv.out_channels, -1, u, u)
+        return self.embed[2:](F.conv2d(layout, w, conv.bias, stride=u))
 
 
 class Decoder(nn.Module):
@@ -109,7 +122,7 @@ class Decoder(nn.Module):
         net, u = self.net, self.unshuffle
         if layout is None:   # layout off: all zero, as training showed it
             layout = z.new_zeros(z.shape[0], self.layout.channels, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
-        e = self.layout.embed(layout)
+        e = self.layout.features(layout)
         x = net[:self.split](z) + self.layout.to_features(e)
         x = net[self.head + 1](net[self.head](net[self.split:self.head](x)))
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
