@@ -140,14 +140,21 @@ class TextureField(nn.Module):
         drawn = geometry[:, 4:9].sum(1, keepdim=True)
         uv, lock = surface[:, :2], surface[:, 2:2 + LOCK]
         c = torch.cat([codes, geometry[:, 4:9], geometry[:, 25:26]], dim=1)
-        logf = self.frequency(c)
+        # The three 1x1 convs that read the code are one (their weights stacked): at full resolution
+        # each call has a fixed cost beside its arithmetic.
+        convs = (self.freq, self.cond, self.film)
+        both = F.conv2d(c, torch.cat([m.weight for m in convs]), torch.cat([m.bias for m in convs]))
+        hidden = self.cond.out_channels
+        logf = both[:, :2].clamp(math.log(FREQ_RANGE[0]), math.log(FREQ_RANGE[1]))
+        cond, film = both[:, 2:2 + hidden], both[:, 2 + hidden:]
         held = lock[:, 0:2]
         f = (logf + held * (lock[:, 2:4] - logf)).exp()
         cycles = f * uv + lock[:, 4:6]                                        # (N, 2, H, W)
         pu, pv = cycles[:, :1] * self.harmonics, cycles[:, 1:] * self.harmonics  # (N, K, H, W) each
         fade = torch.exp(-2.0 * (torch.maximum(f[:, :1], f[:, 1:]) * self.harmonics * footprint(uv)) ** 2)
-        waves = periodic_bases(pu, pv) * fade.repeat(1, BASES, 1, 1)
-        h = F.silu(self.inp(waves) + self.cond(c)) * (1.0 + self.film(c))
+        n, k, hh, ww = fade.shape   # every basis fades as its harmonic does: broadcast, not copied
+        waves = (periodic_bases(pu, pv).view(n, BASES, k, hh, ww) * fade[:, None]).view(n, BASES * k, hh, ww)
+        h = F.silu(self.inp(waves) + cond) * (1.0 + film)
         o = self.out(F.silu(self.mid(h))) * drawn
         return o[:, :3], o[:, 3:]
 

@@ -50,13 +50,14 @@ class Planes:
             np.ascontiguousarray(layout.uv, dtype=np.float32)).permute(0, 3, 1, 2)
         self.room = None if layout.room is None else torch.from_numpy(
             np.ascontiguousarray(layout.room, dtype=np.int64))[:, None]
+        self.material = material[:, None]
 
     def segments(self) -> torch.Tensor:
         """Each pixel's appearance segment (N, 1, H, W) long, -1 for none (engine/model/segments.py)."""
-        from engine.model.segments import segment_ids
+        from engine.model.segments import segments_of
 
         room = self.room if self.room is not None else torch.full_like(self.depth, -1, dtype=torch.int64)
-        return segment_ids(room, self.classes)
+        return segments_of(room, self.material)
 
 
 def layout_cells(layout: Layout | Planes, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,13 +83,16 @@ def layout_pixels(layout: Layout | Planes, max_depth: float) -> torch.Tensor:
     planes = layout if isinstance(layout, Planes) else Planes(layout)
     drawn = planes.classes.sum(1, keepdim=True)
     logd = planes.depth.clamp(MIN_DEPTH, max_depth).log() * drawn
-    parts = [logd, planes.normal * drawn, planes.classes]
     uv = planes.uv if planes.uv is not None else torch.zeros_like(planes.normal[:, :2])
-    for f in UV_FREQS:
-        a = 2 * np.pi * f * uv
-        parts += [torch.sin(a) * drawn, torch.cos(a) * drawn]
-    parts.append(planes.corridor if planes.corridor is not None else torch.zeros_like(drawn))
-    return torch.cat(parts, dim=1)
+    # All frequencies at once (this runs every frame): per frequency sin u, sin v, cos u, cos v.
+    a = uv[:, None] * _UV_RADIANS                                            # (N, F, 2, H, W)
+    n, _, h, w = uv.shape
+    waves = torch.stack([torch.sin(a), torch.cos(a)], dim=2).reshape(n, 4 * len(UV_FREQS), h, w) * drawn
+    corridor = planes.corridor if planes.corridor is not None else torch.zeros_like(drawn)
+    return torch.cat([logd, planes.normal * drawn, planes.classes, waves, corridor], dim=1)
+
+
+_UV_RADIANS = (2 * np.pi * torch.tensor(UV_FREQS, dtype=torch.float32)).view(1, -1, 1, 1, 1)
 
 
 def surface_planes(layout: Layout | Planes) -> torch.Tensor:
@@ -96,9 +100,16 @@ def surface_planes(layout: Layout | Planes) -> torch.Tensor:
     surface coordinates themselves (metres, where the texture field evaluates its patterns) and the
     appearance segment + 1 (0: none). float32: a pattern of 10 cycles a metre needs the coordinates
     to a few millimetres, which float16 loses beyond 16 m."""
+    uv, seg = surface_and_segments(layout)
+    return torch.cat([uv, (seg + 1).float()], dim=1)
+
+
+def surface_and_segments(layout: Layout | Planes) -> tuple[torch.Tensor, torch.Tensor]:
+    """(surface coordinates (N, 2, H, W) metres, zero where nothing is drawn; appearance segments
+    (N, 1, H, W) long, -1 none): what surface_planes packs into one tensor, unpacked."""
     planes = layout if isinstance(layout, Planes) else Planes(layout)
     uv = planes.uv if planes.uv is not None else torch.zeros_like(planes.normal[:, :2])
-    return torch.cat([uv * planes.classes.sum(1, keepdim=True), (planes.segments() + 1).float()], dim=1)
+    return uv * planes.classes.sum(1, keepdim=True), planes.segments()
 
 
 def split_surface(surface: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,7 +177,7 @@ class SceneLayout:
         the view from `pose` (engine/model/appearance.py)."""
         layout = self._layout(pose)
         if self._surface is None:
-            self._surface = split_surface(surface_planes(layout))
+            self._surface = surface_and_segments(layout)
         return self._surface
 
     def pixels_of(self, poses) -> torch.Tensor:

@@ -32,6 +32,26 @@ def segment_ids(room: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     return seg
 
 
+def segments_of(room: torch.Tensor, material: torch.Tensor) -> torch.Tensor:
+    """segment_ids from the class index (N, 1, H, W) long (engine/world/layout.CLASSES; 255 nothing)
+    instead of its one-hot: one table lookup, for the session's every frame."""
+    ok = (room >= 0) & (room < MAX_ROOMS)
+    table = _SEGMENT_TABLE.to(room.device)
+    seg = table[material.clamp(max=table.shape[0] - 1), room.clamp(0, MAX_ROOMS - 1)]
+    return torch.where(ok, seg, torch.full_like(seg, -1))
+
+
+def _segment_table() -> torch.Tensor:
+    # (class index, room) -> segment; the last row stands for every class past the known ones (nothing drawn).
+    table = torch.full((max(SEGMENT_CLASSES) + 2, MAX_ROOMS), -1, dtype=torch.int64)
+    for k, c in enumerate(SEGMENT_CLASSES):
+        table[c] = torch.arange(MAX_ROOMS) * len(SEGMENT_CLASSES) + k
+    return table
+
+
+_SEGMENT_TABLE = _segment_table()
+
+
 def segment_masks(seg: torch.Tensor, factor: int = 1) -> torch.Tensor:
     """(N, 1, H, W) segment ids -> (N, MAX_SEGMENTS, H / factor, W / factor): each segment's share of
     every factor x factor block (its one-hot mask, average-pooled)."""
