@@ -28,9 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.model.pattern_spectrum import LOCK, SPECTRUM, segment_spectra
+from engine.model.pattern_spectrum import LOCK, SPECTRUM, pattern_lock, segment_spectra
 from engine.model.segments import (
     MIN_PIXELS,
+    code_map,
     footprint,
     segment_masks,
 )
@@ -57,7 +58,7 @@ class AppearanceEncoder(nn.Module):
 
     def __init__(self, dim: int, layout_channels: int, unshuffle: int = 4, width: int = 64) -> None:
         super().__init__()
-        self.dim, self.unshuffle = dim, unshuffle
+        self.dim, self.unshuffle, self.layout_channels = dim, unshuffle, layout_channels
         u2 = unshuffle * unshuffle
         self.features = nn.Sequential(
             nn.PixelUnshuffle(unshuffle), nn.Conv2d((3 + layout_channels) * u2, width, 1), nn.SiLU(),
@@ -87,6 +88,18 @@ class AppearanceEncoder(nn.Module):
         mu = out[..., :self.dim] * keep
         logvar = out[..., self.dim:].clamp(*LOGVAR_RANGE) * keep
         return mu, logvar, present
+
+
+def own_look_layout(encoder: AppearanceEncoder, rgb: torch.Tensor, pixels: torch.Tensor, uv: torch.Tensor,
+                    seg: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The full decoder input that gives frames (N, 3, H, W) their own look: the layout pixels (N, 26, H, W),
+    the surface coordinates, and per pixel the pattern lock and the posterior's mean code that the frame
+    itself shows (segments it shows too little of at the prior's mean, unlocked). What a session does for
+    an observation, without memory: the autoencoder's ceiling (eval) decodes a frame so."""
+    geometry = pixels[:, :encoder.layout_channels]
+    mu, _, present = encoder(rgb, geometry, seg, uv)
+    lock = pattern_lock(rgb, uv, seg, generator=generator) * present[..., None]
+    return torch.cat([geometry, uv, code_map(torch.cat([lock, mu], dim=-1), seg)], dim=1)
 
 
 # The texture field draws each axis at one frequency the code sets and at these multiples of it:

@@ -184,5 +184,11 @@ class SceneLayout:
         """The full-resolution layouts (N, 9, H, W) of many poses at once (no cache: eval and training)."""
         return layout_pixels(self.renderer.layout(list(poses)), self.max_depth)
 
+    def views_of(self, poses) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """pixels_of and surface_at of many poses from one G-buffer pass: (pixels, surface coordinates,
+        appearance segments)."""
+        planes = Planes(self.renderer.layout(list(poses)))
+        return (layout_pixels(planes, self.max_depth), *surface_and_segments(planes))
+
     def close(self) -> None:
         self.renderer.close()
