@@ -115,6 +115,9 @@ class WorldSession:
         self.codes = torch.zeros(1, MAX_SEGMENTS, d, device=self.device)
         self.code_known = torch.zeros(MAX_SEGMENTS, dtype=torch.bool, device=self.device)
         self.code_observed = torch.zeros_like(self.code_known)
+        # How many pixels the view an observed code was read from showed of its segment: a later view
+        # replaces it only when it shows at least as much (a glimpse through a doorway reads badly).
+        self.code_area = torch.zeros(MAX_SEGMENTS, device=self.device)
         # With each code, its segment's pattern lock (engine/model/pattern_spectrum.py): the frequency
         # and phase an observation showed, or a random phase for a look drawn from the prior.
         self.locks = torch.zeros(1, MAX_SEGMENTS, LOCK, device=self.device)
@@ -161,12 +164,18 @@ class WorldSession:
         if self.memory_enabled:   # memory off keeps nothing and draws nothing: every code at the prior's mean
             if observed is not None:
                 mu, _, present = appearance(observed, pixels[:, :PIXEL_CHANNELS], seg, uv)
-                # An observation is the truth: it replaces a drawn code, and a later view of more of
-                # the segment refines what an earlier one read.
-                self.codes[:, present[0]] = mu[:, present[0]]
+                # An observation is the truth: it replaces a drawn code, and a later view that shows
+                # more of the segment refines what an earlier one read; one that shows less does not
+                # (measured: a wall's last sight, a strip at a frame's edge, read a blue wall as maroon).
+                area = torch.bincount((seg + 1).flatten(), minlength=MAX_SEGMENTS + 1)[1:].to(self.code_area)
+                better = present[0] & (area >= self.code_area)
+                self.codes[:, better] = mu[:, better]
+                self.code_area[better] = area[better]
                 lock = pattern_lock(observed, uv, seg, generator=self.gen)
-                # A view that shows the segment's pattern clearly wins over one that did not.
-                take = present[0] & ((lock[0, :, :2].amax(-1) > 0) | (self.locks[0, :, :2].amax(-1) == 0))
+                # The lock comes from the same view as the code, unless that view shows no clear
+                # pattern where an earlier one did; a clear lock always beats none.
+                clear, had = lock[0, :, :2].amax(-1) > 0, self.locks[0, :, :2].amax(-1) > 0
+                take = present[0] & ((better & (clear | ~had)) | (clear & ~had))
                 self.locks[:, take] = lock[:, take]
                 self.code_known |= present[0]
                 self.code_observed |= present[0]
