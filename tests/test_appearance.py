@@ -148,6 +148,39 @@ def test_a_session_keeps_one_code_per_segment_observed_or_drawn(coded_dir, train
     assert not bool(sess.code_known.any()) and sess.codes.abs().sum() == 0 and sess.locks.abs().sum() == 0
 
 
+
+def test_a_view_that_shows_less_of_a_segment_keeps_its_code(coded_dir, train_seed):
+    """A later observation refines a segment's code only when it shows at least as much of it: a strip
+    at a frame's edge reads a poor look (seen: a blue wall read as maroon on its last sight)."""
+    from engine.eval import render_trajectory
+    from engine.session import WorldSession
+
+    m = WorldModel.load(coded_dir)
+    traj = make_trajectory(train_seed, "explore", frames=40, resolution=(m.image_size, m.image_size))
+    gt, _ = render_trajectory(m, traj, {})
+    source = SceneLayout.for_model(generate_level(train_seed), m)
+    views = []
+    for i, pose in enumerate(traj.frames):
+        x = torch.from_numpy(gt[i]).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        uv, seg = source.surface_at(pose)
+        with torch.no_grad():
+            mu, _, present = m.ae.appearance(x, source.pixels_at(pose)[:, :PIXEL_CHANNELS], seg, uv)
+        area = torch.bincount((seg + 1).flatten(), minlength=MAX_SEGMENTS + 1)[1:]
+        views.append((mu[0], present[0], area))
+    # Two frames that both show one segment, the first more of it than the second.
+    pick = next((i, j, s) for i in range(len(views)) for j in range(len(views)) for s in range(MAX_SEGMENTS)
+                if views[i][1][s] and views[j][1][s] and views[i][2][s] > views[j][2][s]
+                and not torch.allclose(views[i][0][s], views[j][0][s]))
+    big, small, s = pick
+    sess = WorldSession(m, memory=True, seed=0, layout=source)
+    sess.observe(gt[big], traj.frames[big])
+    sess.observe(gt[small], traj.frames[small])
+    assert torch.allclose(sess.codes[0, s], views[big][0][s]), "the smaller view left the code as the larger read it"
+    sess.reset()
+    sess.observe(gt[small], traj.frames[small])
+    sess.observe(gt[big], traj.frames[big])
+    assert torch.allclose(sess.codes[0, s], views[big][0][s]), "the larger view replaced the smaller one's code"
+
 def test_codes_change_what_the_decoder_draws(coded_dir, train_seed):
     m = WorldModel.load(coded_dir)
     traj = make_trajectory(train_seed, "explore", frames=3, resolution=(m.image_size, m.image_size))
