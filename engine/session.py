@@ -34,8 +34,10 @@ from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
 from engine.model.conditioning import condition
 from engine.model.config import check_temperature
 from engine.model.latent_range import clamp_channel_means
-from engine.model.layout_cells import SceneLayout, layout_off
+from engine.model.layout_cells import PIXEL_CHANNELS, SceneLayout, layout_off
+from engine.model.pattern_spectrum import LOCK, pattern_lock, unlocked
 from engine.model.sampler import sample
+from engine.model.segments import MAX_SEGMENTS, code_map
 from engine.model.world_model import WorldModel
 
 
@@ -107,6 +109,18 @@ class WorldSession:
         self.gen = torch.Generator().manual_seed(self.seed)
         self.memory.reset()
         self.index = 0
+        # Per-room appearance codes (engine/model/appearance.py), kept with the memory: a segment's
+        # code is fixed the first time it is seen, from an observation's posterior or the prior.
+        d = self.model.cfg.autoencoder.appearance_dim
+        self.codes = torch.zeros(1, MAX_SEGMENTS, d, device=self.device)
+        self.code_known = torch.zeros(MAX_SEGMENTS, dtype=torch.bool, device=self.device)
+        self.code_observed = torch.zeros_like(self.code_known)
+        # How many pixels the view an observed code was read from showed of its segment: a later view
+        # replaces it only when it shows at least as much (a glimpse through a doorway reads badly).
+        self.code_area = torch.zeros(MAX_SEGMENTS, device=self.device)
+        # With each code, its segment's pattern lock (engine/model/pattern_spectrum.py): the frequency
+        # and phase an observation showed, or a random phase for a look drawn from the prior.
+        self.locks = torch.zeros(1, MAX_SEGMENTS, LOCK, device=self.device)
         self._prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # latent, cell depth, c2w
 
     @property
@@ -135,12 +149,50 @@ class WorldSession:
     def layout_on(self) -> bool:
         return self.layout_enabled and self.layout_source is not None
 
-    def _pixels(self, pose: Pose) -> torch.Tensor | None:
+    def _pixels(self, pose: Pose, observed: torch.Tensor | None = None) -> torch.Tensor | None:
         """The full-resolution layout for a decoder that takes it, with the layout on; else None
-        (layout off, which such a decoder reads as zeros)."""
-        if self.layout_on and self.model.decoder_takes_layout:
-            return self.layout_source.pixels_at(pose).to(self.device)
-        return None
+        (layout off, which such a decoder reads as zeros). For a decoder with appearance codes, each
+        pixel's code follows the layout: an `observed` frame (1, 3, H, W) sets the codes of the
+        segments it shows from its posterior; segments seen first here draw theirs from the prior."""
+        if not (self.layout_on and self.model.decoder_takes_layout):
+            return None
+        pixels = self.layout_source.pixels_at(pose).to(self.device)
+        appearance = self.model.ae.appearance
+        if appearance is None:
+            return pixels
+        uv, seg = (t.to(self.device) for t in self.layout_source.surface_at(pose))
+        if self.memory_enabled:   # memory off keeps nothing and draws nothing: every code at the prior's mean
+            if observed is not None:
+                mu, _, present = appearance(observed, pixels[:, :PIXEL_CHANNELS], seg, uv)
+                # An observation is the truth: it replaces a drawn code, and a later view that shows
+                # more of the segment refines what an earlier one read; one that shows less does not
+                # (measured: a wall's last sight, a strip at a frame's edge, read a blue wall as maroon).
+                area = torch.bincount((seg + 1).flatten(), minlength=MAX_SEGMENTS + 1)[1:].to(self.code_area)
+                better = present[0] & (area >= self.code_area)
+                self.codes[:, better] = mu[:, better]
+                self.code_area[better] = area[better]
+                lock = pattern_lock(observed, uv, seg, generator=self.gen)
+                # The lock comes from the same view as the code, unless that view shows no clear
+                # pattern where an earlier one did; a clear lock always beats none.
+                clear, had = lock[0, :, :2].amax(-1) > 0, self.locks[0, :, :2].amax(-1) > 0
+                take = present[0] & ((better & (clear | ~had)) | (clear & ~had))
+                self.locks[:, take] = lock[:, take]
+                self.code_known |= present[0]
+                self.code_observed |= present[0]
+            ids = torch.unique(seg)
+            ids = ids[ids >= 0]
+            new = ids[~self.code_known[ids]]
+            if len(new):
+                t = self.model.cfg.inference.appearance_temperature
+                draw = torch.randn(len(new), self.codes.shape[-1], generator=self.gen).to(self.device)
+                self.codes[0, new] = t * draw
+                self.locks[0, new] = unlocked(len(new), self.device, self.gen)
+                self.code_known[new] = True
+            # One gather for both: the decoder takes each pixel's lock, then its code.
+            looks = code_map(torch.cat([self.locks, self.codes], dim=-1), seg)
+        else:
+            looks = torch.zeros(1, LOCK + self.codes.shape[-1], *seg.shape[-2:], device=self.device)
+        return torch.cat([pixels[:, :PIXEL_CHANNELS], uv, looks], dim=1)
 
     def _check_frame(self, rgb: np.ndarray) -> None:
         s = self.image_size
@@ -155,7 +207,7 @@ class WorldSession:
         t0 = time.perf_counter()
         x = to_model_image(torch.from_numpy(rgb)[None]).to(self.device)
         z = self.backend.encode(x)
-        rec, pred_depth = self.backend.decode(z, self._pixels(pose))
+        rec, pred_depth = self.backend.decode(z, self._pixels(pose, x))
         if depth is not None:
             d = torch.from_numpy(np.asarray(depth, dtype=np.float32))[None, None].to(self.device)
             cells = cell_depth(d, self.model.cells)

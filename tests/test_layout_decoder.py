@@ -13,9 +13,15 @@ import pytest
 import torch
 from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
 
-from engine.model.autoencoder import Autoencoder
+from engine.model.autoencoder import Autoencoder, widen_layout_input
 from engine.model.config import tiny_config
-from engine.model.layout_cells import LAYOUT_CHANNELS, SceneLayout, layout_pixels
+from engine.model.layout_cells import (
+    LAYOUT_CHANNELS,
+    PIXEL_CHANNELS,
+    UV_FREQS,
+    SceneLayout,
+    layout_pixels,
+)
 from engine.model.world_model import WorldModel
 from engine.trajectory import make_trajectory
 from engine.world.levels import generate_level
@@ -41,13 +47,31 @@ def _turnaround_views(seed: int, n: int, size: int = 64):
 def test_layout_pixels_hold_the_levels_geometry_and_no_colour(egl, train_seed):
     poses, rgb, depth, lay = _turnaround_views(train_seed, 6)
     px = layout_pixels(lay, 30.0)
-    assert px.shape == (6, LAYOUT_CHANNELS, 64, 64)
-    classes = px[:, 4:]
+    assert px.shape == (6, PIXEL_CHANNELS, 64, 64)
+    classes = px[:, 4:LAYOUT_CHANNELS]
     assert torch.equal(classes.sum(1), torch.ones(6, 64, 64)), "inside a level every pixel shows one class"
     assert set(classes.unique().tolist()) == {0.0, 1.0}
     rel = (px[:, 0].exp().numpy() - depth) / depth
     assert np.abs(rel).mean() < 0.01, "the layout's depth is the renderer's depth"
     assert torch.allclose(px[:, 1:4].norm(dim=1), torch.ones(6, 64, 64), atol=1e-3)
+    # Surface coordinates: a floor or ceiling pixel's are its world point's x and z, a wall's the
+    # two world axes along it (x or z, and height), as the renderer anchors its patterns.
+    from engine.projection import lift
+
+    c2w = torch.stack([torch.as_tensor(np.asarray(p.c2w()), dtype=torch.float32) for p in poses])
+    fov = make_trajectory(train_seed, "turnaround", resolution=(64, 64)).fov_deg
+    world = lift(torch.from_numpy(np.ascontiguousarray(lay.depth)), c2w, fov).reshape(6, 64, 64, 3).numpy()
+    uv, mat = lay.uv, lay.material
+    flat = (mat == 0) | (mat == 2)                       # floor, ceiling: normal along y
+    assert np.abs(uv[flat] - world[flat][:, [0, 2]]).max() < 0.05
+    wall = mat == 1
+    n_world = np.einsum("nij,nhwj->nhwi", c2w[:, :3, :3].numpy(), lay.normal)
+    along_x = wall & (np.abs(n_world[..., 2]) > 0.9)     # a wall facing z runs along x
+    assert along_x.any() and np.abs(uv[along_x] - world[along_x][:, [0, 1]]).max() < 0.05
+    # Its features are the sines and cosines of those coordinates, zero where nothing is drawn.
+    f0 = UV_FREQS[0]
+    sin_u = px[:, LAYOUT_CHANNELS].numpy()
+    assert np.allclose(sin_u, np.sin(2 * np.pi * f0 * uv[..., 0]), atol=1e-4)
     # Nothing in it follows the frame's colours: two views with the same geometry and any
     # colours would give the same pixels, since the pass never reads a material's colour.
     assert not any(k in ("rgb", "colour", "color") for k in vars(lay))
@@ -80,6 +104,17 @@ def test_a_new_layout_input_decodes_as_the_decoder_did(egl, train_seed):
     with torch.no_grad():
         d_half = new.decode(z, half)[1]
     assert torch.allclose(d_half[..., 32:], d_old[..., 32:]) and torch.allclose(d_half[..., :32], d_new[..., :32])
+    # A geometry-only input (as v2 stages 2-3 shipped it) widened to the surface coordinates decodes
+    # as it did: their weights start at zero.
+    for p in new.decoder.layout.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    wide = Autoencoder(replace(cfg, layout_channels=PIXEL_CHANNELS)).eval()
+    wide.load_state_dict(widen_layout_input(new.state_dict(), LAYOUT_CHANNELS, PIXEL_CHANNELS))
+    with torch.no_grad():
+        before, after = new.decode(z, px), wide.decode(z, px)
+        moved = wide.decode(z, px + 0.5 * (torch.arange(PIXEL_CHANNELS) >= LAYOUT_CHANNELS).float()[None, :, None, None])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(before, after))
+    assert torch.allclose(moved[0], after[0], atol=1e-6), "the new channels do nothing until trained"
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +192,7 @@ def test_pairs_keep_their_poses_and_give_the_layout_there(tiny_model, egl, train
     for pose, frame in zip(pairs["pose"], pairs["frame"]):
         want = traj.frames[int(frame)]
         assert np.allclose(pose.numpy(), [*want.position, want.yaw, want.pitch], atol=1e-4)
-    px = pair_layouts(pairs, m.image_size, m.cfg.fov_deg, m.cfg.autoencoder.max_depth)
+    px, surface = pair_layouts(pairs, m.image_size, m.cfg.fov_deg, m.cfg.autoencoder.max_depth)
     source = SceneLayout.for_model(generate_level(train_seed), m)
     want = source.pixels_at(traj.frames[int(pairs["frame"][0])])
     assert torch.allclose(px[0].float(), want[0], atol=1e-2)
@@ -168,7 +203,8 @@ def test_pairs_keep_their_poses_and_give_the_layout_there(tiny_model, egl, train
     save_file(old, str(tmp_path / "old.safetensors"), metadata={"format": "mirage-decoder-pairs/1"})
     back = load_pairs(tmp_path / "old.safetensors", (m.latent_channels, m.cells, m.cells), m.image_size)
     assert not bool(back["layout"].any())
-    assert torch.equal(pair_layouts(back, m.image_size, m.cfg.fov_deg, 30.0), torch.zeros_like(px))
+    px_off, surface_off = pair_layouts(back, m.image_size, m.cfg.fov_deg, 30.0)
+    assert torch.equal(px_off, torch.zeros_like(px)) and torch.equal(surface_off, torch.zeros_like(surface))
 
 
 def test_more_blur_passes_leave_blurred_latents_only_colour_fields():
@@ -198,3 +234,35 @@ def test_layout_options_of_the_decoder_stage_are_checked_first(tiny_model_dir, t
         with pytest.raises(ValueError, match=match):
             train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "d"), steps=1, batch=2,
                                            **{"layout": "on", **opts}), progress=False)
+
+
+def test_the_trainer_widens_a_geometry_only_layout_input(tiny_model_dir, tmp_path, egl):
+    """A decoder of v2 stages 2-3 (nine layout channels) given to `mirage train decoder` gains the
+    surface-coordinate channels: the model it writes takes 25, and their weights, added at zero, train."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from engine.model.config import ModelConfig
+    from engine.model.world_model import write_checksums
+    from engine.train.decoder import DecoderTrainArgs, train_decoder
+
+    src = tmp_path / "nine"
+    shutil.copytree(tiny_model_dir, src)
+    cfg = ModelConfig.load(src / "config.json")
+    cfg.autoencoder = replace(cfg.autoencoder, layout_channels=LAYOUT_CHANNELS)
+    cfg.save(src / "config.json")
+    torch.manual_seed(0)
+    nine = Autoencoder(cfg.autoencoder)
+    state = {**load_file(str(src / "autoencoder.safetensors")),
+             **{k: v + 0.05 * torch.randn_like(v) for k, v in nine.state_dict().items() if k.startswith("decoder.layout.")}}
+    save_file(state, str(src / "autoencoder.safetensors"))
+    write_checksums(src)
+    out = train_decoder(DecoderTrainArgs(model=str(src), out=str(tmp_path / "dec"), steps=3, batch=4, gan_start=100,
+                                         save_every=3, layout="on"), progress=False)
+    m = WorldModel.load(out)
+    assert m.cfg.autoencoder.layout_channels == PIXEL_CHANNELS
+    w = m.ae.decoder.layout.embed[1].weight
+    cut = LAYOUT_CHANNELS * m.cfg.autoencoder.unshuffle ** 2
+    assert w.shape[1] == PIXEL_CHANNELS * m.cfg.autoencoder.unshuffle ** 2
+    assert w[:, cut:].abs().max() > 0, "the surface-coordinate weights started at zero and trained"

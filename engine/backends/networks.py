@@ -110,7 +110,7 @@ def example_inputs(model: WorldModel, batch: int = 2, device: torch.device | str
     t = torch.rand(batch, generator=g).to(device)
     decoder: tuple[torch.Tensor, ...] = (r(batch, c, s, s),)
     if model.decoder_takes_layout:
-        decoder += (example_layout(batch, size, g).to(device),)
+        decoder += (example_layout(batch, size, g, model.cfg.autoencoder.layout_channels).to(device),)
     return {"encoder": (rgb,), "generator": (r(batch, c, s, s), t, r(batch, k, s, s)), "decoder": decoder}
 
 
@@ -119,18 +119,25 @@ def decoder_args(model: WorldModel, z: torch.Tensor, layout: torch.Tensor | None
     layout z and the layout, all zero for layout off (None), as WorldModel.decode reads None."""
     if not model.decoder_takes_layout:
         return (z,)
+    a = model.cfg.autoencoder
     if layout is None:
-        a = model.cfg.autoencoder
         layout = z.new_zeros(z.shape[0], a.layout_channels, a.image_size, a.image_size)
-    return (z, layout)
+    # The layout source gives every channel it has; a decoder of v2 stages 2-3 takes the first nine.
+    return (z, layout[:, :a.layout_channels].contiguous())
 
 
-def example_layout(batch: int, size: int, g: torch.Generator) -> torch.Tensor:
-    """A random full-resolution layout (batch, 9, size, size) shaped like a real one: log depth, unit
-    normals, one class per pixel (some pixels with none), so the decoder's depth switch is exercised."""
+def example_layout(batch: int, size: int, g: torch.Generator, channels: int = 9) -> torch.Tensor:
+    """A random full-resolution layout (batch, channels, size, size) shaped like a real one: log depth,
+    unit normals, one class per pixel (some pixels with none), so the decoder's depth switch is
+    exercised, and for 25 channels sines and cosines of random surface coordinates."""
     logd = torch.rand(batch, 1, size, size, generator=g) * 3 - 1
     normal = torch.nn.functional.normalize(torch.randn(batch, 3, size, size, generator=g), dim=1)
     cls = torch.randint(0, 6, (batch, 1, size, size), generator=g)
     onehot = torch.zeros(batch, 6, size, size).scatter_(1, cls, 1.0)[:, :5]
     drawn = onehot.sum(1, keepdim=True)
-    return torch.cat([logd * drawn, normal * drawn, onehot], dim=1)
+    parts = [logd * drawn, normal * drawn, onehot]
+    uv = torch.rand(batch, 2, size, size, generator=g) * 20
+    while sum(p.shape[1] for p in parts) < channels:
+        parts += [torch.sin(uv) * drawn, torch.cos(uv) * drawn]
+        uv = uv * 2
+    return torch.cat(parts, dim=1)[:, :channels]

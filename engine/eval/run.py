@@ -34,6 +34,7 @@ from engine import perceptual
 from engine.eval import baselines
 from engine.files import atomic_path
 from engine.metrics import gradient_energy, mean_or_nan, psnr, ssim
+from engine.model.appearance import own_look_layout
 from engine.model.autoencoder import to_model_image, to_uint8_image
 from engine.model.world_model import WorldModel
 from engine.perceptual import frechet_distance
@@ -70,7 +71,10 @@ def _ceiling(model: WorldModel, gt: np.ndarray, idx: list[int], poses=None, sour
         x = to_model_image(torch.from_numpy(gt[chunk])).to(dev)
         pixels = None
         if source is not None and model.decoder_takes_layout:
-            pixels = source.pixels_of([poses[j] for j in chunk]).to(dev)
+            pixels, uv, seg = (t.to(dev) for t in source.views_of([poses[j] for j in chunk]))
+            if model.ae.appearance is not None:   # each frame decoded with the look it shows itself
+                pixels = own_look_layout(model.ae.appearance, x, pixels, uv, seg,
+                                         torch.Generator(device=dev).manual_seed(0))
         rec = to_uint8_image(model.decode(model.encode(x), pixels)[0]).cpu().numpy()
         vals += [psnr(r, g) for r, g in zip(rec, gt[chunk])]
         ge_rec += [gradient_energy(r) for r in rec]

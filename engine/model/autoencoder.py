@@ -17,6 +17,10 @@ import torch.nn.functional as F
 from engine.model.config import AutoencoderConfig
 
 MIN_DEPTH = 0.05
+GEOMETRY = 26      # the layout pixels' channels (engine/model/layout_cells.PIXEL_CHANNELS)
+# With appearance codes, after the geometry: the surface coordinates in metres (2) and each pixel's
+# pattern lock (engine/model/pattern_spectrum.LOCK, 6), both for the texture field only; then the codes.
+SURFACE = 8
 
 
 class ResBlock(nn.Module):
@@ -59,15 +63,19 @@ class LayoutInput(nn.Module):
     are folded into channels (as the decoder's own output is unfolded) and embedded once; the
     embedding is added to the decoder's features before its full-feature blocks and to the output
     head, and gives the correction to the layout's depth. All three are zero at first, so a decoder
-    given this input decodes exactly as before until training moves it.
+    given this input decodes exactly as before until training moves it. With 25 channels it also
+    reads the surface coordinates' sines and cosines, and so can draw a pattern fixed to the world
+    (ceiling tiles, corridor stripes) where the latent is only a colour field.
     """
 
     def __init__(self, cfg: AutoencoderConfig, embed: int = 64) -> None:
         super().__init__()
         u = cfg.unshuffle
         self.unshuffle = u
-        self.channels = cfg.layout_channels
-        self.embed = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(cfg.layout_channels * u * u, embed, 1), nn.SiLU(),
+        # With appearance codes the layout carries the surface coordinates themselves too (metres,
+        # and the pattern lock, for the texture field only): the embedding reads the geometry channels and the codes.
+        self.channels = cfg.layout_channels - (SURFACE if cfg.appearance_dim else 0)
+        self.embed = nn.Sequential(nn.PixelUnshuffle(u), nn.Conv2d(self.channels * u * u, embed, 1), nn.SiLU(),
                                    nn.Conv2d(embed, embed, 3, padding=1), nn.SiLU())
         self.to_features = nn.Conv2d(embed, cfg.width, 1)
         self.to_rgb = nn.Conv2d(embed, 3 * u * u, 1)
@@ -76,8 +84,10 @@ class LayoutInput(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
 
-    def features(self, layout: torch.Tensor) -> torch.Tensor:
-        """The layout (B, channels, H, W) -> its embedding (B, embed, H / u, W / u).
+    def features(self, layout: torch.Tensor, skip: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """The layout (B, C, H, W) -> its embedding (B, embed, H / u, W / u). It reads `channels` of the
+        C: all but those in `skip` (a range: the surface channels only the texture field reads) and
+        any after the last it knows (a nine-channel decoder of v2 stages 2-3 given the uv features).
 
         The fold and the 1x1 conv after it are one convolution with a u x u kernel and stride u (the
         fold puts channel c's block at c * u * u + row * u + column, the conv weight's own order), run
@@ -85,7 +95,14 @@ class LayoutInput(nn.Module):
         Runtime 3.3 ms a frame for a 34-channel layout on this CPU. `embed` keeps the two layers for
         the weights' names."""
         u, conv = self.unshuffle, self.embed[1]
-        w = conv.weight.reshape(conv.out_channels, -1, u, u)
+        w = conv.weight.reshape(conv.out_channels, self.channels, u, u)
+        a, b = skip
+        # The channels it does not read get zero weights rather than being sliced out and the rest
+        # concatenated: one conv over all of them costs ONNX Runtime less than the copies.
+        unread = layout.shape[1] - self.channels - (b - a)
+        if b > a or unread:
+            w = torch.cat([w[:, :a], w.new_zeros(w.shape[0], b - a, u, u), w[:, a:],
+                           w.new_zeros(w.shape[0], unread, u, u)], dim=1)
         return self.embed[2:](F.conv2d(layout, w, conv.bias, stride=u))
 
 
@@ -112,24 +129,35 @@ class Decoder(nn.Module):
         self.split = cfg.blocks + 4                                        # first full-feature block
         self.head = self.split + cfg.blocks + 1 + cfg.decoder_extra_blocks  # the SiLU before the output conv
         self.layout = LayoutInput(cfg) if cfg.layout_channels else None
+        self.texture = None
+        if cfg.appearance_dim:
+            from engine.model.appearance import TextureField
+
+            self.texture = TextureField(cfg.appearance_dim)
 
     def forward(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) and, for a layout decoder, the layout (B, 9, H, W) (all zero or None: layout off)
+        """(B, C, h, w) and, for a layout decoder, the layout (B, 9 or 25, H, W) (all zero or None: layout off)
         -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W)."""
         if self.layout is None:
             out = self.net(z)
             return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
         net, u = self.net, self.unshuffle
         if layout is None:   # layout off: all zero, as training showed it
-            layout = z.new_zeros(z.shape[0], self.layout.channels, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
-        e = self.layout.features(layout)
+            width = self.layout.channels + (SURFACE if self.texture is not None else 0)
+            layout = z.new_zeros(z.shape[0], width, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
+        # With codes: geometry, surface coordinates and lock (the texture field's only), codes.
+        e = self.layout.features(layout, (GEOMETRY, GEOMETRY + SURFACE) if self.texture is not None else (0, 0))
         x = net[:self.split](z) + self.layout.to_features(e)
         x = net[self.head + 1](net[self.head](net[self.split:self.head](x)))
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
+        if self.texture is not None:   # the room's pattern, as a gain and an offset on [0, 1] colour
+            gain, offset = self.texture(layout[:, :GEOMETRY], layout[:, GEOMETRY:GEOMETRY + SURFACE],
+                                        layout[:, GEOMETRY + SURFACE:])
+            rgb = rgb + (rgb + 1.0) * gain + 2.0 * offset
         own = F.pixel_shuffle(x[:, 3 * u * u:], u)
         # Depth from geometry where the layout drew a surface: its log depth plus a learned
         # correction; elsewhere (layout off, or nothing drawn) the depth head's own.
-        drawn = layout[:, 4:].sum(1, keepdim=True).clamp(0.0, 1.0)
+        drawn = layout[:, 4:9].sum(1, keepdim=True).clamp(0.0, 1.0)   # the class shares only
         grounded = layout[:, :1] + F.pixel_shuffle(self.layout.to_depth(e), u)
         logd = own + drawn * (grounded - own)
         return rgb, logd.clamp(math.log(MIN_DEPTH), self.log_max)
@@ -142,6 +170,11 @@ class Autoencoder(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        self.appearance = None
+        if cfg.appearance_dim:
+            from engine.model.appearance import AppearanceEncoder
+
+            self.appearance = AppearanceEncoder(cfg.appearance_dim, GEOMETRY, cfg.unshuffle)
 
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.encoder(rgb)
@@ -199,3 +232,13 @@ def to_model_image(rgb_uint8: torch.Tensor) -> torch.Tensor:
 def to_uint8_image(x: torch.Tensor) -> torch.Tensor:
     """float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3)."""
     return x.clamp(-1, 1).add(1.0).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def widen_layout_input(state: dict[str, torch.Tensor], old: int, new: int) -> dict[str, torch.Tensor]:
+    """An autoencoder state whose decoder's layout input takes `old` channels, made to take `new`:
+    the first conv's weights for the added channels are zero, so it decodes exactly as before.
+    PixelUnshuffle puts channel c's 4x4 block at columns c*16 .. c*16+15, so new channels append."""
+    key = "decoder.layout.embed.1.weight"
+    w = state[key]
+    per = w.shape[1] // old
+    return {**state, key: torch.cat([w, w.new_zeros(w.shape[0], (new - old) * per, *w.shape[2:])], 1)}

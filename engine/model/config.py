@@ -30,8 +30,14 @@ class AutoencoderConfig:
     # a decoder wider in depth than its encoder (as asymmetric autoencoders do), 0 in models before it.
     decoder_extra_blocks: int = 0
     # Channels of the full-resolution scene layout the decoder takes (engine/model/layout_cells.py,
-    # layout_pixels): 9, or 0 for a decoder that sees only the latent (v1, v2 stage 1).
+    # layout_pixels): 25 (geometry and surface coordinates, v2 stage 4), 9 (geometry only, stages
+    # 2-3), or 0 for a decoder that sees only the latent (v1, v2 stage 1).
     layout_channels: int = 0
+    # Dimensions of the per-room appearance code (engine/model/appearance.py), 0 for none. A decoder
+    # with codes takes, after its 26 layout channels, the surface coordinates in metres, each pixel's
+    # pattern lock (6) and the codes (layout_channels = 34 + appearance_dim), and draws patterns with
+    # its texture field; the autoencoder holds the posterior encoder that reads the codes off a frame.
+    appearance_dim: int = 0
 
     @property
     def latent_size(self) -> int:
@@ -61,6 +67,9 @@ class InferenceConfig:
     """How a session samples unless told otherwise (chosen on the eval set with these weights)."""
     steps: int = 4                 # flow-matching sampling steps per frame
     temperature: float = 1.0       # scale of the sampler's starting noise (engine/model/sampler.py)
+    # Scale of the prior draw of a room's appearance code (engine/model/appearance.py): below 1 keeps
+    # unseen rooms' looks nearer the common ones.
+    appearance_temperature: float = 1.0
 
     def check(self) -> None:
         """Refuse values no session can sample with, naming the field."""
@@ -70,6 +79,9 @@ class InferenceConfig:
             check_temperature(self.temperature)
         except ValueError as e:
             raise ValueError(f"inference.temperature: {e}") from None
+        t = self.appearance_temperature
+        if not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 4):
+            raise ValueError(f"inference.appearance_temperature must be a number from 0 to 4, got {t!r}")
 
 
 @dataclass
@@ -162,8 +174,13 @@ class ModelConfig:
             if not ok:
                 raise ValueError(f"latent_mean_range must be {c} [lowest, highest] pairs of finite numbers, "
                                  f"got {str(r)[:80]}")
-        if self.autoencoder.layout_channels not in (0, 9):
-            raise ValueError(f"autoencoder.layout_channels must be 0 or 9, got {self.autoencoder.layout_channels!r}")
+        a = self.autoencoder
+        if not (isinstance(a.appearance_dim, int) and 0 <= a.appearance_dim <= 64):
+            raise ValueError(f"autoencoder.appearance_dim must be a whole number from 0 to 64, got {a.appearance_dim!r}")
+        allowed = (34 + a.appearance_dim,) if a.appearance_dim else (0, 9, 25, 26)
+        if a.layout_channels not in allowed:
+            raise ValueError(f"autoencoder.layout_channels must be {' or '.join(map(str, allowed))} with "
+                             f"appearance_dim {a.appearance_dim}, got {a.layout_channels!r}")
         if self.generator.layout_channels not in (0, 9):
             raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")
         self.inference.check()

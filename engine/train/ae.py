@@ -86,7 +86,7 @@ class FramePool:
         self.refresh()
 
     def refresh(self) -> None:
-        rgbs, depths, layouts = [], [], []
+        rgbs, depths, layouts, surfaces = [], [], [], []
         for s in self.rng.integers(self.seeds[0], self.seeds[1], self.scenes):
             level = generate_level(int(s))
             self.renderer.set_level(level)
@@ -95,21 +95,31 @@ class FramePool:
             rgbs.append(rgb)
             depths.append(depth)
             if self.layout_renderer is not None:
-                from engine.model.layout_cells import layout_pixels
+                from engine.model.layout_cells import (
+                    Planes,
+                    layout_pixels,
+                    surface_planes,
+                )
 
                 self.layout_renderer.set_level(level)
-                layouts.append(layout_pixels(self.layout_renderer.layout(poses), self.max_depth).half())
+                planes = Planes(self.layout_renderer.layout(poses))
+                layouts.append(layout_pixels(planes, self.max_depth).half())
+                surfaces.append(surface_planes(planes))
         self.rgb = torch.from_numpy(np.concatenate(rgbs))
         self.depth = torch.from_numpy(np.concatenate(depths))
         self.layout = torch.cat(layouts) if layouts else None
+        self.surface = torch.cat(surfaces) if surfaces else None
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.batch_with_layout(n)[:2]
 
-    def batch_with_layout(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """rgb uint8 (n, H, W, 3), depth (n, H, W) metres, layout float (n, 9, H, W) or None."""
+    def batch_with_layout(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """rgb uint8 (n, H, W, 3), depth (n, H, W) metres, layout float (n, 26, H, W) and its surface
+        planes (n, 3, H, W) (engine/model/layout_cells.surface_planes), or None and None."""
         idx = torch.from_numpy(self.rng.integers(0, len(self.rgb), n))
-        return self.rgb[idx], self.depth[idx], None if self.layout is None else self.layout[idx].float()
+        if self.layout is None:
+            return self.rgb[idx], self.depth[idx], None, None
+        return self.rgb[idx], self.depth[idx], self.layout[idx].float(), self.surface[idx]
 
 
 def pick_device(name: str) -> torch.device:

@@ -26,8 +26,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.autoencoder import Autoencoder, grow_decoder, to_model_image
+from engine.model.appearance import gaussian_kl
+from engine.model.autoencoder import (
+    SURFACE,
+    Autoencoder,
+    grow_decoder,
+    to_model_image,
+    widen_layout_input,
+)
 from engine.model.config import ModelConfig
+from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS, split_surface
+from engine.model.pattern_spectrum import (
+    high_pass,
+    pattern_lock,
+    segment_power,
+    unlocked,
+)
+from engine.model.segments import SEGMENT_CLASSES, code_map
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import (
     LossLog,
@@ -88,6 +103,19 @@ class DecoderTrainArgs:
                                    # to a decoder without it); off; auto: on when the model's generator takes it
     p_drop_layout: float = 0.15    # share of examples decoded with the layout off (zeros), as the generator's
     layout_lr_mult: float = 10.0   # the layout input's learning rate over the decoder's (it starts at zero)
+    appearance_dim: int = 0        # add per-room appearance codes of this many dimensions (engine/model/appearance.py)
+                                   # to a decoder without them; 0: the model's own (none, or what it has)
+    kl_weight: float = 1e-4        # weight of the codes' KL term (nats per segment) against the reconstruction
+    kl_warmup: int = 200           # steps over which that weight rises from zero (else the prior wins before the
+                                   # decoder has learned to read the codes, and they stay empty: posterior collapse)
+    appearance_lr: float = 3e-4    # the posterior encoder's learning rate (it starts from nothing)
+    freq_weight: float = 0.1       # holds the texture field's frequencies to each segment's measured spectral peak
+    detail_weight: float = 0.0     # the loss on pattern detail alone (detail_loss), beside the reconstruction's
+    p_unlock: float = 0.0          # share of examples decoded with their codes but no lock (a random phase), as prior looks are
+    spectrum_weight: float = 0.0   # on those, the loss holding each segment's pattern strength to ground truth's (spectrum_loss)
+    p_drop_codes: float = 0.1      # share of examples decoded with every code at the prior's mean (memory off)
+    code_targets: bool = True      # with codes, generated latents are decoded against ground truth wherever
+                                   # the layout was on: the code says the look the generator could not know
 
 
 def degrade_latents(z: torch.Tensor, strength: float, passes: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,6 +171,45 @@ def generated_terms(y: torch.Tensor, logd: torch.Tensor, x: torch.Tensor, depth:
     return torch.where(aligned, rec, held), mse[aligned]
 
 
+def frequency_loss(field: nn.Module, code: torch.Tensor, lock: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """How far (in log frequency, L1) the texture field's frequencies for each segment's code sit from
+    the pattern its ground truth shows (`lock`, engine/model/pattern_spectrum.pattern_lock), over the
+    segments and axes with a clear pattern. The frequency a code draws where nothing was observed
+    then follows from the code, as the posterior read it, instead of being searched for by gradient
+    descent through sines."""
+    n, s, d = code.shape
+    classes = torch.zeros(n, s, 6, device=code.device)
+    k = torch.arange(s, device=code.device) % len(SEGMENT_CLASSES)
+    classes[:, torch.arange(s), torch.tensor(SEGMENT_CLASSES, device=code.device)[k]] = 1.0
+    cond = torch.cat([code, classes], dim=-1).permute(0, 2, 1)[..., None]      # (N, D + 6, S, 1)
+    pred = field.frequency(cond)[..., 0].permute(0, 2, 1)                       # (N, S, 2)
+    use = lock[..., :2] * present[..., None].to(pred.dtype)
+    return ((pred - lock[..., 2:4]).abs() * use).sum() / use.sum().clamp(min=1.0)
+
+
+def detail_loss(y: torch.Tensor, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the decoded frames' pattern detail alone, on the pixels with an appearance
+    segment: each colour channel less its local mean over a few pixels within the segments
+    (pattern_spectrum.high_pass, the scale that tells a pattern from the light). In the plain
+    reconstruction a pattern's thin lines weigh little beside a room's colour; with the pattern
+    lock its phase is known, so its detail can be asked for as such."""
+    valid = (seg >= 0).to(y.dtype)
+    diff = high_pass(y, valid) - high_pass(x, valid)
+    return (diff ** 2 * valid).sum() / (3.0 * valid.sum()).clamp(min=1.0)
+
+
+def spectrum_loss(y: torch.Tensor, x: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, present: torch.Tensor
+                  ) -> torch.Tensor:
+    """L1 between the log pattern power of decoded and ground-truth frames, per segment shown, surface
+    axis and frequency (pattern_spectrum.segment_power): how strong each pattern is, whatever its
+    phase. For examples decoded as a prior look is (the code without its lock), where any pixel loss
+    would average a pattern drawn at another phase away."""
+    with torch.no_grad():
+        target = segment_power(x, uv, seg)
+    use = present[..., None].to(y.dtype)
+    return ((segment_power(y, uv, seg) - target).abs() * use).sum() / (use.sum() * target.shape[-1]).clamp(min=1.0)
+
+
 def decoder_layout_wanted(choice: str, cfg: ModelConfig) -> bool:
     """--layout on|off|auto against the source model: auto is on when its generator or decoder takes
     the layout; off is refused for a decoder that already takes it (it cannot be taken away)."""
@@ -182,11 +249,40 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     if use_layout and not cfg.autoencoder.layout_channels:
         # The layout input is added with its outputs at zero (engine/model/autoencoder.LayoutInput):
         # the decoder starts out decoding exactly as the source model's. Added on every start, like growth.
-        from engine.model.layout_cells import LAYOUT_CHANNELS
-
-        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=LAYOUT_CHANNELS)
+        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith("decoder.layout.")}, **state}
+    if use_layout and cfg.autoencoder.layout_channels == LAYOUT_CHANNELS:
+        # A geometry-only layout input (v2 stages 2-3) gains the surface-coordinate channels at zero:
+        # it decodes as before until they learn (engine/model/autoencoder.widen_layout_input).
+        state = widen_layout_input(state, LAYOUT_CHANNELS, PIXEL_CHANNELS)
+        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS)
+    if args.appearance_dim < 0:
+        raise ValueError(f"--appearance-dim must be 0 or more, got {args.appearance_dim}")
+    if args.appearance_dim and cfg.autoencoder.appearance_dim not in (0, args.appearance_dim):
+        raise ValueError(f"this model's codes have {cfg.autoencoder.appearance_dim} dimensions; "
+                         f"--appearance-dim {args.appearance_dim} cannot change that")
+    if args.appearance_dim and not cfg.autoencoder.appearance_dim:
+        if not use_layout:
+            raise ValueError("--appearance-dim needs the scene layout (its segments are the layout's rooms)")
+        # The codes append to the layout input at zero weight, and the posterior encoder starts fresh:
+        # the decoder decodes as before until the codes learn to say something.
+        state = widen_layout_input(state, PIXEL_CHANNELS, PIXEL_CHANNELS + args.appearance_dim)
+        # The code columns start small but not zero: at zero no gradient reaches the posterior until
+        # they have grown, and the KL term has emptied the codes by then.
+        w = state["decoder.layout.embed.1.weight"]
+        cols = slice(PIXEL_CHANNELS * w.shape[1] // (PIXEL_CHANNELS + args.appearance_dim), None)
+        w[:, cols] = 0.01 * torch.randn_like(w[:, cols])
+        cfg.autoencoder = replace(cfg.autoencoder, layout_channels=PIXEL_CHANNELS + SURFACE + args.appearance_dim,
+                                  appearance_dim=args.appearance_dim)
+        fresh = Autoencoder(cfg.autoencoder).state_dict()
+        state = {**{k: v for k, v in fresh.items() if k.startswith(("appearance.", "decoder.texture."))}, **state}
+    if not (0 <= args.p_unlock < 1 and args.spectrum_weight >= 0):
+        raise ValueError(f"--p-unlock must be in [0, 1) and --spectrum-weight 0 or more; got {args.p_unlock}, "
+                         f"{args.spectrum_weight}")
+    if not (args.kl_weight >= 0 and args.freq_weight >= 0 and args.detail_weight >= 0 and args.appearance_lr > 0 and 0 <= args.p_drop_codes < 1):
+        raise ValueError(f"--kl-weight, --freq-weight and --detail-weight must be 0 or more, --appearance-lr above 0 and --p-drop-codes "
+                         f"in [0, 1); got {args.kl_weight}, {args.freq_weight}, {args.appearance_lr}, {args.p_drop_codes}")
     if not args.layout_lr_mult > 0:
         raise ValueError(f"--layout-lr-mult must be above 0, got {args.layout_lr_mult}")
     if args.blur_passes < 1:
@@ -203,9 +299,12 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     # only adjusted: at the decoder's learning rate it had barely moved after 400 steps (mean |w|
     # 0.004) and decoded blurred latents as it did without it, so it learns `layout_lr_mult` faster.
     new = list(ae.decoder.layout.parameters()) if ae.decoder.layout is not None else []
-    new_ids = {id(q) for q in new}
-    old = [q for q in ae.decoder.parameters() if id(q) not in new_ids]
+    own = {id(q) for q in new} | {id(q) for q in (ae.decoder.texture.parameters() if ae.decoder.texture else ())}
+    old = [q for q in ae.decoder.parameters() if id(q) not in own]
     groups = [{"params": old, "lr": args.lr}] + ([{"params": new, "lr": args.lr * args.layout_lr_mult}] if new else [])
+    if ae.appearance is not None:   # the posterior and the texture field start from nothing
+        groups.append({"params": list(ae.appearance.parameters()) + list(ae.decoder.texture.parameters()),
+                       "lr": args.appearance_lr})
     opt_g = torch.optim.Adam(groups, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
     start, elapsed0 = 0, 0.0
@@ -226,21 +325,22 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
         if use_layout:
             from engine.train.generated_pairs import pair_layouts
 
-            pairs["pixels"] = pair_layouts(pairs, a.image_size, cfg.fov_deg, a.max_depth)
+            pairs["pixels"], pairs["surface"] = pair_layouts(pairs, a.image_size, cfg.fov_deg, a.max_depth)
         if not 0 < args.pairs_share < 1:
             raise ValueError(f"--pairs-share must be between 0 and 1, got {args.pairs_share}")
         n_gen = max(1, round(args.batch * args.pairs_share))
-    fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
+    fields = ["step", "mse", "grad_l1", "g_adv", "d_loss", "adv_w", "noise", "kl", "freq", "sec"] + (["gen_mse", "gen_loss"] if pairs else [])
     log = LossLog(out / "decoder_loss.csv", fields)
     pool = FramePool(cfg.autoencoder.image_size, args.seeds, 32, 32, rng, cfg.fov_deg,
                      max_depth=cfg.autoencoder.max_depth if use_layout else None)
     last = ae.decoder.net[-2].weight  # the conv before PixelShuffle: where the adaptive weight is measured
+    noise_ema, adv_mult = None, 1.0
     t0 = time.time()
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=not progress, desc="decoder")
     for step in bar:
         if step > start and step % 150 == 0:
             pool.refresh()
-        rgb_u8, depth, lay = pool.batch_with_layout(args.batch - n_gen)
+        rgb_u8, depth, lay, surface = pool.batch_with_layout(args.batch - n_gen)
         x = to_model_image(rgb_u8).to(dev)
         with torch.no_grad():
             z = ae.encoder(x)
@@ -253,15 +353,35 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             aligned = (pairs["psnr"][gi] >= args.aligned_psnr).to(dev)
             if use_layout:
                 lay = torch.cat([lay, pairs["pixels"][gi].float()])
+                surface = torch.cat([surface, pairs["surface"][gi]])
+        kl = freq = torch.zeros((), device=dev)
         if use_layout:   # some examples with the layout off, so the one decoder serves both modes
             keep = (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_layout).float()
             lay = (lay * keep).to(dev)
+            if ae.appearance is not None:
+                # The posterior reads each example's own ground truth (encoder latents and pairs alike).
+                uv, seg = split_surface(surface)
+                x_all = x if pairs is None else torch.cat([x, x_gen])
+                seg = seg.to(dev)
+                mu, logvar, present = ae.appearance(x_all, lay, seg, uv.to(dev))
+                code = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+                kl = gaussian_kl(mu, logvar, present)
+                with torch.no_grad():   # the pattern as ground truth shows it, drawn locked to it
+                    lock = pattern_lock(x_all, uv.to(dev), seg) * present[..., None]
+                freq = frequency_loss(ae.decoder.texture, code, lock, present)
+                on = (keep * (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_codes).float()).to(dev)
+                # Some examples as a prior look is drawn: the code, no lock, a random phase.
+                unlock = (torch.rand(len(lay), device=dev) < args.p_unlock) & (on.flatten() > 0)
+                lock = torch.where(unlock[:, None, None], unlocked(lock.shape[0] * lock.shape[1], dev).view_as(lock), lock)
+                lay = torch.cat([lay, (uv * keep).to(dev), code_map(torch.cat([lock, code], dim=-1), seg) * on], dim=1)
         y_all, logd_all = ae.decoder(z, lay if use_layout else None)
         y, logd = y_all[:nr], logd_all[:nr]
         rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
         mse, rec, grad_l1 = mse_i.mean(), rec_i.mean(), grad_i.mean()
         gen_row = {}
         if pairs is not None:
+            if ae.appearance is not None and args.code_targets:
+                aligned = aligned | pairs["layout"][gi].bool().to(dev)
             gen_i, gen_mse = generated_terms(y_all[nr:], logd_all[nr:], x_gen, pairs["depth"][gi].float().to(dev),
                                              pairs["anchor"][gi].to(dev),
                                              aligned)
@@ -278,11 +398,28 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             # sits at chance (hinge loss 2.0; seen with --adv-weight 1, fresh and resumed) its
             # gradients shrink, the ratio grows 100-1000x and amplifies their noise into dark halos
             # on every edge (probe sharpness 0.36 -> 1.19 at -3.3 dB in 700 steps).
-            w = min(adaptive_weight(rec, g_adv, last, args.adv_weight), args.max_adv_w)
-        loss = rec + w * g_adv
+            # EXPERIMENT: the cap falls off while decoded generated frames carry more image-gradient
+            # energy than their ground truth (detail beyond the world's is the discriminator's noise).
+            with torch.no_grad():
+                gy, gx = image_gradients(y_all[nr:] if pairs is not None else y_all)
+                ty, tx = image_gradients(x[nr:] if pairs is not None else x)
+                ratio = float((gy.abs().mean() + gx.abs().mean()) / (ty.abs().mean() + tx.abs().mean() + 1e-8))
+            noise_ema = ratio if noise_ema is None else 0.9 * noise_ema + 0.1 * ratio
+            adv_mult = adv_mult * 0.9 if noise_ema > 1.0 else min(1.0, adv_mult * 1.02)
+            w = min(adaptive_weight(rec, g_adv, last, args.adv_weight), args.max_adv_w * adv_mult)
+        beta = args.kl_weight * min(1.0, step / args.kl_warmup) if args.kl_warmup > 0 else args.kl_weight
+        detail = spectral = torch.zeros((), device=dev)
+        if ae.appearance is not None and args.detail_weight > 0:
+            kept = ~unlock   # a pattern drawn at a random phase has no detail to match pixel for pixel
+            if kept.any():
+                detail = detail_loss(y_all[kept], x[kept], seg[kept])
+        if ae.appearance is not None and args.spectrum_weight > 0 and unlock.any():
+            spectral = spectrum_loss(y_all[unlock], x[unlock], uv.to(dev)[unlock], seg[unlock], present[unlock])
+        loss = (rec + w * g_adv + beta * kl + args.freq_weight * freq + args.detail_weight * detail
+                + args.spectrum_weight * spectral)
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(ae.decoder.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([q for g in groups for q in g["params"]], 1.0)
         opt_g.step()
         d_loss = torch.zeros(())
         if use_gan or step >= args.gan_start - 20:  # warm the discriminator up a little first
@@ -292,7 +429,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             opt_d.step()
         if step % 10 == 0:
             row = {"step": step, "mse": mse.item(), "grad_l1": grad_l1.item(), "g_adv": g_adv.item(),
-                   "d_loss": d_loss.item(), "adv_w": w, "sec": time.time() - t0 + elapsed0, **gen_row}
+                   "d_loss": d_loss.item(), "adv_w": w, "noise": noise_ema or 0.0, "kl": kl.item(), "freq": freq.item(), "sec": time.time() - t0 + elapsed0, **gen_row}
             log.append(row)
             bar.set_postfix(psnr=f"{10 * math.log10(4 / max(mse.item(), 1e-10)):.2f}", d=f"{d_loss.item():.2f}")
         done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 + elapsed0 > args.time_limit_s)

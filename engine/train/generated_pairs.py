@@ -156,16 +156,23 @@ def load_pairs(path: str | Path | list, latent_shape: tuple[int, int, int], imag
 
 
 def pair_layouts(pairs: dict[str, torch.Tensor], image_size: int, fov_deg: float, max_depth: float
-                 ) -> torch.Tensor:
-    """The full-resolution layout (N, 9, H, W) float16 at each pair's pose, drawn from its world's
-    geometry; zeros (layout off) for pairs walked without the layout, as their latents were made."""
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full-resolution layout (N, 26, H, W) float16 at each pair's pose, drawn from its world's
+    geometry, and its surface planes (N, 3, H, W) float32 (engine/model/layout_cells.surface_planes);
+    zeros (layout off) for pairs walked without the layout, as their latents were made."""
     from engine.camera import Pose
-    from engine.model.layout_cells import LAYOUT_CHANNELS, layout_pixels
+    from engine.model.layout_cells import (
+        PIXEL_CHANNELS,
+        Planes,
+        layout_pixels,
+        surface_planes,
+    )
     from engine.world.layout import LayoutRenderer
     from engine.world.levels import generate_level
 
     n = len(pairs["psnr"])
-    out = torch.zeros(n, LAYOUT_CHANNELS, image_size, image_size, dtype=torch.float16)
+    out = torch.zeros(n, PIXEL_CHANNELS, image_size, image_size, dtype=torch.float16)
+    surface = torch.zeros(n, 3, image_size, image_size)
     on = pairs["layout"].bool()
     renderer = None
     for scene in sorted(set(pairs["scene"][on].tolist())):
@@ -177,10 +184,12 @@ def pair_layouts(pairs: dict[str, torch.Tensor], image_size: int, fov_deg: float
             renderer.set_level(level)
         poses = [Pose(tuple(p[:3].tolist()), float(p[3]), float(p[4])) for p in pairs["pose"][idx]]
         for k in range(0, len(poses), 256):
-            out[idx[k:k + 256]] = layout_pixels(renderer.layout(poses[k:k + 256]), max_depth).half()
+            planes = Planes(renderer.layout(poses[k:k + 256]))
+            out[idx[k:k + 256]] = layout_pixels(planes, max_depth).half()
+            surface[idx[k:k + 256]] = surface_planes(planes)
     if renderer is not None:
         renderer.close()
-    return out
+    return out, surface
 
 
 def describe(pairs: dict[str, torch.Tensor]) -> str:

@@ -1,8 +1,9 @@
 """Scene layout: what the level's geometry looks like from a pose, without any appearance.
 
-For each pixel: metric depth along the view axis, the surface normal in the camera's frame
-and a material class (floor, wall, ceiling, furniture, picture surface). Never a colour, a
-pattern, a light or a picture: those are the world model's to invent and its memory's to
+For each pixel: metric depth along the view axis, the surface normal in the camera's frame,
+a material class (floor, wall, ceiling, furniture, picture surface) and the surface's own
+coordinates (its face's two world axes, in metres: where on the wall or floor the pixel lies,
+the frame the renderer anchors its patterns to). Never a colour, a pattern, a light or a picture: those are the world model's to invent and its memory's to
 keep. The layout is what keeps a generated walk a walk: rooms, walls and doorways where the
 level has them, the same boxes the renderer, collision and minimap read.
 
@@ -36,6 +37,7 @@ from engine.world.renderer import pool_size
 CLASSES = ("floor", "wall", "ceiling", "furniture", "picture")
 FLOOR_C, WALL_C, CEILING_C, FURNITURE_C, PICTURE_C = range(len(CLASSES))
 NONE = 255
+CORRIDOR_BIT = 8
 _MATERIAL_CLASS = {FLOOR: FLOOR_C, WALL: WALL_C, CEILING: CEILING_C, FURNITURE: FURNITURE_C, LANDMARK: FURNITURE_C}
 
 NEAR, FAR = 0.05, 100.0
@@ -48,14 +50,20 @@ uniform mat4 u_proj;
 in vec3 in_pos;
 in vec3 in_normal;
 in float in_class;
+in float in_room;
 out vec3 v_normal;
 out float v_depth;
+out vec2 v_uv;
 flat out float v_class;
+flat out float v_room;
 void main() {
     vec4 view = u_view * vec4(in_pos, 1.0);
+    vec3 an = abs(in_normal);   // the face's world axes, as the renderer's _UV_AXES picks them
+    v_uv = an.x > 0.5 ? in_pos.zy : (an.y > 0.5 ? in_pos.xz : in_pos.xy);
     v_depth = -view.z;
     v_normal = mat3(u_view) * in_normal;   // camera frame: x right, y up, z towards the viewer
     v_class = in_class;
+    v_room = in_room;
     gl_Position = u_proj * view;
 }
 """
@@ -64,12 +72,16 @@ FRAGMENT = """
 #version 330
 in vec3 v_normal;
 in float v_depth;
+in vec2 v_uv;
 flat in float v_class;
+flat in float v_room;
 layout(location = 0) out vec4 f_gbuf;
 layout(location = 1) out float f_depth;
+layout(location = 2) out vec4 f_uv;
 void main() {
     f_gbuf = vec4(normalize(v_normal) * 0.5 + 0.5, v_class / 255.0);   // classes are exact in 8 bits
     f_depth = v_depth;
+    f_uv = vec4(v_uv, v_room, 0.0);
 }
 """
 
@@ -80,12 +92,17 @@ class Layout:
     depth: np.ndarray      # float32 metres along the view axis (FAR where nothing is drawn)
     normal: np.ndarray     # float32 (N, H, W, 3)
     material: np.ndarray   # uint8 class index into CLASSES, NONE where nothing is drawn
+    uv: np.ndarray | None = None   # float32 (N, H, W, 2) the surface's world-anchored coordinates (metres)
+    corridor: np.ndarray | None = None   # bool (N, H, W): the surface belongs to a corridor, not a room
+    room: np.ndarray | None = None       # int16 (N, H, W): the room whose surface it is, -1 (corridor, nothing)
 
     def __len__(self) -> int:
         return len(self.depth)
 
     def __getitem__(self, i) -> "Layout":
-        return Layout(self.depth[i], self.normal[i], self.material[i])
+        pick = lambda a: None if a is None else a[i]  # noqa: E731
+        return Layout(self.depth[i], self.normal[i], self.material[i], pick(self.uv), pick(self.corridor),
+                      pick(self.room))
 
 
 def face_class(box: Box, face: int) -> int:
@@ -97,14 +114,18 @@ def face_class(box: Box, face: int) -> int:
 
 
 def build_layout_mesh(level: Level, t: float = 0.0) -> np.ndarray:
-    """Triangle soup (V, 7) float32: position, normal, class. No colours."""
+    """Triangle soup (V, 8) float32: position, normal, class, room index + 1 (0: a corridor's). No colours:
+    which room a surface bounds is the level's structure, as its walls are."""
     rows = []
     for box in level.boxes_at(t):
         for face in range(6):
-            tri = np.empty((6, 7), dtype=np.float32)
+            tri = np.empty((6, 8), dtype=np.float32)
             tri[:, 0:3] = face_corners(box.lo, box.hi, face)[[0, 1, 2, 0, 2, 3]]
             tri[:, 3:6] = FACE_NORMALS[face]
-            tri[:, 6] = face_class(box, face)
+            # Corridor surfaces are marked by CORRIDOR_BIT on the class: corridors share one fixed set
+            # of patterns in every level, rooms draw theirs at random (engine/world/levels.py).
+            tri[:, 6] = face_class(box, face) + (CORRIDOR_BIT if box.room < 0 else 0)
+            tri[:, 7] = box.room + 1
             rows.append(tri)
     return np.concatenate(rows, axis=0)
 
@@ -126,7 +147,8 @@ class LayoutRenderer:
                                "libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri (see README): " + str(e)) from e
         self.prog = self.ctx.program(vertex_shader=VERTEX, fragment_shader=FRAGMENT)
         self._fbos = [self.ctx.framebuffer([self.ctx.renderbuffer((width, height), 4),
-                                            self.ctx.renderbuffer((width, height), 1, dtype="f4")],
+                                            self.ctx.renderbuffer((width, height), 1, dtype="f4"),
+                                            self.ctx.renderbuffer((width, height), 4, dtype="f4")],
                                            self.ctx.depth_renderbuffer((width, height)))
                       for _ in range(pool_size(width, height, _POOL))]
         self.prog["u_proj"].write(self.intrinsics.projection_gl(NEAR, FAR).astype("f4").T.copy().tobytes())
@@ -141,7 +163,8 @@ class LayoutRenderer:
                 self.vao.release()
                 self.vbo.release()
             self.vbo = self.ctx.buffer(mesh.tobytes())
-            self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "3f 3f 1f", "in_pos", "in_normal", "in_class")])
+            self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "3f 3f 1f 1f", "in_pos", "in_normal", "in_class",
+                                                               "in_room")])
         self.level = level
 
     def layout(self, poses: Sequence[Pose]) -> Layout:
@@ -150,16 +173,24 @@ class LayoutRenderer:
         depth = np.empty((n, h, w), dtype=np.float32)
         normal = np.empty((n, h, w, 3), dtype=np.float32)
         material = np.empty((n, h, w), dtype=np.uint8)
+        surf = np.zeros((n, h, w, 4), dtype=np.float32)   # uv, room + 1, unused
         with self.ctx:   # make this context current: the renderer's may be in this thread too
-            self._draw_into(poses, depth, normal, material)
+            self._draw_into(poses, depth, normal, material, surf)
+        uv = np.ascontiguousarray(surf[..., :2])
         empty = material == NONE
+        corridor = ~empty & (material >= CORRIDOR_BIT)
+        material[corridor] -= CORRIDOR_BIT
         depth[empty | (depth <= 0.0)] = FAR
         normal[empty] = 0.0
         norm = np.linalg.norm(normal, axis=-1, keepdims=True)
         normal /= np.maximum(norm, 1e-6)   # 8-bit storage: renormalise
-        return Layout(depth, normal, material)
+        uv[empty] = 0.0
+        room = np.rint(surf[..., 2]).astype(np.int16) - 1
+        room[empty] = -1
+        return Layout(depth, normal, material, uv, corridor, room)
 
-    def _draw_into(self, poses: list[Pose], depth: np.ndarray, normal: np.ndarray, material: np.ndarray) -> None:
+    def _draw_into(self, poses: list[Pose], depth: np.ndarray, normal: np.ndarray, material: np.ndarray,
+                   surf: np.ndarray) -> None:
         import moderngl
 
         n, w, h = len(poses), self.intrinsics.width, self.intrinsics.height
@@ -179,6 +210,8 @@ class LayoutRenderer:
                 normal[start + k] = g[..., :3].astype(np.float32) * (2.0 / 255.0) - 1.0
                 material[start + k] = g[..., 3]
                 depth[start + k] = d
+                surf[start + k] = np.frombuffer(fbo.read(components=4, attachment=2, dtype="f4", alignment=1),
+                                                dtype=np.float32).reshape(h, w, 4)[::-1]
 
     def layout_one(self, pose: Pose) -> Layout:
         return self.layout([pose])[0]

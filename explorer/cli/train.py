@@ -109,6 +109,30 @@ def register_train(sub) -> None:
                    help="the layout input's learning rate as a multiple of --lr (it starts at zero)")
     d.add_argument("--p-drop-layout", type=float, default=0.15, metavar="P",
                    help="share of examples decoded with the layout off, so one decoder serves both modes")
+    d.add_argument("--appearance-dim", type=int, default=0, metavar="D",
+                   help="add per-room appearance codes of D dimensions (a conditional VAE's latent: the "
+                        "posterior reads ground truth in training, a session draws or observes them); "
+                        "0: the model's own")
+    d.add_argument("--kl-weight", type=float, default=1e-4, metavar="W",
+                   help="weight of the codes' KL term (nats per room segment) against the reconstruction")
+    d.add_argument("--kl-warmup", type=int, default=200, metavar="N",
+                   help="steps over which the KL weight rises from zero (against posterior collapse)")
+    d.add_argument("--freq-weight", type=float, default=0.1, metavar="W",
+                   help="weight holding the texture field's frequencies to each room segment's measured spectral peak")
+    d.add_argument("--detail-weight", type=float, default=0.0, metavar="W",
+                   help="with codes: weight of the loss on each frame's pattern detail alone (the frame less its "
+                        "local mean over a few pixels, on surfaces with a segment), so that patterns are not "
+                        "outweighed by colour; 0 (default) for none")
+    d.add_argument("--p-unlock", type=float, default=0.0, metavar="P",
+                   help="with codes: share of examples decoded with their codes but no pattern lock (a random phase), "
+                        "as a look drawn from the prior is")
+    d.add_argument("--spectrum-weight", type=float, default=0.0, metavar="W",
+                   help="with codes: on those examples, weight of the loss holding each segment's pattern strength "
+                        "(its power by frequency, whatever the phase) to ground truth's")
+    d.add_argument("--appearance-lr", type=float, default=3e-4, metavar="LR",
+                   help="learning rate of the codes' posterior encoder")
+    d.add_argument("--p-drop-codes", type=float, default=0.1, metavar="P",
+                   help="share of examples decoded with every code at the prior's mean, as memory off runs")
     d.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                    help="also keep a loadable copy of the autoencoder every N steps in OUT/snapshots/ "
                         "(the checkpoint itself is overwritten)")
@@ -217,6 +241,10 @@ def _cmd_train_decoder(args) -> int:
                                          grow_blocks=args.grow_blocks, snapshot_every=args.snapshot_every,
                                          layout=args.layout, p_drop_layout=args.p_drop_layout,
                                          blur_passes=args.blur_passes, layout_lr_mult=args.layout_lr_mult,
+                                         appearance_dim=args.appearance_dim, kl_weight=args.kl_weight, kl_warmup=args.kl_warmup,
+                                         appearance_lr=args.appearance_lr, p_drop_codes=args.p_drop_codes,
+                                         freq_weight=args.freq_weight, detail_weight=args.detail_weight,
+                                         p_unlock=args.p_unlock, spectrum_weight=args.spectrum_weight,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
