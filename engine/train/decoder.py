@@ -398,7 +398,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             # sits at chance (hinge loss 2.0; seen with --adv-weight 1, fresh and resumed) its
             # gradients shrink, the ratio grows 100-1000x and amplifies their noise into dark halos
             # on every edge (probe sharpness 0.36 -> 1.19 at -3.3 dB in 700 steps).
-            # EXPERIMENT: the cap falls off while decoded generated frames carry more image-gradient
+            # The cap also falls off (stages 4-10) while decoded generated frames carry more image-gradient
             # energy than their ground truth (detail beyond the world's is the discriminator's noise).
             with torch.no_grad():
                 gy, gx = image_gradients(y_all[nr:] if pairs is not None else y_all)
