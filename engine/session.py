@@ -30,14 +30,15 @@ from engine import projection
 from engine.backends import Backend, select_backend
 from engine.camera import Pose
 from engine.memory import LatentMemory
+from engine.model.appearance import look_layout, read_look
 from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
 from engine.model.conditioning import condition
 from engine.model.config import check_temperature
 from engine.model.latent_range import clamp_channel_means
 from engine.model.layout_cells import PIXEL_CHANNELS, SceneLayout, layout_off
-from engine.model.pattern_spectrum import LOCK, pattern_lock, unlocked
+from engine.model.pattern_spectrum import LOCK, unlocked
 from engine.model.sampler import sample
-from engine.model.segments import MAX_SEGMENTS, code_map
+from engine.model.segments import MAX_SEGMENTS
 from engine.model.world_model import WorldModel
 
 
@@ -114,9 +115,8 @@ class WorldSession:
         d = self.model.cfg.autoencoder.appearance_dim
         self.codes = torch.zeros(1, MAX_SEGMENTS, d, device=self.device)
         self.code_known = torch.zeros(MAX_SEGMENTS, dtype=torch.bool, device=self.device)
-        self.code_observed = torch.zeros_like(self.code_known)
-        # How many pixels the view an observed code was read from showed of its segment: a later view
-        # replaces it only when it shows at least as much (a glimpse through a doorway reads badly).
+        # How many pixels the view an observed code was read from showed of its segment (0: not observed):
+        # a later view replaces it only when it shows at least as much (a glimpse through a doorway reads badly).
         self.code_area = torch.zeros(MAX_SEGMENTS, device=self.device)
         # With each code, its segment's pattern lock (engine/model/pattern_spectrum.py): the frequency
         # and phase an observation showed, or a random phase for a look drawn from the prior.
@@ -149,6 +149,11 @@ class WorldSession:
     def layout_on(self) -> bool:
         return self.layout_enabled and self.layout_source is not None
 
+    @property
+    def code_observed(self) -> torch.Tensor:
+        """Which segments' codes an observation set (MAX_SEGMENTS,) bool; the others were drawn or are unseen."""
+        return self.code_area > 0
+
     def _pixels(self, pose: Pose, observed: torch.Tensor | None = None) -> torch.Tensor | None:
         """The full-resolution layout for a decoder that takes it, with the layout on; else None
         (layout off, which such a decoder reads as zeros). For a decoder with appearance codes, each
@@ -163,7 +168,7 @@ class WorldSession:
         uv, seg = (t.to(self.device) for t in self.layout_source.surface_at(pose))
         if self.memory_enabled:   # memory off keeps nothing and draws nothing: every code at the prior's mean
             if observed is not None:
-                mu, _, present = appearance(observed, pixels[:, :PIXEL_CHANNELS], seg, uv)
+                mu, present, lock = read_look(appearance, observed, pixels[:, :PIXEL_CHANNELS], uv, seg, self.gen)
                 # An observation is the truth: it replaces a drawn code, and a later view that shows
                 # more of the segment refines what an earlier one read; one that shows less does not
                 # (measured: a wall's last sight, a strip at a frame's edge, read a blue wall as maroon).
@@ -171,14 +176,12 @@ class WorldSession:
                 better = present[0] & (area >= self.code_area)
                 self.codes[:, better] = mu[:, better]
                 self.code_area[better] = area[better]
-                lock = pattern_lock(observed, uv, seg, generator=self.gen)
                 # The lock comes from the same view as the code, unless that view shows no clear
                 # pattern where an earlier one did; a clear lock always beats none.
                 clear, had = lock[0, :, :2].amax(-1) > 0, self.locks[0, :, :2].amax(-1) > 0
                 take = present[0] & ((better & (clear | ~had)) | (clear & ~had))
                 self.locks[:, take] = lock[:, take]
                 self.code_known |= present[0]
-                self.code_observed |= present[0]
             ids = torch.unique(seg)
             ids = ids[ids >= 0]
             new = ids[~self.code_known[ids]]
@@ -188,10 +191,9 @@ class WorldSession:
                 self.codes[0, new] = t * draw
                 self.locks[0, new] = unlocked(len(new), self.device, self.gen)
                 self.code_known[new] = True
-            # One gather for both: the decoder takes each pixel's lock, then its code.
-            looks = code_map(torch.cat([self.locks, self.codes], dim=-1), seg)
-        else:
-            looks = torch.zeros(1, LOCK + self.codes.shape[-1], *seg.shape[-2:], device=self.device)
+            return look_layout(pixels[:, :PIXEL_CHANNELS], uv, seg, torch.cat([self.locks, self.codes], dim=-1))
+        # Every segment at the prior's mean, unlocked: look_layout's input with its looks all zero, without the gather.
+        looks = torch.zeros(1, LOCK + self.codes.shape[-1], *seg.shape[-2:], device=self.device)
         return torch.cat([pixels[:, :PIXEL_CHANNELS], uv, looks], dim=1)
 
     def _check_frame(self, rgb: np.ndarray) -> None:

@@ -90,16 +90,32 @@ class AppearanceEncoder(nn.Module):
         return mu, logvar, present
 
 
+def read_look(encoder: AppearanceEncoder, rgb: torch.Tensor, geometry: torch.Tensor, uv: torch.Tensor,
+              seg: torch.Tensor, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What frames (N, 3, H, W) show of each segment's look: the posterior's mean code (N, MAX_SEGMENTS, D),
+    which segments they show enough of to read (N, MAX_SEGMENTS) bool, and the pattern lock
+    (N, MAX_SEGMENTS, LOCK). The one reading of an observation: a session keeps it with its memory, the
+    autoencoder's ceiling (eval) decodes the frame with it."""
+    mu, _, present = encoder(rgb, geometry, seg, uv)
+    return mu, present, pattern_lock(rgb, uv, seg, generator=generator)
+
+
+def look_layout(geometry: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, looks: torch.Tensor) -> torch.Tensor:
+    """The decoder's full input: the layout pixels (N, 26, H, W), the surface coordinates (N, 2, H, W), and
+    per pixel its segment's entry of `looks` (N, MAX_SEGMENTS, LOCK + D: the pattern lock, then the code;
+    zero where a pixel has no segment)."""
+    return torch.cat([geometry, uv, code_map(looks, seg)], dim=1)
+
+
 def own_look_layout(encoder: AppearanceEncoder, rgb: torch.Tensor, pixels: torch.Tensor, uv: torch.Tensor,
                     seg: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The full decoder input that gives frames (N, 3, H, W) their own look: the layout pixels (N, 26, H, W),
-    the surface coordinates, and per pixel the pattern lock and the posterior's mean code that the frame
-    itself shows (segments it shows too little of at the prior's mean, unlocked). What a session does for
-    an observation, without memory: the autoencoder's ceiling (eval) decodes a frame so."""
+    """The full decoder input that gives frames (N, 3, H, W) their own look: each segment they show at the
+    posterior's mean and its lock, the others at the prior's mean, unlocked. What a session does for an
+    observation, without memory: the autoencoder's ceiling (eval) decodes a frame so."""
     geometry = pixels[:, :encoder.layout_channels]
-    mu, _, present = encoder(rgb, geometry, seg, uv)
-    lock = pattern_lock(rgb, uv, seg, generator=generator) * present[..., None]
-    return torch.cat([geometry, uv, code_map(torch.cat([lock, mu], dim=-1), seg)], dim=1)
+    mu, present, lock = read_look(encoder, rgb, geometry, uv, seg, generator)
+    return look_layout(geometry, uv, seg, torch.cat([lock * present[..., None], mu], dim=-1))
 
 
 # The texture field draws each axis at one frequency the code sets and at these multiples of it:
@@ -141,7 +157,7 @@ class TextureField(nn.Module):
 
     def frequency(self, cond: torch.Tensor) -> torch.Tensor:
         """(N, D + 6, ...) code, classes and corridor flag -> log frequency along each axis (N, 2, ...)."""
-        return self.freq(cond).clamp(math.log(FREQ_RANGE[0]), math.log(FREQ_RANGE[1]))
+        return _log_frequency(self.freq(cond))
 
     def forward(self, geometry: torch.Tensor, surface: torch.Tensor, codes: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +174,7 @@ class TextureField(nn.Module):
         convs = (self.freq, self.cond, self.film)
         both = F.conv2d(c, torch.cat([m.weight for m in convs]), torch.cat([m.bias for m in convs]))
         hidden = self.cond.out_channels
-        logf = both[:, :2].clamp(math.log(FREQ_RANGE[0]), math.log(FREQ_RANGE[1]))
+        logf = _log_frequency(both[:, :2])   # what frequency() gives
         cond, film = both[:, 2:2 + hidden], both[:, 2 + hidden:]
         held = lock[:, 0:2]
         f = (logf + held * (lock[:, 2:4] - logf)).exp()
@@ -173,6 +189,11 @@ class TextureField(nn.Module):
 
 
 BASES = 11   # periodic_bases' functions per frequency
+
+
+def _log_frequency(raw: torch.Tensor) -> torch.Tensor:
+    """The field's frequency conv output -> log cycles a metre, held to the range the spectra cover."""
+    return raw.clamp(math.log(FREQ_RANGE[0]), math.log(FREQ_RANGE[1]))
 
 
 def periodic_bases(pu: torch.Tensor, pv: torch.Tensor) -> torch.Tensor:

@@ -180,13 +180,9 @@ class SceneLayout:
             self._surface = surface_and_segments(layout)
         return self._surface
 
-    def pixels_of(self, poses) -> torch.Tensor:
-        """The full-resolution layouts (N, 9, H, W) of many poses at once (no cache: eval and training)."""
-        return layout_pixels(self.renderer.layout(list(poses)), self.max_depth)
-
     def views_of(self, poses) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """pixels_of and surface_at of many poses from one G-buffer pass: (pixels, surface coordinates,
-        appearance segments)."""
+        """pixels_at and surface_at of many poses at once, from one G-buffer pass and no cache (eval):
+        (pixels, surface coordinates, appearance segments)."""
         planes = Planes(self.renderer.layout(list(poses)))
         return (layout_pixels(planes, self.max_depth), *surface_and_segments(planes))
 

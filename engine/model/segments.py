@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.world.layout import FLOOR_C, FURNITURE_C, WALL_C
+from engine.world.layout import NONE as NOTHING
 
 # Classes with a code of their own per room, in segment order: segment = room * 3 + position here.
 SEGMENT_CLASSES = (FLOOR_C, WALL_C, FURNITURE_C)
@@ -25,16 +26,14 @@ MIN_PIXELS = 24.0                              # a segment seen by fewer pixels 
 def segment_ids(room: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """room (N, 1, H, W) long (-1: no room) and one-hot classes (N, 5, H, W) -> the appearance segment
     of each pixel (N, 1, H, W) long, -1 where it has none (corridor, ceiling, picture, nothing)."""
-    seg = torch.full_like(room, -1)
-    for k, c in enumerate(SEGMENT_CLASSES):
-        hit = (classes[:, c:c + 1] > 0.5) & (room >= 0) & (room < MAX_ROOMS)
-        seg = torch.where(hit, room * len(SEGMENT_CLASSES) + k, seg)
-    return seg
+    drawn = classes.sum(1, keepdim=True) > 0.5
+    material = torch.where(drawn, classes.argmax(1, keepdim=True), torch.full_like(room, NOTHING))
+    return segments_of(room, material)
 
 
 def segments_of(room: torch.Tensor, material: torch.Tensor) -> torch.Tensor:
-    """segment_ids from the class index (N, 1, H, W) long (engine/world/layout.CLASSES; 255 nothing)
-    instead of its one-hot: one table lookup, for the session's every frame."""
+    """segment_ids from the class index (N, 1, H, W) long (engine/world/layout.CLASSES; NOTHING where
+    nothing is drawn) instead of its one-hot: one table lookup, for the session's every frame."""
     ok = (room >= 0) & (room < MAX_ROOMS)
     table = _SEGMENT_TABLE.to(room.device)
     seg = table[material.clamp(max=table.shape[0] - 1), room.clamp(0, MAX_ROOMS - 1)]

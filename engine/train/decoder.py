@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from engine.model.appearance import gaussian_kl
+from engine.model.appearance import gaussian_kl, look_layout
 from engine.model.autoencoder import (
     SURFACE,
     Autoencoder,
@@ -42,7 +42,7 @@ from engine.model.pattern_spectrum import (
     segment_power,
     unlocked,
 )
-from engine.model.segments import SEGMENT_CLASSES, code_map
+from engine.model.segments import SEGMENT_CLASSES
 from engine.train.ae import FramePool, pick_device
 from engine.train.checkpoint import (
     LossLog,
@@ -373,7 +373,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                 # Some examples as a prior look is drawn: the code, no lock, a random phase.
                 unlock = (torch.rand(len(lay), device=dev) < args.p_unlock) & (on.flatten() > 0)
                 lock = torch.where(unlock[:, None, None], unlocked(lock.shape[0] * lock.shape[1], dev).view_as(lock), lock)
-                lay = torch.cat([lay, (uv * keep).to(dev), code_map(torch.cat([lock, code], dim=-1), seg) * on], dim=1)
+                lay = look_layout(lay, (uv * keep).to(dev), seg, torch.cat([lock, code], dim=-1) * on.view(-1, 1, 1))
         y_all, logd_all = ae.decoder(z, lay if use_layout else None)
         y, logd = y_all[:nr], logd_all[:nr]
         rec_i, mse_i, grad_i = reconstruction_terms(y, logd, x, depth.to(dev))
