@@ -186,10 +186,14 @@ class WorldSession:
             ids = ids[ids >= 0]
             new = ids[~self.code_known[ids]]
             if len(new):
-                t = self.model.cfg.inference.appearance_temperature
-                draw = torch.randn(len(new), self.codes.shape[-1], generator=self.gen).to(self.device)
-                self.codes[0, new] = t * draw
-                self.locks[0, new] = unlocked(len(new), self.device, self.gen)
+                prior = self.model.ae.prior
+                if prior is not None:   # a look training segments had, pattern and all (engine/model/look_prior.py)
+                    self.codes[0, new], self.locks[0, new] = prior.draw(new, self.gen)
+                else:
+                    t = self.model.cfg.inference.appearance_temperature
+                    draw = torch.randn(len(new), self.codes.shape[-1], generator=self.gen).to(self.device)
+                    self.codes[0, new] = t * draw
+                    self.locks[0, new] = unlocked(len(new), self.device, self.gen)
                 self.code_known[new] = True
             return look_layout(pixels[:, :PIXEL_CHANNELS], uv, seg, torch.cat([self.locks, self.codes], dim=-1))
         # Every segment at the prior's mean, unlocked: look_layout's input with its looks all zero, without the gather.

@@ -19,6 +19,10 @@ if "MIRAGE_CACHE_DIR" not in os.environ:
 
 import pytest  # noqa: E402
 
+# The coded tiny model is shared by every module that uses it (built once a session): a fixture a
+# module imports itself is that module's own.
+from model_fixtures import coded_dir  # noqa: E402,F401  (pytest fixture)
+
 TRAIN_SEED = 7            # a training-range scene for quick tests
 EVAL_SEED = 1_000_123     # an evaluation-range scene
 

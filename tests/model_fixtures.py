@@ -74,3 +74,23 @@ def rendered_turnaround(seed: int, frames: int):
     finally:
         r.close()
     return traj, rgb, depth
+
+
+@pytest.fixture(scope="session")
+def coded_dir(tiny_model_dir, tmp_path_factory, egl, train_seed):
+    """The tiny model's decoder given the layout and 4-dimensional appearance codes, trained a few
+    steps on rendered frames and on pairs it generated with the layout on."""
+    from engine.model.world_model import WorldModel
+    from engine.train.decoder import DecoderTrainArgs, train_decoder
+    from engine.train.generated_pairs import PairArgs, collect_pairs, save_pairs
+
+    root = tmp_path_factory.mktemp("coded")
+    model = WorldModel.load(tiny_model_dir)
+    pairs = collect_pairs(model, PairArgs(seeds=(train_seed, train_seed + 1), every=2, explore_frames=12,
+                                          kinds=("explore",)), progress=False)
+    save_pairs(root / "pairs.safetensors", pairs, "tiny")
+    torch.manual_seed(0)
+    return train_decoder(DecoderTrainArgs(model=str(tiny_model_dir), out=str(root / "dec"), steps=8, batch=4,
+                                          gan_start=4, save_every=8, pairs=str(root / "pairs.safetensors"),
+                                          layout="on", appearance_dim=4, kl_weight=1e-3, detail_weight=1.0),
+                           progress=False)

@@ -19,8 +19,8 @@ from engine.model.config import AutoencoderConfig
 MIN_DEPTH = 0.05
 GEOMETRY = 26      # the layout pixels' channels (engine/model/layout_cells.PIXEL_CHANNELS)
 # With appearance codes, after the geometry: the surface coordinates in metres (2) and each pixel's
-# pattern lock (engine/model/pattern_spectrum.LOCK, 6), both for the texture field only; then the codes.
-SURFACE = 8
+# pattern lock (engine/model/pattern_spectrum.LOCK, 7), both for the texture field only; then the codes.
+SURFACE = 9
 
 
 class ResBlock(nn.Module):
@@ -135,9 +135,11 @@ class Decoder(nn.Module):
 
             self.texture = TextureField(cfg.appearance_dim)
 
-    def forward(self, z: torch.Tensor, layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, layout: torch.Tensor | None = None, texture: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, h, w) and, for a layout decoder, the layout (B, 9 or 25, H, W) (all zero or None: layout off)
-        -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W)."""
+        -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W). texture=False leaves the texture
+        field's pattern out (what the field is trained on top of: engine/train/texture.py)."""
         if self.layout is None:
             out = self.net(z)
             return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
@@ -150,7 +152,7 @@ class Decoder(nn.Module):
         x = net[:self.split](z) + self.layout.to_features(e)
         x = net[self.head + 1](net[self.head](net[self.split:self.head](x)))
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
-        if self.texture is not None:   # the room's pattern, as a gain and an offset on [0, 1] colour
+        if self.texture is not None and texture:   # the room's pattern, as a gain and an offset on [0, 1] colour
             gain, offset = self.texture(layout[:, :GEOMETRY], layout[:, GEOMETRY:GEOMETRY + SURFACE],
                                         layout[:, GEOMETRY + SURFACE:])
             rgb = rgb + (rgb + 1.0) * gain + 2.0 * offset
@@ -171,10 +173,14 @@ class Autoencoder(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.appearance = None
+        self.prior = None   # what a session draws unseen segments' looks from; None: the unit Gaussian
         if cfg.appearance_dim:
             from engine.model.appearance import AppearanceEncoder
+            from engine.model.look_prior import LookPrior
 
             self.appearance = AppearanceEncoder(cfg.appearance_dim, GEOMETRY, cfg.unshuffle)
+            if cfg.look_prior:
+                self.prior = LookPrior(cfg.look_prior, cfg.appearance_dim)
 
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.encoder(rgb)
@@ -242,3 +248,22 @@ def widen_layout_input(state: dict[str, torch.Tensor], old: int, new: int) -> di
     w = state[key]
     per = w.shape[1] // old
     return {**state, key: torch.cat([w, w.new_zeros(w.shape[0], (new - old) * per, *w.shape[2:])], 1)}
+
+
+def upgrade_legacy_lock(cfg: AutoencoderConfig, state: dict[str, torch.Tensor]
+                        ) -> tuple[AutoencoderConfig, dict[str, torch.Tensor]]:
+    """A coded autoencoder saved when the pattern lock had six entries (before its checker flag) -> its
+    config and state as today's: one more layout channel, read by the texture field alone at zero
+    weight, so it decodes exactly as it did. Anything else comes back as it is."""
+    from dataclasses import replace
+
+    if not has_legacy_lock(cfg):
+        return cfg, state
+    from engine.model.appearance import widen_field_cond
+
+    return replace(cfg, layout_channels=cfg.layout_channels + 1), widen_field_cond(state)
+
+
+def has_legacy_lock(cfg: AutoencoderConfig) -> bool:
+    """Whether a coded autoencoder's config is from when the pattern lock had six entries."""
+    return bool(cfg.appearance_dim) and cfg.layout_channels == GEOMETRY + SURFACE - 1 + cfg.appearance_dim

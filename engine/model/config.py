@@ -35,9 +35,13 @@ class AutoencoderConfig:
     layout_channels: int = 0
     # Dimensions of the per-room appearance code (engine/model/appearance.py), 0 for none. A decoder
     # with codes takes, after its 26 layout channels, the surface coordinates in metres, each pixel's
-    # pattern lock (6) and the codes (layout_channels = 34 + appearance_dim), and draws patterns with
+    # pattern lock (7) and the codes (layout_channels = 35 + appearance_dim), and draws patterns with
     # its texture field; the autoencoder holds the posterior encoder that reads the codes off a frame.
     appearance_dim: int = 0
+    # Looks in the appearance prior a session draws unseen segments from (engine/model/look_prior.py):
+    # training segments' codes and pattern locks as the posterior read them; 0 draws codes from the
+    # unit Gaussian instead, with no lock.
+    look_prior: int = 0
 
     @property
     def latent_size(self) -> int:
@@ -67,8 +71,8 @@ class InferenceConfig:
     """How a session samples unless told otherwise (chosen on the eval set with these weights)."""
     steps: int = 4                 # flow-matching sampling steps per frame
     temperature: float = 1.0       # scale of the sampler's starting noise (engine/model/sampler.py)
-    # Scale of the prior draw of a room's appearance code (engine/model/appearance.py): below 1 keeps
-    # unseen rooms' looks nearer the common ones.
+    # Scale of the Gaussian prior draw of a room's appearance code (engine/model/appearance.py), for a
+    # model without a look prior (autoencoder.look_prior 0): below 1 keeps unseen rooms' looks nearer the common ones.
     appearance_temperature: float = 1.0
 
     def check(self) -> None:
@@ -177,10 +181,15 @@ class ModelConfig:
         a = self.autoencoder
         if not (isinstance(a.appearance_dim, int) and 0 <= a.appearance_dim <= 64):
             raise ValueError(f"autoencoder.appearance_dim must be a whole number from 0 to 64, got {a.appearance_dim!r}")
-        allowed = (34 + a.appearance_dim,) if a.appearance_dim else (0, 9, 25, 26)
+        # With codes: 35 + D; 34 + D is a model saved before the pattern lock's checker flag (loaded widened).
+        allowed = (35 + a.appearance_dim, 34 + a.appearance_dim) if a.appearance_dim else (0, 9, 25, 26)
         if a.layout_channels not in allowed:
             raise ValueError(f"autoencoder.layout_channels must be {' or '.join(map(str, allowed))} with "
                              f"appearance_dim {a.appearance_dim}, got {a.layout_channels!r}")
+        if not (isinstance(a.look_prior, int) and not isinstance(a.look_prior, bool) and 0 <= a.look_prior <= 100_000
+                and (a.appearance_dim or not a.look_prior)):
+            raise ValueError(f"autoencoder.look_prior must be a whole number from 0 to 100000, and 0 without "
+                             f"appearance codes; got {a.look_prior!r} with appearance_dim {a.appearance_dim}")
         if self.generator.layout_channels not in (0, 9):
             raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")
         self.inference.check()

@@ -26,7 +26,9 @@ from engine.model.segments import footprint, segment_masks
 # Frequencies (cycles a metre) at which each segment's spectrum is measured: 12% apart, about the
 # width of a peak from a few metres of wall; pattern_lock refines the peak between them.
 SPECTRUM = tuple(0.4 * 1.12 ** k for k in range(32))
-LOCK = 6   # per segment: whether each surface axis shows a clear pattern (2), its log frequency (2), its phase in cycles (2)
+# Per segment: whether each surface axis shows a clear pattern (2), its log frequency (2), its phase in
+# cycles (2), and whether it is a checker (1: _checker_lock; the texture field draws one only then).
+LOCK = 7
 MIN_SHARE = 0.05   # a peak holding less of the variance than this is no pattern (a plain wall's grain)
 # The lowest frequency a peak may be a pattern at. Light falls off across a wall over metres, and on
 # a plain wall that slope holds most of the variance at the lowest frequencies of the grid (measured:
@@ -72,7 +74,7 @@ def high_pass(img: torch.Tensor, valid: torch.Tensor, sigma: float | None = None
     return ((flat[:, 0] - _local_mean(flat, v, sigma)) * v[:, 0]).reshape(img.shape)
 
 
-def _segment_signal(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, factor: int
+def _segment_signal(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, factor: int, scale_px: float = LIGHT_SCALE_PX
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Brightness about its local mean within its segment (a high-pass at LIGHT_SCALE_PX) at
     1/factor of the frame's side -> (that (N, 1, h, w), surface coordinates (N, 2, h, w), segment
@@ -84,7 +86,7 @@ def _segment_signal(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, fact
         seg = seg[..., factor // 2::factor, factor // 2::factor]
     masks = segment_masks(seg)                                       # (N, S, h, w)
     area = masks.sum((2, 3)).clamp(min=1.0)                          # (N, S)
-    sigma = LIGHT_SCALE_PX * g.shape[-1] / 128.0
+    sigma = scale_px * g.shape[-1] / 128.0
     valid = (seg >= 0).to(g.dtype)
     d = (g[:, 0] - _local_mean(g, valid, sigma)) * valid[:, 0]
     var = torch.einsum("nhw,nshw->ns", d ** 2, masks) / area
@@ -118,24 +120,16 @@ def segment_spectra(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, fact
     return torch.log(shares.flatten(2) + 1e-4)
 
 
-def segment_power(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """Like segment_spectra, but the log of the (high-passed) brightness power itself at each
-    frequency, not its share: how strong a pattern is, wherever it falls. Differentiable in rgb."""
-    d, uvs, masks, area, var = _segment_signal(rgb, uv, seg, factor)
-    power = _shares(d, uvs, masks, area, var, SPECTRUM) * (var[..., None, None] + 1e-4)
-    return torch.log(power.flatten(2) + 1e-6)
-
-
-def spectral_peaks(spectra: torch.Tensor, freqs: tuple[float, ...] = SPECTRUM, min_share: float = MIN_SHARE
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def spectral_peaks(spectra: torch.Tensor, freqs: tuple[float, ...] = SPECTRUM, min_share: float = MIN_SHARE,
+                   min_freq: float = PATTERN_MIN_FREQ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log shares on a geometric grid of frequencies (N, S, 2J) -> (log frequency of the peak along
-    each axis (N, S, 2), at or above PATTERN_MIN_FREQ, refined between grid points by a parabola
+    each axis (N, S, 2), at or above `min_freq`, refined between grid points by a parabola
     through the peak and its neighbours, and whether that peak stands out (N, S, 2) bool: its share
     of the variance at least `min_share`, so a plain wall sets no target)."""
     j = len(freqs)
     logf = torch.log(torch.tensor(freqs, dtype=spectra.dtype, device=spectra.device))
     per_axis = spectra.view(*spectra.shape[:-1], 2, j)
-    light = torch.tensor([f < PATTERN_MIN_FREQ for f in freqs], device=spectra.device)
+    light = torch.tensor([f < min_freq for f in freqs], device=spectra.device)
     best, idx = per_axis.masked_fill(light, -1e9).max(-1)
     lo = per_axis.gather(-1, (idx - 1).clamp(0, j - 1)[..., None])[..., 0]
     hi = per_axis.gather(-1, (idx + 1).clamp(0, j - 1)[..., None])[..., 0]
@@ -146,6 +140,28 @@ def spectral_peaks(spectra: torch.Tensor, freqs: tuple[float, ...] = SPECTRUM, m
     return logf[idx] + shift.clamp(-0.5, 0.5) * step, best > math.log(min_share)
 
 
+def _fit_phase(d: torch.Tensor, masks: torch.Tensor, coord: torch.Tensor, logf: torch.Tensor) -> torch.Tensor:
+    """The phase in cycles (N, S) at which cos(2 pi (f x + phase)) best fits each segment's brightness d
+    (N, 1, h, w), for the coordinate x (N, 1, h, w) and each segment's log frequency (N, S)."""
+    cycles = logf.exp()[..., None, None] * coord                     # (N, S, h, w)
+    weighted = d * masks
+    c = (weighted * torch.cos(2.0 * math.pi * cycles)).sum((2, 3))
+    s = (weighted * torch.sin(2.0 * math.pi * cycles)).sum((2, 3))
+    return torch.atan2(-s, c) / (2.0 * math.pi)
+
+
+# A checker's two diagonal peaks must name one frequency within this (log) to be one checker, each
+# holding at least CHECKER_SHARE of the variance: its power is split between the two diagonals, and
+# both must agree, so a lower bar than an axis's MIN_SHARE (measured on six views of a tiled floor:
+# 0.04 to 0.10 each, against 0.01 to 0.07 on either axis).
+CHECKER_MATCH = 0.08
+CHECKER_SHARE = 0.03
+# Tiles are larger than stripes or bricks: a checker's period spans 30 to 60 pixels of a 128-pixel
+# frame at the distances a floor is seen from, and LIGHT_SCALE_PX's high-pass removes most of it
+# (measured: diagonal shares 0.01-0.05 with it, 0.04-0.10 with this). Light still varies slower.
+CHECKER_SCALE_PX = 18.0
+
+
 def pattern_lock(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, factor: int = 2,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Each segment's pattern as a frame shows it -> (N, MAX_SEGMENTS, LOCK): per surface axis whether
@@ -154,25 +170,57 @@ def pattern_lock(rgb: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, factor:
     cos(2 pi (f u + phase)). An axis without a clear peak gets frequency 0 (the texture field then
     uses its code's own) and a phase drawn at random (from `generator`), as a look drawn from the
     prior has: an unobserved pattern has no phase to match, so training must not find one at the
-    coordinates' origin."""
+    coordinates' origin.
+
+    A checker of tiles has almost nothing along either axis: each row of it averages to grey, and
+    only its thin grout lines are left there (measured: no axis of a tiled floor's segment clear in
+    six views of six). Its power lies on the diagonals: sq(u) sq(v) is mostly
+    cos(pi f (u + v)) + cos(pi f (u - v)). Where both diagonals peak clearly at one frequency f / 2
+    (_checker_lock), the segment is locked as a checker instead: both axes at f, with the phases that
+    put the tiles' edges at whole cycles and the bright tiles where the texture field's checker of
+    half-harmonic square waves is positive, as the frame shows them, and its last entry says so: a
+    checker and a grid of lines lock alike, and the field cannot tell them apart by their phases."""
     d, uvs, masks, area, var = _segment_signal(rgb, uv, seg, factor)
     shares = _shares(d, uvs, masks, area, var, LOCK_FREQS)
     logf, clear = spectral_peaks(torch.log(shares.flatten(2) + 1e-4), LOCK_FREQS)
-    weighted = d * masks                                             # (N, S, h, w)
-    phases = []
-    for axis in range(2):
-        cycles = logf[..., axis].exp()[..., None, None] * uvs[:, axis:axis + 1]   # (N, S, h, w)
-        c = (weighted * torch.cos(2.0 * math.pi * cycles)).sum((2, 3))
-        s = (weighted * torch.sin(2.0 * math.pi * cycles)).sum((2, 3))
-        phases.append(torch.atan2(-s, c) / (2.0 * math.pi))
-    phase = torch.stack(phases, dim=-1)                              # (N, S, 2)
+    phase = torch.stack([_fit_phase(d, masks, uvs[:, a:a + 1], logf[..., a]) for a in range(2)], dim=-1)
+    checker, logf_c, phase_c = _checker_lock(*_segment_signal(rgb, uv, seg, factor, CHECKER_SCALE_PX), shares)
+    both = checker[..., None]
+    clear, logf, phase = clear | both, torch.where(both, logf_c, logf), torch.where(both, phase_c, phase)
     drawn = torch.rand(phase.shape, generator=generator).to(phase.device)
     on = clear.to(phase.dtype)
-    return torch.cat([on, logf * on, torch.where(clear, phase, drawn)], dim=-1)
+    return torch.cat([on, logf * on, torch.where(clear, phase, drawn), checker[..., None].to(phase.dtype)], dim=-1)
+
+
+# The checker reading's grid along the diagonals u + v and u - v: a checker whose tiles repeat f
+# times a metre peaks there at f / 2.
+DIAGONAL_FREQS = tuple(f / 2.0 for f in LOCK_FREQS)
+
+
+def _checker_lock(d: torch.Tensor, uvs: torch.Tensor, masks: torch.Tensor, area: torch.Tensor, var: torch.Tensor,
+                  axis_shares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which segments show a checker (N, S) bool, and for those the lock's log frequency (N, S, 2) and
+    phase (N, S, 2) along the surface axes. A checker: both diagonals peak clearly at one frequency
+    f / 2, each holding more of the variance than either axis's peak (stripes along an axis also
+    leave some power on the diagonals, but less than on their axis). With the diagonals' phases
+    psi_1, psi_2 (cos(2 pi (f/2 (u +- v) + psi))), the axes' phases are psi_1 + psi_2 + 1/2 and
+    psi_1 - psi_2 + 1/2: then sin(pi (f u + phase_u)) sin(pi (f v + phase_v)) is the checker's
+    fundamental, positive on the brighter tiles, and its edges fall at whole cycles."""
+    diag = torch.cat([uvs[:, :1] + uvs[:, 1:], uvs[:, :1] - uvs[:, 1:]], dim=1)
+    shares = _shares(d, diag, masks, area, var, DIAGONAL_FREQS)
+    logf_d, clear_d = spectral_peaks(torch.log(shares.flatten(2) + 1e-4), DIAGONAL_FREQS, CHECKER_SHARE,
+                                     min_freq=PATTERN_MIN_FREQ / 2.0)
+    stronger = shares.amax(-1).amin(-1) > axis_shares.amax((-1, -2))   # the axes' at the light's scale: a bar
+    checker = clear_d.all(-1) & ((logf_d[..., 0] - logf_d[..., 1]).abs() < CHECKER_MATCH) & stronger
+    half = logf_d.mean(-1)                                           # (N, S): log f / 2
+    psi = [_fit_phase(d, masks, diag[:, a:a + 1], half) for a in range(2)]
+    phase = torch.stack([psi[0] + psi[1] + 0.5, psi[0] - psi[1] + 0.5], dim=-1)
+    logf = (half + math.log(2.0))[..., None].expand(*half.shape, 2)
+    return checker, logf, phase
 
 
 def unlocked(n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
-    """The lock of `n` segments nothing was observed of (n, LOCK): no clear axis, phases at random."""
+    """The lock of `n` segments nothing was observed of (n, LOCK): no clear axis, phases at random, no checker."""
     out = torch.zeros(n, LOCK)
-    out[:, 4:] = torch.rand(n, 2, generator=generator)
+    out[:, 4:6] = torch.rand(n, 2, generator=generator)
     return out.to(device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -18,7 +19,12 @@ from safetensors.torch import load_file, save_file
 
 from engine.device import resolve_device
 from engine.files import atomic_path, atomic_text
-from engine.model.autoencoder import Autoencoder, cell_depth
+from engine.model.autoencoder import (
+    Autoencoder,
+    cell_depth,
+    has_legacy_lock,
+    upgrade_legacy_lock,
+)
 from engine.model.config import ModelConfig
 from engine.model.generator import Generator
 
@@ -125,6 +131,9 @@ class WorldModel(nn.Module):
             cfg = ModelConfig.load(cfg_path)
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"{cfg_path}: {e}") from None
+        legacy_cfg = cfg.autoencoder   # a coded model saved with an older pattern lock is widened as it loads
+        if has_legacy_lock(legacy_cfg):
+            cfg.autoencoder = replace(legacy_cfg, layout_channels=legacy_cfg.layout_channels + 1)
         model = WorldModel(cfg)
         sums = _expected_checksums(d)
         for name, mod in (("autoencoder", model.ae), ("generator", model.gen)):
@@ -139,6 +148,11 @@ class WorldModel(nn.Module):
                 state = load_file(str(path))
             except Exception as e:  # noqa: BLE001 - safetensors raises several types
                 raise ModelFileError(f"{path}: not a readable safetensors file ({e})") from None
+            if name == "autoencoder" and legacy_cfg is not cfg.autoencoder:
+                try:
+                    _, state = upgrade_legacy_lock(legacy_cfg, state)
+                except KeyError as e:
+                    raise ModelFileError(f"{path}: weights do not match config.json (missing {e})") from None
             try:
                 missing, unexpected = mod.load_state_dict(state, strict=False)
             except RuntimeError as e:   # a tensor of another shape than config.json builds

@@ -32,6 +32,7 @@ from engine.model.autoencoder import (
     Autoencoder,
     grow_decoder,
     to_model_image,
+    upgrade_legacy_lock,
     widen_layout_input,
 )
 from engine.model.config import ModelConfig
@@ -39,8 +40,6 @@ from engine.model.layout_cells import LAYOUT_CHANNELS, PIXEL_CHANNELS, split_sur
 from engine.model.pattern_spectrum import (
     high_pass,
     pattern_lock,
-    segment_power,
-    unlocked,
 )
 from engine.model.segments import SEGMENT_CLASSES
 from engine.train.ae import FramePool, pick_device
@@ -111,8 +110,6 @@ class DecoderTrainArgs:
     appearance_lr: float = 3e-4    # the posterior encoder's learning rate (it starts from nothing)
     freq_weight: float = 0.1       # holds the texture field's frequencies to each segment's measured spectral peak
     detail_weight: float = 0.0     # the loss on pattern detail alone (detail_loss), beside the reconstruction's
-    p_unlock: float = 0.0          # share of examples decoded with their codes but no lock (a random phase), as prior looks are
-    spectrum_weight: float = 0.0   # on those, the loss holding each segment's pattern strength to ground truth's (spectrum_loss)
     p_drop_codes: float = 0.1      # share of examples decoded with every code at the prior's mean (memory off)
     code_targets: bool = True      # with codes, generated latents are decoded against ground truth wherever
                                    # the layout was on: the code says the look the generator could not know
@@ -181,7 +178,7 @@ def frequency_loss(field: nn.Module, code: torch.Tensor, lock: torch.Tensor, pre
     classes = torch.zeros(n, s, 6, device=code.device)
     k = torch.arange(s, device=code.device) % len(SEGMENT_CLASSES)
     classes[:, torch.arange(s), torch.tensor(SEGMENT_CLASSES, device=code.device)[k]] = 1.0
-    cond = torch.cat([code, classes], dim=-1).permute(0, 2, 1)[..., None]      # (N, D + 6, S, 1)
+    cond = torch.cat([code, classes, lock[..., 6:7]], dim=-1).permute(0, 2, 1)[..., None]   # (N, D + 7, S, 1)
     pred = field.frequency(cond)[..., 0].permute(0, 2, 1)                       # (N, S, 2)
     use = lock[..., :2] * present[..., None].to(pred.dtype)
     return ((pred - lock[..., 2:4]).abs() * use).sum() / use.sum().clamp(min=1.0)
@@ -196,18 +193,6 @@ def detail_loss(y: torch.Tensor, x: torch.Tensor, seg: torch.Tensor) -> torch.Te
     valid = (seg >= 0).to(y.dtype)
     diff = high_pass(y, valid) - high_pass(x, valid)
     return (diff ** 2 * valid).sum() / (3.0 * valid.sum()).clamp(min=1.0)
-
-
-def spectrum_loss(y: torch.Tensor, x: torch.Tensor, uv: torch.Tensor, seg: torch.Tensor, present: torch.Tensor
-                  ) -> torch.Tensor:
-    """L1 between the log pattern power of decoded and ground-truth frames, per segment shown, surface
-    axis and frequency (pattern_spectrum.segment_power): how strong each pattern is, whatever its
-    phase. For examples decoded as a prior look is (the code without its lock), where any pixel loss
-    would average a pattern drawn at another phase away."""
-    with torch.no_grad():
-        target = segment_power(x, uv, seg)
-    use = present[..., None].to(y.dtype)
-    return ((segment_power(y, uv, seg) - target).abs() * use).sum() / (use.sum() * target.shape[-1]).clamp(min=1.0)
 
 
 def decoder_layout_wanted(choice: str, cfg: ModelConfig) -> bool:
@@ -235,6 +220,7 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg = ModelConfig.load(src / "config.json")
     state = load_file(str(src / "autoencoder.safetensors"))
+    cfg.autoencoder, state = upgrade_legacy_lock(cfg.autoencoder, state)
     if args.snapshot_every < 0:
         raise ValueError(f"--snapshot-every must be 0 or more, got {args.snapshot_every}")
     if args.grow_blocks < 0:
@@ -277,9 +263,6 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                                   appearance_dim=args.appearance_dim)
         fresh = Autoencoder(cfg.autoencoder).state_dict()
         state = {**{k: v for k, v in fresh.items() if k.startswith(("appearance.", "decoder.texture."))}, **state}
-    if not (0 <= args.p_unlock < 1 and args.spectrum_weight >= 0):
-        raise ValueError(f"--p-unlock must be in [0, 1) and --spectrum-weight 0 or more; got {args.p_unlock}, "
-                         f"{args.spectrum_weight}")
     if not (args.kl_weight >= 0 and args.freq_weight >= 0 and args.detail_weight >= 0 and args.appearance_lr > 0 and 0 <= args.p_drop_codes < 1):
         raise ValueError(f"--kl-weight, --freq-weight and --detail-weight must be 0 or more, --appearance-lr above 0 and --p-drop-codes "
                          f"in [0, 1); got {args.kl_weight}, {args.freq_weight}, {args.appearance_lr}, {args.p_drop_codes}")
@@ -370,9 +353,6 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
                     lock = pattern_lock(x_all, uv.to(dev), seg) * present[..., None]
                 freq = frequency_loss(ae.decoder.texture, code, lock, present)
                 on = (keep * (torch.rand(len(lay), 1, 1, 1) >= args.p_drop_codes).float()).to(dev)
-                # Some examples as a prior look is drawn: the code, no lock, a random phase.
-                unlock = (torch.rand(len(lay), device=dev) < args.p_unlock) & (on.flatten() > 0)
-                lock = torch.where(unlock[:, None, None], unlocked(lock.shape[0] * lock.shape[1], dev).view_as(lock), lock)
                 lay = look_layout(lay, (uv * keep).to(dev), seg, torch.cat([lock, code], dim=-1) * on.view(-1, 1, 1))
         y_all, logd_all = ae.decoder(z, lay if use_layout else None)
         y, logd = y_all[:nr], logd_all[:nr]
@@ -408,15 +388,10 @@ def train_decoder(args: DecoderTrainArgs, progress: bool = True) -> Path:
             adv_mult = adv_mult * 0.9 if noise_ema > 1.0 else min(1.0, adv_mult * 1.02)
             w = min(adaptive_weight(rec, g_adv, last, args.adv_weight), args.max_adv_w * adv_mult)
         beta = args.kl_weight * min(1.0, step / args.kl_warmup) if args.kl_warmup > 0 else args.kl_weight
-        detail = spectral = torch.zeros((), device=dev)
+        detail = torch.zeros((), device=dev)
         if ae.appearance is not None and args.detail_weight > 0:
-            kept = ~unlock   # a pattern drawn at a random phase has no detail to match pixel for pixel
-            if kept.any():
-                detail = detail_loss(y_all[kept], x[kept], seg[kept])
-        if ae.appearance is not None and args.spectrum_weight > 0 and unlock.any():
-            spectral = spectrum_loss(y_all[unlock], x[unlock], uv.to(dev)[unlock], seg[unlock], present[unlock])
-        loss = (rec + w * g_adv + beta * kl + args.freq_weight * freq + args.detail_weight * detail
-                + args.spectrum_weight * spectral)
+            detail = detail_loss(y_all, x, seg)
+        loss = rec + w * g_adv + beta * kl + args.freq_weight * freq + args.detail_weight * detail
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([q for g in groups for q in g["params"]], 1.0)

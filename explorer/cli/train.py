@@ -123,12 +123,6 @@ def register_train(sub) -> None:
                    help="with codes: weight of the loss on each frame's pattern detail alone (the frame less its "
                         "local mean over a few pixels, on surfaces with a segment), so that patterns are not "
                         "outweighed by colour; 0 (default) for none")
-    d.add_argument("--p-unlock", type=float, default=0.0, metavar="P",
-                   help="with codes: share of examples decoded with their codes but no pattern lock (a random phase), "
-                        "as a look drawn from the prior is")
-    d.add_argument("--spectrum-weight", type=float, default=0.0, metavar="W",
-                   help="with codes: on those examples, weight of the loss holding each segment's pattern strength "
-                        "(its power by frequency, whatever the phase) to ground truth's")
     d.add_argument("--appearance-lr", type=float, default=3e-4, metavar="LR",
                    help="learning rate of the codes' posterior encoder")
     d.add_argument("--p-drop-codes", type=float, default=0.1, metavar="P",
@@ -138,6 +132,29 @@ def register_train(sub) -> None:
                         "(the checkpoint itself is overwritten)")
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
+    t = tsub.add_parser("texture", help="train the decoder's texture field alone (every other weight frozen) to "
+                                         "draw the room patterns its pattern locks describe")
+    t.add_argument("--model", type=Path, required=True, help="whole model directory with appearance codes")
+    t.add_argument("--out", type=Path, required=True, help="run directory; the model is written to OUT/model")
+    t.add_argument("--steps", type=positive_int, default=1500)
+    t.add_argument("--batch", type=positive_int, default=12)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seeds", type=seed_range, default=(200_000, 200_048), metavar="A:B",
+                   help="training worlds the views are drawn in")
+    t.add_argument("--views", type=positive_int, default=16, help="views a world, at random free poses")
+    t.add_argument("--detail-weight", type=float, default=3.0, metavar="W",
+                   help="weight of the loss on pattern detail alone, beside the reconstruction's")
+    _common(t)
+    t.set_defaults(handler=_cmd_train_texture)
+    k = tsub.add_parser("look-prior", help="measure the looks (codes and pattern locks) of training worlds' room "
+                                            "segments that a session draws unseen rooms from")
+    k.add_argument("--model", type=Path, required=True, help="whole model directory with appearance codes")
+    k.add_argument("--out", type=Path, required=True, help="model directory to write, with the look prior")
+    k.add_argument("--seeds", type=seed_range, default=(100_000, 100_048), metavar="A:B", help="training worlds")
+    k.add_argument("--views", type=positive_int, default=48, help="views a world, at random free poses")
+    k.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    k.add_argument("--no-progress", action="store_true")
+    k.set_defaults(handler=_cmd_look_prior)
     q = tsub.add_parser("decoder-pairs", help="run the model along walks of training worlds and keep the latents "
                                                "it generates with the ground truth at their poses (decoder data)")
     q.add_argument("--model", type=Path, default=None, help="whole model directory (default: the shipped model)")
@@ -244,11 +261,42 @@ def _cmd_train_decoder(args) -> int:
                                          appearance_dim=args.appearance_dim, kl_weight=args.kl_weight, kl_warmup=args.kl_warmup,
                                          appearance_lr=args.appearance_lr, p_drop_codes=args.p_drop_codes,
                                          freq_weight=args.freq_weight, detail_weight=args.detail_weight,
-                                         p_unlock=args.p_unlock, spectrum_weight=args.spectrum_weight,
                                          seeds=args.seeds, device=args.device,
                                          seed=args.seed, time_limit_s=60 * args.time_limit),
                         progress=not args.no_progress)
     print(f"sharpened decoder in {out}; loss curve {args.out / 'decoder_loss.png'}")
+    return 0
+
+
+def _cmd_train_texture(args) -> int:
+    set_threads(args.threads)
+    from engine.train.texture import TextureTrainArgs, train_texture
+    from engine.world.geometry import TRAIN_SEED_LIMIT
+
+    if args.seeds[1] > TRAIN_SEED_LIMIT:
+        raise CLIError(f"mirage train texture: --seeds {args.seeds[0]}:{args.seeds[1]} reaches past the "
+                       f"training worlds (seeds below {TRAIN_SEED_LIMIT})")
+    try:
+        out = train_texture(TextureTrainArgs(model=str(args.model), out=str(args.out), steps=args.steps,
+                                             batch=args.batch, lr=args.lr, seeds=args.seeds, views=args.views,
+                                             detail_weight=args.detail_weight, device=args.device, seed=args.seed,
+                                             time_limit_s=60 * args.time_limit),
+                            progress=not args.no_progress)
+    except ValueError as e:
+        raise CLIError(f"mirage train texture: {e}") from None
+    print(f"texture field trained; model in {out}; loss curve {args.out / 'texture_loss.png'}")
+    return 0
+
+
+def _cmd_look_prior(args) -> int:
+    set_threads(args.threads)
+    from engine.train.look_prior import build_look_prior
+
+    try:
+        out = build_look_prior(args.model, args.out, args.seeds, args.views, progress=not args.no_progress)
+    except ValueError as e:
+        raise CLIError(f"mirage train look-prior: {e}") from None
+    print(f"model with its look prior written to {out}")
     return 0
 
 

@@ -1,0 +1,148 @@
+"""`mirage train texture`: the texture field alone learns to draw the patterns its locks describe.
+
+The texture field (engine/model/appearance.TextureField) is the only part of the decoder that can
+put a wall's or a floor's pattern where the latent has none: the generator's latents of a place
+never seen are colour fields. Trained inside the whole decoder it stayed faint (sharpness about
+0.4 of ground truth's on explore walks): its gradient is one small term among the decoder's, and
+until the lock could read checkers (pattern_spectrum._checker_lock) a third of its patterns had no
+phase to learn from at all. Here every other weight is frozen, so the field can be trained on its
+own, fast:
+
+- examples are views of training worlds, decoded once by the frozen decoder with the field's output
+  held at zero, from encoder latents blurred as the generator's come out (half of them to colour
+  fields, engine/train/decoder.soften);
+- each view's looks are what a session reads from an observation (appearance.read_look): the
+  posterior's mean code and the pattern lock, so the field learns to draw exactly what it is given
+  in use;
+- the loss is the decoder's reconstruction terms on the frame (MSE, L1 on image gradients) plus the
+  pattern detail alone (decoder.detail_loss), against ground truth.
+
+Only the field's weights change, so the latent space, the generator and the posterior stay valid.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.model.appearance import look_layout
+from engine.model.autoencoder import SURFACE
+from engine.model.layout_cells import PIXEL_CHANNELS
+from engine.model.world_model import WorldModel, write_checksums
+from engine.train.ae import pick_device
+from engine.train.checkpoint import (
+    LossLog,
+    load_checkpoint,
+    save_checkpoint,
+    save_run_args,
+    save_tensors,
+)
+from engine.train.decoder import detail_loss, image_gradients, soften
+from engine.train.views import looked_views
+
+
+@dataclass
+class TextureTrainArgs:
+    model: str                         # whole model directory with a coded decoder (appearance_dim > 0)
+    out: str
+    steps: int = 1500
+    batch: int = 12
+    lr: float = 2e-3
+    seeds: tuple[int, int] = (200_000, 200_048)   # training worlds the views are drawn in
+    views: int = 16                    # views a world, at random free poses
+    detail_weight: float = 3.0         # the pattern-detail term beside the reconstruction
+    blur: tuple[float, float] = (0.2, 0.6)   # latent blur of alternate views (soften amount, 4 passes)
+    save_every: int = 250
+    device: str = "auto"
+    seed: int = 0
+    time_limit_s: float = 0.0          # stop (with a checkpoint) after this wall time; 0 = no limit
+
+
+@torch.no_grad()
+def texture_examples(model: WorldModel, seeds: tuple[int, int], views: int, blur: tuple[float, float],
+                     progress: bool = True) -> dict[str, torch.Tensor]:
+    """Views of the training worlds `seeds` as the field's training examples: ground truth (N, 3, H, W)
+    in [-1, 1], the decoder's full input with each view's own looks (N, C, H, W), the segments
+    (N, 1, H, W) and the frozen decoder's frame with the field's pattern left out (N, 3, H, W)."""
+    ae = model.ae
+    dev = next(ae.parameters()).device
+    out: dict[str, list[torch.Tensor]] = {"x": [], "layout": [], "seg": [], "base": []}
+    amounts = torch.tensor([blur[i % 2] for i in range(views)]).view(-1, 1, 1, 1).to(dev)
+    for k, v in enumerate(looked_views(model, seeds, views, torch.Generator().manual_seed(0))):
+        layout = look_layout(v.geometry, v.uv, v.seg, torch.cat([v.lock * v.present[..., None], v.code], dim=-1))
+        z = soften(ae.encoder(v.x), amounts[:len(v.x)], 4)
+        base, _ = ae.decoder(z, layout, texture=False)
+        for name, t in (("x", v.x), ("layout", layout), ("seg", v.seg), ("base", base)):
+            out[name].append(t.cpu())
+        if progress and (k + 1) % 8 == 0:
+            print(f"texture examples: {k + 1} of {seeds[1] - seeds[0]} worlds", flush=True)
+    return {name: torch.cat(ts) for name, ts in out.items()}
+
+
+def field_loss(field: torch.nn.Module, layout: torch.Tensor, base: torch.Tensor, x: torch.Tensor, seg: torch.Tensor,
+               detail_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's frame with the field's pattern on the frozen base, against ground truth: (loss, MSE)."""
+    geo, surf = layout[:, :PIXEL_CHANNELS], layout[:, PIXEL_CHANNELS:PIXEL_CHANNELS + SURFACE]
+    gain, offset = field(geo, surf, layout[:, PIXEL_CHANNELS + SURFACE:])
+    y = base + (base + 1.0) * gain + 2.0 * offset   # as Decoder.forward applies it
+    gy, gx = image_gradients(y)
+    ty, tx = image_gradients(x)
+    mse = ((y - x) ** 2).mean()
+    loss = mse + 0.5 * ((gy - ty).abs().mean() + (gx - tx).abs().mean()) + detail_weight * detail_loss(y, x, seg)
+    return loss, mse
+
+
+def train_texture(args: TextureTrainArgs, progress: bool = True) -> Path:
+    """Train the texture field of `args.model` alone; writes a whole model to OUT/model and returns it."""
+    if args.steps < 1 or args.batch < 1 or args.views < 1 or not args.lr > 0:
+        raise ValueError(f"--steps, --batch and --views must be at least 1 and --lr above 0; got {args.steps}, "
+                         f"{args.batch}, {args.views}, {args.lr}")
+    src, out = Path(args.model), Path(args.out)
+    dev = pick_device(args.device)
+    model = WorldModel.load(src, device=dev).eval()
+    field = model.ae.decoder.texture
+    if field is None:
+        raise ValueError(f"{src}: this model's decoder has no texture field (config.json autoencoder.appearance_dim "
+                         "is 0); add codes with `mirage train decoder --appearance-dim`")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    model.requires_grad_(False)
+    field.requires_grad_(True)
+    opt = torch.optim.Adam(field.parameters(), lr=args.lr)
+    start = 0
+    if (out / "state.json").exists():
+        start = load_checkpoint(out, {"texture": field}, opt)["step"]
+    save_run_args(out, args, start)
+    data = texture_examples(model, args.seeds, args.views, args.blur, progress)
+    n = len(data["x"])
+    log = LossLog(out / "texture_loss.csv", ["step", "loss", "mse", "sec"])
+    rng = np.random.default_rng(args.seed + start)
+    t0 = time.time()
+    for step in range(start, args.steps):
+        i = torch.from_numpy(rng.choice(n, min(args.batch, n), replace=False))
+        loss, mse = field_loss(field, data["layout"][i].to(dev), data["base"][i].to(dev), data["x"][i].to(dev),
+                               data["seg"][i].to(dev), args.detail_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 10 == 0:
+            log.append({"step": step, "loss": loss.item(), "mse": mse.item(), "sec": time.time() - t0})
+            if progress and step % 100 == 0:
+                print(f"texture step {step}: loss {loss.item():.4f}", flush=True)
+        done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 > args.time_limit_s)
+        if (step + 1) % args.save_every == 0 or done:
+            save_checkpoint(out, {"texture": field}, opt, step + 1)
+        if done:
+            break
+    model_dir = out / "model"
+    model_dir.mkdir(exist_ok=True)
+    model.cfg.save(model_dir / "config.json")
+    save_tensors(model_dir / "autoencoder.safetensors", model.ae.state_dict())
+    shutil.copyfile(src / "generator.safetensors", model_dir / "generator.safetensors")
+    write_checksums(model_dir)
+    log.plot()
+    return model_dir
