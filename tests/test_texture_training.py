@@ -53,3 +53,48 @@ def test_the_texture_stage_resumes_and_refuses_a_model_without_codes(coded_dir, 
     assert '"step": 4' in (tmp_path / "tex" / "state.json").read_text()
     with pytest.raises(ValueError, match="appearance_dim"):
         train_texture(TextureTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "none"), steps=1), progress=False)
+
+
+def test_a_model_saved_before_the_checker_flag_loads_and_draws_as_it_did(coded_dir, tmp_path, train_seed):
+    """A coded model from before the pattern lock's seventh entry (config layout_channels one fewer, the
+    field's code convs one input fewer) loads widened, with the flag read at zero weight: it decodes
+    exactly as the same weights do today with the flag's weights at zero."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from engine.eval import render_trajectory
+    from engine.model.appearance import own_look_layout
+    from engine.model.autoencoder import to_model_image
+    from engine.model.layout_cells import SceneLayout
+    from engine.trajectory import make_trajectory
+    from engine.world.levels import generate_level
+
+    today = tmp_path / "today"
+    shutil.copytree(coded_dir, today)
+    state = load_file(str(today / "autoencoder.safetensors"))
+    for name in ("freq", "cond", "film"):
+        state[f"decoder.texture.{name}.weight"][:, -1] = 0.0   # the flag's column at zero
+    save_file(state, str(today / "autoencoder.safetensors"))
+    (today / "checksums.json").unlink()
+    old = tmp_path / "old"
+    shutil.copytree(today, old)
+    for name in ("freq", "cond", "film"):
+        state[f"decoder.texture.{name}.weight"] = state[f"decoder.texture.{name}.weight"][:, :-1].contiguous()
+    save_file(state, str(old / "autoencoder.safetensors"))
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["autoencoder"]["layout_channels"] -= 1
+    (old / "config.json").write_text(json.dumps(cfg))
+
+    a, b = WorldModel.load(today), WorldModel.load(old)
+    assert b.cfg.autoencoder.layout_channels == a.cfg.autoencoder.layout_channels
+    traj = make_trajectory(train_seed, "explore", frames=3, resolution=(a.image_size, a.image_size))
+    gt, _ = render_trajectory(a, traj, {})
+    source = SceneLayout.for_model(generate_level(train_seed), a)
+    pixels, uv, seg = source.views_of(traj.frames)
+    x = to_model_image(torch.from_numpy(gt))
+    with torch.no_grad():
+        lay = own_look_layout(a.ae.appearance, x, pixels, uv, seg, torch.Generator().manual_seed(0))
+        z = a.encode(x)
+        assert torch.equal(a.decode(z, lay)[0], b.decode(z, lay)[0])
