@@ -11,6 +11,7 @@ import torch
 from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture; coded_dir comes from conftest)
 
 from engine.model.appearance import gaussian_kl
+from engine.model.autoencoder import SURFACE
 from engine.model.layout_cells import (
     PIXEL_CHANNELS,
     Planes,
@@ -78,7 +79,7 @@ def test_codes_are_spread_by_segment_and_the_kl_is_a_gaussians():
 def test_the_decoder_stage_adds_codes_and_learns_them(coded_dir, tiny_model_dir):
     m = WorldModel.load(coded_dir)
     a = m.cfg.autoencoder
-    assert a.appearance_dim == 4 and a.layout_channels == PIXEL_CHANNELS + 8 + 4
+    assert a.appearance_dim == 4 and a.layout_channels == PIXEL_CHANNELS + SURFACE + 4
     w = m.ae.decoder.layout.embed[1].weight
     assert w[:, PIXEL_CHANNELS * a.unshuffle ** 2:].abs().max() > 0, "the code weights started at zero and trained"
     fresh = type(m.ae.appearance)(4, PIXEL_CHANNELS, a.unshuffle)
