@@ -229,6 +229,22 @@ def test_the_texture_fields_bases_and_footprint():
     assert even[0] < 1e-3 < 0.99 < float(odd[0]) or float(even[0]) > 0.99 > 1e-3 > float(odd[0])
 
 
+def _rendered_views(level, poses) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """The real renderer's frames (N, 128, 128, 3) uint8 of `poses` and the layout's surface coordinates
+    (N, 2, 128, 128) and appearance segments (N, 1, 128, 128) there."""
+    from engine.world.renderer import Renderer
+
+    r, lr = Renderer(level, 128, 128, 70.0), LayoutRenderer(level, 128, 128, 70.0)
+    try:
+        rgb, _ = r.render(poses)
+        lay = lr.layout(poses)
+    finally:
+        r.close()
+        lr.close()
+    uv, seg = split_surface(surface_planes(lay))
+    return rgb, uv, seg
+
+
 def test_a_segments_spectrum_peaks_at_its_patterns_frequency(egl):
     """A room whose walls carry stripes: rendered by the real renderer, the spectrum along the walls'
     horizontal axis peaks at the stripes' frequency (the level's own, read here only to check)."""
@@ -242,7 +258,6 @@ def test_a_segments_spectrum_peaks_at_its_patterns_frequency(egl):
         spectral_peaks,
     )
     from engine.world.geometry import PAT_STRIPES, WALL
-    from engine.world.renderer import Renderer
 
     for seed in range(200_000, 200_200):
         level = generate_level(seed)
@@ -255,14 +270,7 @@ def test_a_segments_spectrum_peaks_at_its_patterns_frequency(egl):
     # From the room's centre, facing each of its four walls in turn: the view with the most wall wins.
     cx, cz = (x0 + x1) / 2, (z0 + z1) / 2
     poses = [Pose((cx, 1.6, cz), yaw, 0.0) for yaw in (0.0, 90.0, 180.0, 270.0)]
-    r, lr = Renderer(level, 128, 128, 70.0), LayoutRenderer(level, 128, 128, 70.0)
-    try:
-        rgb, _ = r.render(poses)
-        lay = lr.layout(poses)
-    finally:
-        r.close()
-        lr.close()
-    uv, seg = split_surface(surface_planes(lay))
+    rgb, uv, seg = _rendered_views(level, poses)
     wall_seg = striped[0].room * len(SEGMENT_CLASSES) + SEGMENT_CLASSES.index(WALL_C)
     best = int((seg == wall_seg).flatten(1).sum(1).argmax())
     x = torch.from_numpy(rgb[best:best + 1]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -327,7 +335,6 @@ def test_views_of_a_tiled_floor_lock_one_checker(egl):
     from engine.camera import Pose
     from engine.model.pattern_spectrum import pattern_lock
     from engine.world.geometry import FLOOR, PAT_TILES
-    from engine.world.renderer import Renderer
 
     for seed in range(200_000, 200_400):
         level = generate_level(seed)
@@ -341,14 +348,7 @@ def test_views_of_a_tiled_floor_lock_one_checker(egl):
     rng = np.random.default_rng(0)
     poses = [Pose((rng.uniform(x0 + 0.6, x1 - 0.6), 1.6, rng.uniform(z0 + 0.6, z1 - 0.6)), float(rng.uniform(-180, 180)), -45.0)
              for _ in range(6)]
-    r, lr = Renderer(level, 128, 128, 70.0), LayoutRenderer(level, 128, 128, 70.0)
-    try:
-        rgb, _ = r.render(poses)
-        lay = lr.layout(poses)
-    finally:
-        r.close()
-        lr.close()
-    uv, seg = split_surface(surface_planes(lay))
+    rgb, uv, seg = _rendered_views(level, poses)
     floor_seg = tiled[0].room * len(SEGMENT_CLASSES) + SEGMENT_CLASSES.index(FLOOR_C)
     x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     lock = pattern_lock(x, uv, seg)[:, floor_seg]                        # (6, LOCK)
