@@ -152,10 +152,8 @@ class Decoder(nn.Module):
         x = net[:self.split](z) + self.layout.to_features(e)
         x = net[self.head + 1](net[self.head](net[self.split:self.head](x)))
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
-        if self.texture is not None and texture:   # the room's pattern, as a gain and an offset on [0, 1] colour
-            gain, offset = self.texture(layout[:, :GEOMETRY], layout[:, GEOMETRY:GEOMETRY + SURFACE],
-                                        layout[:, GEOMETRY + SURFACE:])
-            rgb = rgb + (rgb + 1.0) * gain + 2.0 * offset
+        if self.texture is not None and texture:
+            rgb = textured(self.texture, rgb, layout)
         own = F.pixel_shuffle(x[:, 3 * u * u:], u)
         # Depth from geometry where the layout drew a surface: its log depth plus a learned
         # correction; elsewhere (layout off, or nothing drawn) the depth head's own.
@@ -163,6 +161,14 @@ class Decoder(nn.Module):
         grounded = layout[:, :1] + F.pixel_shuffle(self.layout.to_depth(e), u)
         logd = own + drawn * (grounded - own)
         return rgb, logd.clamp(math.log(MIN_DEPTH), self.log_max)
+
+
+def textured(field: nn.Module, rgb: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+    """rgb (B, 3, H, W) in about [-1, 1] with the texture field's pattern drawn on it, as a gain and an offset
+    on [0, 1] colour, from the coded decoder's full layout (geometry, surface coordinates and lock, codes):
+    what Decoder.forward does last, and what the field alone is trained through (engine/train/texture.py)."""
+    gain, offset = field(layout[:, :GEOMETRY], layout[:, GEOMETRY:GEOMETRY + SURFACE], layout[:, GEOMETRY + SURFACE:])
+    return rgb + (rgb + 1.0) * gain + 2.0 * offset
 
 
 class Autoencoder(nn.Module):

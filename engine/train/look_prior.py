@@ -8,16 +8,14 @@ Nothing but the table changes: the model written beside it decodes an observed l
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from engine.model.look_prior import LookPrior
-from engine.model.segments import MAX_SEGMENTS, SEGMENT_CLASSES
-from engine.model.world_model import WorldModel, write_checksums
-from engine.train.checkpoint import save_tensors
+from engine.model.segments import SEGMENT_CLASSES, segment_masks
+from engine.model.world_model import WorldModel
 from engine.train.views import looked_views
 
 
@@ -27,11 +25,9 @@ def measure_looks(model: WorldModel, seeds: tuple[int, int], views: int, progres
     """(class (B,) long, code (B, D), lock (B, LOCK)) of every segment of the worlds, from its best view."""
     klass, codes, locks = [], [], []
     for k, v in enumerate(looked_views(model, seeds, views, torch.Generator().manual_seed(0))):
-        ids = torch.arange(MAX_SEGMENTS, device=v.seg.device)
-        area = (v.seg == ids.view(1, -1, 1, 1)).flatten(2).sum(-1) * v.present   # (N, S): pixels of readable views
-        best = area.argmax(0)                                                    # (S,) the view showing most
-        shown = area.amax(0) > 0
-        for s in ids[shown].tolist():
+        area = segment_masks(v.seg).sum((2, 3)) * v.present   # (N, S): pixels of the views that read it
+        best = area.argmax(0)                                 # (S,) the view showing most
+        for s in (area.amax(0) > 0).nonzero()[:, 0].tolist():
             klass.append(s % len(SEGMENT_CLASSES))
             codes.append(v.code[best[s], s])
             locks.append(v.lock[best[s], s])
@@ -50,15 +46,8 @@ def build_look_prior(model_dir: str | Path, out: str | Path, seeds: tuple[int, i
         raise ValueError(f"--out {dst} is the source model; write the model with its prior elsewhere")
     model = WorldModel.load(src)
     klass, code, lock = measure_looks(model, seeds, views, progress)
-    cfg = model.cfg
-    cfg.autoencoder = replace(cfg.autoencoder, look_prior=len(klass))
-    prior = LookPrior(len(klass), cfg.autoencoder.appearance_dim)
-    prior.fill(klass, code, lock)
-    state = {k: v for k, v in model.ae.state_dict().items() if not k.startswith("prior.")}
-    state.update({f"prior.{k}": v for k, v in prior.state_dict().items()})
-    dst.mkdir(parents=True, exist_ok=True)
-    cfg.save(dst / "config.json")
-    save_tensors(dst / "autoencoder.safetensors", state)
-    shutil.copyfile(src / "generator.safetensors", dst / "generator.safetensors")
-    write_checksums(dst)
+    model.cfg.autoencoder = replace(model.cfg.autoencoder, look_prior=len(klass))
+    model.ae.prior = LookPrior(len(klass), model.cfg.autoencoder.appearance_dim)   # replaces any table it had
+    model.ae.prior.fill(klass, code, lock)
+    model.save(dst)
     return dst

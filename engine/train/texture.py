@@ -21,7 +21,6 @@ Only the field's weights change, so the latent space, the generator and the post
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +29,14 @@ import numpy as np
 import torch
 
 from engine.model.appearance import look_layout
-from engine.model.autoencoder import SURFACE
-from engine.model.layout_cells import PIXEL_CHANNELS
-from engine.model.world_model import WorldModel, write_checksums
+from engine.model.autoencoder import textured
+from engine.model.world_model import WorldModel
 from engine.train.ae import pick_device
 from engine.train.checkpoint import (
     LossLog,
     load_checkpoint,
     save_checkpoint,
     save_run_args,
-    save_tensors,
 )
 from engine.train.decoder import detail_loss, image_gradients, soften
 from engine.train.views import looked_views
@@ -86,9 +83,7 @@ def texture_examples(model: WorldModel, seeds: tuple[int, int], views: int, blur
 def field_loss(field: torch.nn.Module, layout: torch.Tensor, base: torch.Tensor, x: torch.Tensor, seg: torch.Tensor,
                detail_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The decoder's frame with the field's pattern on the frozen base, against ground truth: (loss, MSE)."""
-    geo, surf = layout[:, :PIXEL_CHANNELS], layout[:, PIXEL_CHANNELS:PIXEL_CHANNELS + SURFACE]
-    gain, offset = field(geo, surf, layout[:, PIXEL_CHANNELS + SURFACE:])
-    y = base + (base + 1.0) * gain + 2.0 * offset   # as Decoder.forward applies it
+    y = textured(field, base, layout)
     gy, gx = image_gradients(y)
     ty, tx = image_gradients(x)
     mse = ((y - x) ** 2).mean()
@@ -139,10 +134,6 @@ def train_texture(args: TextureTrainArgs, progress: bool = True) -> Path:
         if done:
             break
     model_dir = out / "model"
-    model_dir.mkdir(exist_ok=True)
-    model.cfg.save(model_dir / "config.json")
-    save_tensors(model_dir / "autoencoder.safetensors", model.ae.state_dict())
-    shutil.copyfile(src / "generator.safetensors", model_dir / "generator.safetensors")
-    write_checksums(model_dir)
+    model.save(model_dir)
     log.plot()
     return model_dir
