@@ -55,9 +55,34 @@ def test_a_session_draws_unseen_segments_from_the_look_prior(prior_dir, train_se
         same = (prior.code == sess.codes[0, s]).all(-1) & (prior.klass == s % len(SEGMENT_CLASSES))
         assert bool(same.any()), s
         entry = prior.lock[same.nonzero()[0, 0]]
-        assert torch.equal(sess.locks[0, s, :4], entry[:4]) and sess.locks[0, s, 6] == entry[6]
+        assert torch.equal(sess.locks[0, s, :4], entry[:4]) and torch.equal(sess.locks[0, s, 6:], entry[6:])
     phases = sess.locks[0, drawn, 4:6]
     assert bool(((phases >= 0) & (phases < 1)).all())
+
+
+def test_a_look_prior_saved_before_the_brick_flag_loads_with_the_flag_off(prior_dir, tmp_path):
+    """A model whose table's locks have seven entries (before the brick flag) loads with an eighth at
+    zero: each entry is the look it was, and no drawn look is a wall of bricks."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "old"
+    shutil.copytree(prior_dir, old)
+    (old / "checksums.json").unlink(missing_ok=True)
+    state = load_file(str(old / "autoencoder.safetensors"))
+    state["prior.lock"][:, 7] = 0.0
+    table = state["prior.lock"].clone()
+    state["prior.lock"] = table[:, :7].contiguous()
+    for name in ("freq", "cond", "film"):
+        state[f"decoder.texture.{name}.weight"] = state[f"decoder.texture.{name}.weight"][:, :-1].contiguous()
+    save_file(state, str(old / "autoencoder.safetensors"))
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["autoencoder"]["layout_channels"] -= 1
+    (old / "config.json").write_text(json.dumps(cfg))
+    m = WorldModel.load(old)
+    assert m.ae.prior.lock.shape == table.shape and torch.equal(m.ae.prior.lock, table)
 
 
 def test_the_look_prior_refuses_a_model_without_codes_and_its_own_directory(tiny_model_dir, coded_dir, train_seed):

@@ -55,10 +55,12 @@ def test_the_texture_stage_resumes_and_refuses_a_model_without_codes(coded_dir, 
         train_texture(TextureTrainArgs(model=str(tiny_model_dir), out=str(tmp_path / "none"), steps=1), progress=False)
 
 
-def test_a_model_saved_before_the_checker_flag_loads_and_draws_as_it_did(coded_dir, tmp_path, train_seed):
-    """A coded model from before the pattern lock's seventh entry (config layout_channels one fewer, the
-    field's code convs one input fewer) loads widened, with the flag read at zero weight: it decodes
-    exactly as the same weights do today with the flag's weights at zero."""
+@pytest.mark.parametrize("missing", [1, 2])
+def test_a_model_saved_before_the_lock_flags_loads_and_draws_as_it_did(coded_dir, tmp_path, train_seed, missing):
+    """A coded model from before the pattern lock's brick flag (missing 1) or its checker flag too
+    (missing 2): config layout_channels that many fewer, the field's code convs that many inputs
+    fewer. It loads widened, with the flags read at zero weight: it decodes exactly as the same
+    weights do today with the flags' weights at zero."""
     import json
     import shutil
 
@@ -75,16 +77,16 @@ def test_a_model_saved_before_the_checker_flag_loads_and_draws_as_it_did(coded_d
     shutil.copytree(coded_dir, today)
     state = load_file(str(today / "autoencoder.safetensors"))
     for name in ("freq", "cond", "film"):
-        state[f"decoder.texture.{name}.weight"][:, -1] = 0.0   # the flag's column at zero
+        state[f"decoder.texture.{name}.weight"][:, -missing:] = 0.0   # the flags' columns at zero
     save_file(state, str(today / "autoencoder.safetensors"))
     (today / "checksums.json").unlink()
     old = tmp_path / "old"
     shutil.copytree(today, old)
     for name in ("freq", "cond", "film"):
-        state[f"decoder.texture.{name}.weight"] = state[f"decoder.texture.{name}.weight"][:, :-1].contiguous()
+        state[f"decoder.texture.{name}.weight"] = state[f"decoder.texture.{name}.weight"][:, :-missing].contiguous()
     save_file(state, str(old / "autoencoder.safetensors"))
     cfg = json.loads((old / "config.json").read_text())
-    cfg["autoencoder"]["layout_channels"] -= 1
+    cfg["autoencoder"]["layout_channels"] -= missing
     (old / "config.json").write_text(json.dumps(cfg))
 
     a, b = WorldModel.load(today), WorldModel.load(old)

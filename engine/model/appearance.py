@@ -119,17 +119,18 @@ def own_look_layout(encoder: AppearanceEncoder, rgb: torch.Tensor, pixels: torch
 
 
 # What the texture field reads beside a segment's code, per pixel: the five material classes, the corridor
-# flag and the lock's checker flag.
-COND_EXTRA = 7
+# flag and the lock's checker and brick flags.
+COND_EXTRA = 8
 
 
-def widen_field_cond(state: dict[str, torch.Tensor], prefix: str = "decoder.texture.") -> dict[str, torch.Tensor]:
-    """A texture field saved before the lock had its checker flag (pattern_spectrum.LOCK 6, 2026-12-06)
-    -> one that reads the flag at zero weight, so it draws exactly as it did. Other weights untouched."""
+def widen_field_cond(state: dict[str, torch.Tensor], missing: int, prefix: str = "decoder.texture.") -> dict[str, torch.Tensor]:
+    """A texture field saved when the lock lacked its last `missing` flags (pattern_spectrum.LOCK 6 before
+    the checker flag, 7 before the brick flag, 2026-12-06/07) -> one that reads them at zero weight, so it
+    draws exactly as it did. Other weights untouched."""
     out = dict(state)
     for name in ("freq", "cond", "film"):
         w = out[f"{prefix}{name}.weight"]
-        out[f"{prefix}{name}.weight"] = torch.cat([w, w.new_zeros(w.shape[0], 1, *w.shape[2:])], dim=1)
+        out[f"{prefix}{name}.weight"] = torch.cat([w, w.new_zeros(w.shape[0], missing, *w.shape[2:])], dim=1)
     return out
 
 
@@ -158,7 +159,7 @@ class TextureField(nn.Module):
         k = len(HARMONICS)
         self.register_buffer("harmonics", torch.tensor(HARMONICS, dtype=torch.float32).view(1, k, 1, 1),
                              persistent=False)
-        cond = dim + COND_EXTRA                              # the code, the five classes, the corridor and checker flags
+        cond = dim + COND_EXTRA                              # the code, the five classes, corridor, checker and brick flags
         self.freq = nn.Conv2d(cond, 2, 1)                    # log cycles a metre along each axis
         self.inp = nn.Conv2d(BASES * k, hidden, 1)
         self.cond = nn.Conv2d(cond, hidden, 1)
@@ -171,7 +172,7 @@ class TextureField(nn.Module):
         nn.init.constant_(self.freq.bias, math.log(2.0))
 
     def frequency(self, cond: torch.Tensor) -> torch.Tensor:
-        """(N, D + COND_EXTRA, ...) code, classes, corridor and checker flags -> log frequency along each axis (N, 2, ...)."""
+        """(N, D + COND_EXTRA, ...) code, classes, corridor, checker and brick flags -> log frequency along each axis (N, 2, ...)."""
         return _log_frequency(self.freq(cond))
 
     def forward(self, geometry: torch.Tensor, surface: torch.Tensor, codes: torch.Tensor
@@ -183,7 +184,7 @@ class TextureField(nn.Module):
         at the code's frequency and the lock's phase, drawn at random."""
         drawn = geometry[:, 4:9].sum(1, keepdim=True)
         uv, lock = surface[:, :2], surface[:, 2:2 + LOCK]
-        c = torch.cat([codes, geometry[:, 4:9], geometry[:, 25:26], lock[:, 6:7]], dim=1)
+        c = torch.cat([codes, geometry[:, 4:9], geometry[:, 25:26], lock[:, 6:8]], dim=1)
         # The three 1x1 convs that read the code are one (their weights stacked): at full resolution
         # each call has a fixed cost beside its arithmetic.
         convs = (self.freq, self.cond, self.film)

@@ -19,8 +19,8 @@ from engine.model.config import AutoencoderConfig
 MIN_DEPTH = 0.05
 GEOMETRY = 26      # the layout pixels' channels (engine/model/layout_cells.PIXEL_CHANNELS)
 # With appearance codes, after the geometry: the surface coordinates in metres (2) and each pixel's
-# pattern lock (engine/model/pattern_spectrum.LOCK, 7), both for the texture field only; then the codes.
-SURFACE = 9
+# pattern lock (engine/model/pattern_spectrum.LOCK, 8), both for the texture field only; then the codes.
+SURFACE = 10
 
 
 class ResBlock(nn.Module):
@@ -258,18 +258,27 @@ def widen_layout_input(state: dict[str, torch.Tensor], old: int, new: int) -> di
 
 def upgrade_legacy_lock(cfg: AutoencoderConfig, state: dict[str, torch.Tensor]
                         ) -> tuple[AutoencoderConfig, dict[str, torch.Tensor]]:
-    """A coded autoencoder saved when the pattern lock had six entries (before its checker flag) -> its
-    config and state as today's: one more layout channel, read by the texture field alone at zero
-    weight, so it decodes exactly as it did. Anything else comes back as it is."""
+    """A coded autoencoder saved when the pattern lock had fewer entries (six before its checker flag,
+    seven before its brick flag) -> its config and state as today's: a layout channel more for each
+    flag it lacks, read by the texture field alone at zero weight, and its look-prior table's locks
+    with those flags off, so it decodes and draws exactly as it did. Anything else comes back as it is."""
     from dataclasses import replace
 
-    if not has_legacy_lock(cfg):
+    missing = legacy_lock_missing(cfg)
+    if not missing:
         return cfg, state
     from engine.model.appearance import widen_field_cond
 
-    return replace(cfg, layout_channels=cfg.layout_channels + 1), widen_field_cond(state)
+    state = widen_field_cond(state, missing)
+    key = "prior.lock"
+    if key in state:
+        table = state[key]
+        state[key] = torch.cat([table, table.new_zeros(table.shape[0], missing)], dim=1)
+    return replace(cfg, layout_channels=cfg.layout_channels + missing), state
 
 
-def has_legacy_lock(cfg: AutoencoderConfig) -> bool:
-    """Whether a coded autoencoder's config is from when the pattern lock had six entries."""
-    return bool(cfg.appearance_dim) and cfg.layout_channels == GEOMETRY + SURFACE - 1 + cfg.appearance_dim
+def legacy_lock_missing(cfg: AutoencoderConfig) -> int:
+    """How many of the pattern lock's flags a coded autoencoder's config is from before (0: today's)."""
+    if not cfg.appearance_dim:
+        return 0
+    return max(0, GEOMETRY + SURFACE + cfg.appearance_dim - cfg.layout_channels)

@@ -35,7 +35,7 @@ class AutoencoderConfig:
     layout_channels: int = 0
     # Dimensions of the per-room appearance code (engine/model/appearance.py), 0 for none. A decoder
     # with codes takes, after its 26 layout channels, the surface coordinates in metres, each pixel's
-    # pattern lock (7) and the codes (layout_channels = 35 + appearance_dim), and draws patterns with
+    # pattern lock (8) and the codes (layout_channels = 36 + appearance_dim), and draws patterns with
     # its texture field; the autoencoder holds the posterior encoder that reads the codes off a frame.
     appearance_dim: int = 0
     # Looks in the appearance prior a session draws unseen segments from (engine/model/look_prior.py):
@@ -181,8 +181,9 @@ class ModelConfig:
         a = self.autoencoder
         if not (isinstance(a.appearance_dim, int) and 0 <= a.appearance_dim <= 64):
             raise ValueError(f"autoencoder.appearance_dim must be a whole number from 0 to 64, got {a.appearance_dim!r}")
-        # With codes: 35 + D; 34 + D is a model saved before the pattern lock's checker flag (loaded widened).
-        allowed = (35 + a.appearance_dim, 34 + a.appearance_dim) if a.appearance_dim else (0, 9, 25, 26)
+        # With codes: 36 + D; 35 + D and 34 + D are models saved before the pattern lock's brick and
+        # checker flags (loaded widened).
+        allowed = tuple(c + a.appearance_dim for c in (36, 35, 34)) if a.appearance_dim else (0, 9, 25, 26)
         if a.layout_channels not in allowed:
             raise ValueError(f"autoencoder.layout_channels must be {' or '.join(map(str, allowed))} with "
                              f"appearance_dim {a.appearance_dim}, got {a.layout_channels!r}")

@@ -22,7 +22,7 @@ from engine.files import atomic_path, atomic_text
 from engine.model.autoencoder import (
     Autoencoder,
     cell_depth,
-    has_legacy_lock,
+    legacy_lock_missing,
     upgrade_legacy_lock,
 )
 from engine.model.config import ModelConfig
@@ -132,8 +132,8 @@ class WorldModel(nn.Module):
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"{cfg_path}: {e}") from None
         legacy_cfg = cfg.autoencoder   # a coded model saved with an older pattern lock is widened as it loads
-        if has_legacy_lock(legacy_cfg):
-            cfg.autoencoder = replace(legacy_cfg, layout_channels=legacy_cfg.layout_channels + 1)
+        if legacy_lock_missing(legacy_cfg):
+            cfg.autoencoder = replace(legacy_cfg, layout_channels=legacy_cfg.layout_channels + legacy_lock_missing(legacy_cfg))
         model = WorldModel(cfg)
         sums = _expected_checksums(d)
         for name, mod in (("autoencoder", model.ae), ("generator", model.gen)):

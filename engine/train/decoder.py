@@ -178,7 +178,7 @@ def frequency_loss(field: nn.Module, code: torch.Tensor, lock: torch.Tensor, pre
     classes = torch.zeros(n, s, 6, device=code.device)
     k = torch.arange(s, device=code.device) % len(SEGMENT_CLASSES)
     classes[:, torch.arange(s), torch.tensor(SEGMENT_CLASSES, device=code.device)[k]] = 1.0
-    cond = torch.cat([code, classes, lock[..., 6:7]], dim=-1).permute(0, 2, 1)[..., None]   # (N, D + 7, S, 1)
+    cond = torch.cat([code, classes, lock[..., 6:8]], dim=-1).permute(0, 2, 1)[..., None]   # (N, D + 8, S, 1)
     pred = field.frequency(cond)[..., 0].permute(0, 2, 1)                       # (N, S, 2)
     use = lock[..., :2] * present[..., None].to(pred.dtype)
     return ((pred - lock[..., 2:4]).abs() * use).sum() / use.sum().clamp(min=1.0)
