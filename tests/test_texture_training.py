@@ -41,6 +41,42 @@ def test_the_texture_stage_trains_the_field_alone(coded_dir, tmp_path, train_see
     assert rows and int(rows[-1]["step"]) == 20
 
 
+def test_the_refine_stage_adds_a_refiner_and_trains_it_alone(coded_dir, tmp_path, train_seed):
+    """`--part refine` gives a model without a refiner one (its config says so, and it loads), trains
+    it alone on the frames the field draws, and brings those frames closer to ground truth; with the
+    layout off the refiner changes nothing."""
+    from engine.model.refine import Refiner
+    from engine.train.texture import (
+        TextureTrainArgs,
+        field_loss,
+        texture_examples,
+        train_texture,
+    )
+
+    before = WorldModel.load(coded_dir)
+    assert before.ae.decoder.refine is None
+    torch.manual_seed(0)
+    out = train_texture(TextureTrainArgs(model=str(coded_dir), out=str(tmp_path / "ref"), steps=30, batch=4, lr=3e-3,
+                                         seeds=(train_seed, train_seed + 1), views=4, save_every=15, part="refine",
+                                         refine_width=8), progress=False)
+    after = WorldModel.load(out)
+    assert after.cfg.autoencoder.refine_width == 8 and after.ae.decoder.refine is not None
+    old, new = before.ae.state_dict(), after.ae.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old)
+    assert any(k.startswith("decoder.refine.") for k in new)
+    data = texture_examples(before, (train_seed, train_seed + 1), 4, (0.2, 0.6), progress=False, part="refine")
+    with torch.no_grad():
+        # An untrained refiner adds nothing (its last convolution starts at zero): the field's frame.
+        untrained = Refiner(8)
+        assert torch.equal(untrained(data["base"], data["layout"][:, :26]), data["base"])
+        first, _ = field_loss(untrained, data["layout"], data["base"], data["x"], data["seg"], 3.0, "refine")
+        last, _ = field_loss(after.ae.decoder.refine, data["layout"], data["base"], data["x"], data["seg"], 3.0, "refine")
+        z = after.encode(data["x"][:2])
+        assert torch.equal(after.ae.decoder(z, None)[0], before.ae.decoder(z, None)[0])
+    assert float(last) < float(first), (float(first), float(last))
+    assert (tmp_path / "ref" / "refine_loss.csv").is_file()
+
+
 def test_the_texture_stage_resumes_and_refuses_a_model_without_codes(coded_dir, tiny_model_dir, tmp_path, train_seed):
     from engine.train.texture import TextureTrainArgs, train_texture
 

@@ -134,12 +134,18 @@ class Decoder(nn.Module):
             from engine.model.appearance import TextureField
 
             self.texture = TextureField(cfg.appearance_dim)
+        self.refine = None
+        if cfg.refine_width:
+            from engine.model.refine import Refiner
 
-    def forward(self, z: torch.Tensor, layout: torch.Tensor | None = None, texture: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+            self.refine = Refiner(cfg.refine_width)
+
+    def forward(self, z: torch.Tensor, layout: torch.Tensor | None = None, texture: bool = True,
+                refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, h, w) and, for a layout decoder, the layout (B, 9 or 25, H, W) (all zero or None: layout off)
         -> rgb (B, 3, H, W) in about [-1, 1], log-depth (B, 1, H, W). texture=False leaves the texture
-        field's pattern out (what the field is trained on top of: engine/train/texture.py)."""
+        field's pattern out, refine=False the refiner's residual (what each is trained on top of:
+        engine/train/texture.py)."""
         if self.layout is None:
             out = self.net(z)
             return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
@@ -154,6 +160,8 @@ class Decoder(nn.Module):
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
         if self.texture is not None and texture:
             rgb = textured(self.texture, rgb, layout)
+        if self.refine is not None and refine:
+            rgb = self.refine(rgb, layout[:, :GEOMETRY])
         own = F.pixel_shuffle(x[:, 3 * u * u:], u)
         # Depth from geometry where the layout drew a surface: its log depth plus a learned
         # correction; elsewhere (layout off, or nothing drawn) the depth head's own.

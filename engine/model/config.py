@@ -42,6 +42,9 @@ class AutoencoderConfig:
     # training segments' codes and pattern locks as the posterior read them; 0 draws codes from the
     # unit Gaussian instead, with no lock.
     look_prior: int = 0
+    # Channels of the full-resolution refiner at the decoder's end (engine/model/refine.py), 0 for none
+    # (models before it). It needs the 26-channel layout.
+    refine_width: int = 0
 
     @property
     def latent_size(self) -> int:
@@ -191,6 +194,10 @@ class ModelConfig:
                 and (a.appearance_dim or not a.look_prior)):
             raise ValueError(f"autoencoder.look_prior must be a whole number from 0 to 100000, and 0 without "
                              f"appearance codes; got {a.look_prior!r} with appearance_dim {a.appearance_dim}")
+        if not (isinstance(a.refine_width, int) and not isinstance(a.refine_width, bool) and 0 <= a.refine_width <= 64
+                and (a.layout_channels >= 26 or not a.refine_width)):
+            raise ValueError(f"autoencoder.refine_width must be a whole number from 0 to 64, and 0 without the "
+                             f"26-channel layout; got {a.refine_width!r} with layout_channels {a.layout_channels}")
         if self.generator.layout_channels not in (0, 9):
             raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")
         self.inference.check()

@@ -1,4 +1,5 @@
-"""`mirage train texture`: the texture field alone learns to draw the patterns its locks describe.
+"""`mirage train texture`: the texture field alone learns to draw the patterns its locks describe;
+with `--part refine`, the refiner alone learns to sharpen the frame along the layout.
 
 The texture field (engine/model/appearance.TextureField) is the only part of the decoder that can
 put a wall's or a floor's pattern where the latent has none: the generator's latents of a place
@@ -18,6 +19,10 @@ own, fast:
   pattern detail alone (decoder.detail_loss), against ground truth.
 
 Only the field's weights change, so the latent space, the generator and the posterior stay valid.
+
+The refiner (engine/model/refine.py) is trained the same way, on the same examples decoded with the
+field's pattern on: it is the decoder's last step, after the field, and its input is what the field
+draws. A model without one gets one (`--refine-width` channels, its residual at zero at first).
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import numpy as np
 import torch
 
 from engine.model.appearance import look_layout
-from engine.model.autoencoder import textured
+from engine.model.autoencoder import GEOMETRY, textured
 from engine.model.world_model import WorldModel
 from engine.train.ae import pick_device
 from engine.train.checkpoint import (
@@ -57,14 +62,17 @@ class TextureTrainArgs:
     device: str = "auto"
     seed: int = 0
     time_limit_s: float = 0.0          # stop (with a checkpoint) after this wall time; 0 = no limit
+    part: str = "texture"              # which full-resolution part to train: "texture" (the field) or "refine"
+    refine_width: int = 16             # the refiner's channels, for a model that has none yet
 
 
 @torch.no_grad()
 def texture_examples(model: WorldModel, seeds: tuple[int, int], views: int, blur: tuple[float, float],
-                     progress: bool = True) -> dict[str, torch.Tensor]:
-    """Views of the training worlds `seeds` as the field's training examples: ground truth (N, 3, H, W)
-    in [-1, 1], the decoder's full input with each view's own looks (N, C, H, W), the segments
-    (N, 1, H, W) and the frozen decoder's frame with the field's pattern left out (N, 3, H, W)."""
+                     progress: bool = True, part: str = "texture") -> dict[str, torch.Tensor]:
+    """Views of the training worlds `seeds` as training examples of a full-resolution `part`: ground
+    truth (N, 3, H, W) in [-1, 1], the decoder's full input with each view's own looks (N, C, H, W), the
+    segments (N, 1, H, W) and the frozen decoder's frame up to that part (N, 3, H, W): the field's
+    pattern left out for "texture", drawn for "refine" (whose residual is left out)."""
     ae = model.ae
     dev = next(ae.parameters()).device
     out: dict[str, list[torch.Tensor]] = {"x": [], "layout": [], "seg": [], "base": []}
@@ -72,7 +80,7 @@ def texture_examples(model: WorldModel, seeds: tuple[int, int], views: int, blur
     for k, v in enumerate(looked_views(model, seeds, views, torch.Generator().manual_seed(0))):
         layout = look_layout(v.geometry, v.uv, v.seg, torch.cat([v.lock * v.present[..., None], v.code], dim=-1))
         z = soften(ae.encoder(v.x), amounts[:len(v.x)], 4)
-        base, _ = ae.decoder(z, layout, texture=False)
+        base, _ = ae.decoder(z, layout, texture=part != "texture", refine=False)
         for name, t in (("x", v.x), ("layout", layout), ("seg", v.seg), ("base", base)):
             out[name].append(t.cpu())
         if progress and (k + 1) % 8 == 0:
@@ -80,10 +88,17 @@ def texture_examples(model: WorldModel, seeds: tuple[int, int], views: int, blur
     return {name: torch.cat(ts) for name, ts in out.items()}
 
 
-def field_loss(field: torch.nn.Module, layout: torch.Tensor, base: torch.Tensor, x: torch.Tensor, seg: torch.Tensor,
-               detail_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The decoder's frame with the field's pattern on the frozen base, against ground truth: (loss, MSE)."""
-    y = textured(field, base, layout)
+def apply_part(part: str, head: torch.nn.Module, base: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+    """The frozen decoder's frame up to `part` (N, 3, H, W) with that part (`head`) applied, as
+    Decoder.forward applies it."""
+    return textured(head, base, layout) if part == "texture" else head(base, layout[:, :GEOMETRY])
+
+
+def field_loss(head: torch.nn.Module, layout: torch.Tensor, base: torch.Tensor, x: torch.Tensor, seg: torch.Tensor,
+               detail_weight: float, part: str = "texture") -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's frame with `head` (the texture field, or the refiner: `part`) applied to the frozen
+    base, against ground truth: (loss, MSE)."""
+    y = apply_part(part, head, base, layout)
     gy, gx = image_gradients(y)
     ty, tx = image_gradients(x)
     mse = ((y - x) ** 2).mean()
@@ -91,18 +106,38 @@ def field_loss(field: torch.nn.Module, layout: torch.Tensor, base: torch.Tensor,
     return loss, mse
 
 
+def _with_refiner(model: WorldModel, width: int) -> WorldModel:
+    """`model` with a refiner of `width` channels added at zero (it decodes exactly as before)."""
+    from dataclasses import replace
+
+    cfg = model.cfg
+    cfg.autoencoder = replace(cfg.autoencoder, refine_width=width)
+    cfg.check()
+    grown = WorldModel(cfg).to(next(model.parameters()).device)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("ae.decoder.refine.") for k in missing), (missing, unexpected)
+    return grown.eval()
+
+
 def train_texture(args: TextureTrainArgs, progress: bool = True) -> Path:
-    """Train the texture field of `args.model` alone; writes a whole model to OUT/model and returns it."""
+    """Train the texture field (or, with part "refine", the refiner) of `args.model` alone; writes a whole
+    model to OUT/model and returns it."""
     if args.steps < 1 or args.batch < 1 or args.views < 1 or not args.lr > 0:
         raise ValueError(f"--steps, --batch and --views must be at least 1 and --lr above 0; got {args.steps}, "
                          f"{args.batch}, {args.views}, {args.lr}")
+    if args.part not in ("texture", "refine"):
+        raise ValueError(f"--part must be texture or refine, got {args.part!r}")
     src, out = Path(args.model), Path(args.out)
     dev = pick_device(args.device)
     model = WorldModel.load(src, device=dev).eval()
-    field = model.ae.decoder.texture
-    if field is None:
+    if model.ae.decoder.texture is None:
         raise ValueError(f"{src}: this model's decoder has no texture field (config.json autoencoder.appearance_dim "
                          "is 0); add codes with `mirage train decoder --appearance-dim`")
+    if args.part == "refine" and model.ae.decoder.refine is None:
+        if not 1 <= args.refine_width <= 64:
+            raise ValueError(f"--refine-width must be 1 to 64, got {args.refine_width}")
+        model = _with_refiner(model, args.refine_width)
+    field = model.ae.decoder.texture if args.part == "texture" else model.ae.decoder.refine
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     model.requires_grad_(False)
@@ -110,27 +145,27 @@ def train_texture(args: TextureTrainArgs, progress: bool = True) -> Path:
     opt = torch.optim.Adam(field.parameters(), lr=args.lr)
     start = 0
     if (out / "state.json").exists():
-        start = load_checkpoint(out, {"texture": field}, opt)["step"]
+        start = load_checkpoint(out, {args.part: field}, opt)["step"]
     save_run_args(out, args, start)
-    data = texture_examples(model, args.seeds, args.views, args.blur, progress)
+    data = texture_examples(model, args.seeds, args.views, args.blur, progress, args.part)
     n = len(data["x"])
-    log = LossLog(out / "texture_loss.csv", ["step", "loss", "mse", "sec"])
+    log = LossLog(out / f"{args.part}_loss.csv", ["step", "loss", "mse", "sec"])
     rng = np.random.default_rng(args.seed + start)
     t0 = time.time()
     for step in range(start, args.steps):
         i = torch.from_numpy(rng.choice(n, min(args.batch, n), replace=False))
         loss, mse = field_loss(field, data["layout"][i].to(dev), data["base"][i].to(dev), data["x"][i].to(dev),
-                               data["seg"][i].to(dev), args.detail_weight)
+                               data["seg"][i].to(dev), args.detail_weight, args.part)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 10 == 0:
             log.append({"step": step, "loss": loss.item(), "mse": mse.item(), "sec": time.time() - t0})
             if progress and step % 100 == 0:
-                print(f"texture step {step}: loss {loss.item():.4f}", flush=True)
+                print(f"{args.part} step {step}: loss {loss.item():.4f}", flush=True)
         done = step + 1 == args.steps or bool(args.time_limit_s and time.time() - t0 > args.time_limit_s)
         if (step + 1) % args.save_every == 0 or done:
-            save_checkpoint(out, {"texture": field}, opt, step + 1)
+            save_checkpoint(out, {args.part: field}, opt, step + 1)
         if done:
             break
     model_dir = out / "model"

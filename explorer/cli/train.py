@@ -133,7 +133,8 @@ def register_train(sub) -> None:
     _common(d)
     d.set_defaults(handler=_cmd_train_decoder)
     t = tsub.add_parser("texture", help="train the decoder's texture field alone (every other weight frozen) to "
-                                         "draw the room patterns its pattern locks describe")
+                                         "draw the room patterns its pattern locks describe; or, with --part "
+                                         "refine, its full-resolution refiner alone")
     t.add_argument("--model", type=Path, required=True, help="whole model directory with appearance codes")
     t.add_argument("--out", type=Path, required=True, help="run directory; the model is written to OUT/model")
     t.add_argument("--steps", type=positive_int, default=1500)
@@ -144,6 +145,11 @@ def register_train(sub) -> None:
     t.add_argument("--views", type=positive_int, default=16, help="views a world, at random free poses")
     t.add_argument("--detail-weight", type=float, default=3.0, metavar="W",
                    help="weight of the loss on pattern detail alone, beside the reconstruction's")
+    t.add_argument("--part", choices=("texture", "refine"), default="texture",
+                   help="texture: the texture field; refine: the refiner that sharpens the frame along the layout "
+                        "(added to a model that has none)")
+    t.add_argument("--refine-width", type=positive_int, default=16, metavar="C",
+                   help="channels of a refiner added to a model without one")
     _common(t)
     t.set_defaults(handler=_cmd_train_texture)
     k = tsub.add_parser("look-prior", help="measure the looks (codes and pattern locks) of training worlds' room "
@@ -216,7 +222,8 @@ def _cmd_train_ae(args) -> int:
         cfg.autoencoder.image_size = args.image_size
     out = train_autoencoder(cfg, AETrainArgs(out=str(args.out), steps=args.steps, batch=args.batch, lr=args.lr,
                                              seeds=args.seeds, device=args.device, seed=args.seed,
-                                             time_limit_s=60 * args.time_limit), progress=not args.no_progress)
+                                             time_limit_s=60 * args.time_limit, part=args.part,
+                                             refine_width=args.refine_width), progress=not args.no_progress)
     print(f"autoencoder checkpoint in {out}; loss curve {out / 'ae_loss.png'}")
     return 0
 
@@ -280,11 +287,13 @@ def _cmd_train_texture(args) -> int:
         out = train_texture(TextureTrainArgs(model=str(args.model), out=str(args.out), steps=args.steps,
                                              batch=args.batch, lr=args.lr, seeds=args.seeds, views=args.views,
                                              detail_weight=args.detail_weight, device=args.device, seed=args.seed,
-                                             time_limit_s=60 * args.time_limit),
+                                             time_limit_s=60 * args.time_limit, part=args.part,
+                                             refine_width=args.refine_width),
                             progress=not args.no_progress)
     except ValueError as e:
         raise CLIError(f"mirage train texture: {e}") from None
-    print(f"texture field trained; model in {out}; loss curve {args.out / 'texture_loss.png'}")
+    what = "texture field" if args.part == "texture" else "refiner"
+    print(f"{what} trained; model in {out}; loss curve {args.out / (args.part + '_loss.png')}")
     return 0
 
 
