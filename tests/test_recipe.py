@@ -34,7 +34,7 @@ def test_shipped_recipe_is_valid_and_names_every_stage(capsys):
     assert "mirage train texture --model runs/v2/rl4/model --out runs/v2/tex1 --steps 2000" in out
     assert "mirage train look-prior --model runs/v2/tex1/model --out runs/v2/v2.2" in out
     assert "mirage train texture --model runs/v2/v2.2 --out runs/v2/tex2 --steps 2000" in out
-    assert ("mirage train texture --part refine --refine-width 8 --model runs/v2/lp2 --out runs/v2/ref2"
+    assert ("mirage train texture --part refine --refine-width 8 --model runs/v2/lp2 --out runs/v2/ref3"
             in out.rstrip().splitlines()[-1])
 
 
