@@ -158,14 +158,14 @@ class Decoder(nn.Module):
         x = net[:self.split](z) + self.layout.to_features(e)
         x = net[self.head + 1](net[self.head](net[self.split:self.head](x)))
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
+        drawn = layout[:, 4:9].sum(1, keepdim=True).clamp(0.0, 1.0)   # the class shares only
         if self.texture is not None and texture:
             rgb = textured(self.texture, rgb, layout)
         if self.refine is not None and refine:
-            rgb = self.refine(rgb, layout[:, :GEOMETRY])
+            rgb = self.refine(rgb, layout[:, :GEOMETRY], drawn)
         own = F.pixel_shuffle(x[:, 3 * u * u:], u)
-        # Depth from geometry where the layout drew a surface: its log depth plus a learned
+        # Depth from geometry where the layout drew a surface (`drawn`): its log depth plus a learned
         # correction; elsewhere (layout off, or nothing drawn) the depth head's own.
-        drawn = layout[:, 4:9].sum(1, keepdim=True).clamp(0.0, 1.0)   # the class shares only
         grounded = layout[:, :1] + F.pixel_shuffle(self.layout.to_depth(e), u)
         logd = own + drawn * (grounded - own)
         return rgb, logd.clamp(math.log(MIN_DEPTH), self.log_max)

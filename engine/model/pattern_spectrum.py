@@ -142,13 +142,20 @@ def spectral_peaks(spectra: torch.Tensor, freqs: tuple[float, ...] = SPECTRUM, m
     return logf[idx] + shift.clamp(-0.5, 0.5) * step, best > math.log(min_share)
 
 
+def _demodulate(d: torch.Tensor, masks: torch.Tensor, coord: torch.Tensor, f: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each segment's brightness d (N, 1 or S, h, w) against a cosine and a sine at its frequency f (N, S)
+    cycles a metre of the coordinate x (N, 1, h, w): the sums over its pixels (N, S) each."""
+    cycles = f[..., None, None] * coord                              # (N, S, h, w)
+    weighted = d * masks
+    c = (weighted * torch.cos(2.0 * math.pi * cycles)).sum((2, 3))
+    return c, (weighted * torch.sin(2.0 * math.pi * cycles)).sum((2, 3))
+
+
 def _fit_phase(d: torch.Tensor, masks: torch.Tensor, coord: torch.Tensor, logf: torch.Tensor) -> torch.Tensor:
     """The phase in cycles (N, S) at which cos(2 pi (f x + phase)) best fits each segment's brightness d
     (N, 1, h, w), for the coordinate x (N, 1, h, w) and each segment's log frequency (N, S)."""
-    cycles = logf.exp()[..., None, None] * coord                     # (N, S, h, w)
-    weighted = d * masks
-    c = (weighted * torch.cos(2.0 * math.pi * cycles)).sum((2, 3))
-    s = (weighted * torch.sin(2.0 * math.pi * cycles)).sum((2, 3))
+    c, s = _demodulate(d, masks, coord, logf.exp())
     return torch.atan2(-s, c) / (2.0 * math.pi)
 
 
@@ -256,13 +263,10 @@ def _brick_lock(d: torch.Tensor, uvs: torch.Tensor, masks: torch.Tensor, area: t
     along its diagonals), whose phase psi places them: u's phase is 2 psi (the joints are dark, the
     basis's lines positive, and the row sign chose which rows are odd). Only walls are read: the
     worlds lay no bricks elsewhere, and a floor's planks would be taken for them now and then."""
-    fv = logf[..., 1].exp()[..., None, None]                                  # (N, S, 1, 1)
+    fv = logf[..., 1].exp()                                                   # (N, S)
     phase_v = phase[..., 1] + 0.5
-    row = torch.tanh(4.0 * torch.sin(math.pi * (fv * uvs[:, 1:2] + phase_v[..., None, None])))   # (N, S, h, w)
-    cycles = 0.5 * fv * uvs[:, :1]
-    signal = d * row * masks
-    c = (signal * torch.cos(2.0 * math.pi * cycles)).sum((2, 3))
-    s = (signal * torch.sin(2.0 * math.pi * cycles)).sum((2, 3))
+    row = torch.tanh(4.0 * torch.sin(math.pi * (fv[..., None, None] * uvs[:, 1:2] + phase_v[..., None, None])))
+    c, s = _demodulate(d * row, masks, uvs[:, :1], 0.5 * fv)
     share = (c ** 2 + s ** 2) / area ** 2 / (var + 1e-4)
     j = ((logf[..., 1] - math.log(LOCK_FREQS[0])) / math.log(LOCK_FREQS[1] / LOCK_FREQS[0])).round().long()
     at = axis_shares.gather(-1, j.clamp(0, len(LOCK_FREQS) - 1)[..., None, None].expand(*j.shape, 2, 1))[..., 0]

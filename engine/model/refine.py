@@ -41,7 +41,11 @@ class Refiner(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, rgb: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
-        drawn = geometry[:, 4:9].sum(1, keepdim=True).clamp(0.0, 1.0)   # the class shares only
+    def forward(self, rgb: torch.Tensor, geometry: torch.Tensor, drawn: torch.Tensor | None = None) -> torch.Tensor:
+        """`drawn` (B, 1, H, W): where the layout drew a surface, its class shares summed and clamped to
+        [0, 1]; the decoder passes the one it computes for its depth, so the frame's path does not
+        reduce the classes twice."""
+        if drawn is None:
+            drawn = geometry[:, 4:9].sum(1, keepdim=True).clamp(0.0, 1.0)
         h = F.silu(self.mix(torch.cat([rgb, geometry[:, :GEOMETRY_IN]], dim=1)))
         return rgb + self.out(F.silu(self.conv(h))) * drawn

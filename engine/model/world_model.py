@@ -132,8 +132,9 @@ class WorldModel(nn.Module):
         except (ValueError, TypeError) as e:
             raise ModelFileError(f"{cfg_path}: {e}") from None
         legacy_cfg = cfg.autoencoder   # a coded model saved with an older pattern lock is widened as it loads
-        if legacy_lock_missing(legacy_cfg):
-            cfg.autoencoder = replace(legacy_cfg, layout_channels=legacy_cfg.layout_channels + legacy_lock_missing(legacy_cfg))
+        lacking = legacy_lock_missing(legacy_cfg)
+        if lacking:
+            cfg.autoencoder = replace(legacy_cfg, layout_channels=legacy_cfg.layout_channels + lacking)
         model = WorldModel(cfg)
         sums = _expected_checksums(d)
         for name, mod in (("autoencoder", model.ae), ("generator", model.gen)):

@@ -222,8 +222,7 @@ def _cmd_train_ae(args) -> int:
         cfg.autoencoder.image_size = args.image_size
     out = train_autoencoder(cfg, AETrainArgs(out=str(args.out), steps=args.steps, batch=args.batch, lr=args.lr,
                                              seeds=args.seeds, device=args.device, seed=args.seed,
-                                             time_limit_s=60 * args.time_limit, part=args.part,
-                                             refine_width=args.refine_width), progress=not args.no_progress)
+                                             time_limit_s=60 * args.time_limit), progress=not args.no_progress)
     print(f"autoencoder checkpoint in {out}; loss curve {out / 'ae_loss.png'}")
     return 0
 
