@@ -94,3 +94,18 @@ def coded_dir(tiny_model_dir, tmp_path_factory, egl, train_seed):
                                           gan_start=4, save_every=8, pairs=str(root / "pairs.safetensors"),
                                           layout="on", appearance_dim=4, kl_weight=1e-3, detail_weight=1.0),
                            progress=False)
+
+
+def render_with_layout(level, poses, size: int, fov_deg: float):
+    """The real renderer's frames (N, size, size, 3) uint8 and depth of `poses` in `level`, and the
+    layout's G-buffer there (engine/world/layout.LayoutRenderer), both renderers closed after."""
+    from engine.world.layout import LayoutRenderer
+    from engine.world.renderer import Renderer
+
+    r, lr = Renderer(level, size, size, fov_deg), LayoutRenderer(level, size, size, fov_deg)
+    try:
+        rgb, depth = r.render(poses)
+        return rgb, depth, lr.layout(poses)
+    finally:
+        r.close()
+        lr.close()

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture; coded_dir comes from conftest)
+from model_fixtures import render_with_layout, tiny_model_dir  # noqa: F401  (pytest fixture; coded_dir comes from conftest)
 
 from engine.model.appearance import gaussian_kl
 from engine.model.autoencoder import SURFACE
@@ -232,15 +232,7 @@ def test_the_texture_fields_bases_and_footprint():
 def _rendered_views(level, poses) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """The real renderer's frames (N, 128, 128, 3) uint8 of `poses` and the layout's surface coordinates
     (N, 2, 128, 128) and appearance segments (N, 1, 128, 128) there."""
-    from engine.world.renderer import Renderer
-
-    r, lr = Renderer(level, 128, 128, 70.0), LayoutRenderer(level, 128, 128, 70.0)
-    try:
-        rgb, _ = r.render(poses)
-        lay = lr.layout(poses)
-    finally:
-        r.close()
-        lr.close()
+    rgb, _, lay = render_with_layout(level, poses, 128, 70.0)
     uv, seg = split_surface(surface_planes(lay))
     return rgb, uv, seg
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from model_fixtures import tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
+from model_fixtures import render_with_layout, tiny_model, tiny_model_dir  # noqa: F401  (pytest fixtures)
 
 from engine.model.autoencoder import Autoencoder, widen_layout_input
 from engine.model.config import tiny_config
@@ -28,19 +28,9 @@ from engine.world.levels import generate_level
 
 
 def _turnaround_views(seed: int, n: int, size: int = 64):
-    from engine.world.layout import LayoutRenderer
-    from engine.world.renderer import Renderer
-
     traj = make_trajectory(seed, "turnaround", resolution=(size, size))
     poses = traj.frames[:n]
-    level = generate_level(seed)
-    r, lr = Renderer(level, size, size, traj.fov_deg), LayoutRenderer(level, size, size, traj.fov_deg)
-    try:
-        rgb, depth = r.render(poses)
-        lay = lr.layout(poses)
-    finally:
-        r.close()
-        lr.close()
+    rgb, depth, lay = render_with_layout(generate_level(seed), poses, size, traj.fov_deg)
     return poses, rgb, depth, lay
 
 
