@@ -187,19 +187,30 @@ def test_the_coded_decoder_exports_and_onnxruntime_draws_what_torch_draws(coded_
 
     monkeypatch.setenv("MIRAGE_CACHE_DIR", str(tmp_path / "cache"))
     m = WorldModel.load(coded_dir)
-    export_onnx(m, tmp_path / "onnx")
+    export_onnx(m, tmp_path / "onnx", int8=True)
     worst = network_parity(m, tmp_path / "onnx")
     assert max(worst.values()) < 1e-3, worst
     traj = make_trajectory(train_seed, "explore", frames=6, resolution=(m.image_size, m.image_size))
     gt, _ = render_trajectory(m, traj, {})
     source = SceneLayout.for_model(generate_level(train_seed), m)
     frames = {}
-    for name in ("torch", "onnxruntime"):
-        backend = OnnxRuntimeBackend(m, tmp_path / "onnx") if name == "onnxruntime" else "torch"
+    for name in ("torch", "onnxruntime", "int8"):
+        backend = OnnxRuntimeBackend(m, tmp_path / "onnx", int8=name == "int8") if name != "torch" else "torch"
         sess = WorldSession(m, memory=True, seed=3, layout=source, backend=backend)
         sess.observe(gt[0], traj.frames[0])
         frames[name] = np.stack([sess.step(p).frame for p in traj.frames[1:]]).astype(np.float32)
     assert np.abs(frames["torch"] - frames["onnxruntime"]).max() <= 2.0
+    # The int8 trunk: the full-resolution convolutions (texture field) stay float32, the frames within a
+    # level or two of float's on average.
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "onnx" / "decoder.int8.onnx")).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert any(made_by.get(n.input[1]) == "DequantizeLinear" for n in convs)
+    assert all(made_by.get(n.input[1]) != "DequantizeLinear" for n in convs if "texture" in n.input[1])
+    assert any("texture" in n.input[1] for n in convs)
+    assert np.abs(frames["int8"] - frames["onnxruntime"]).mean() <= 2.0
 
 
 def test_the_texture_fields_bases_and_footprint():

@@ -178,6 +178,53 @@ def test_rollout_of_50_frames_matches_torch(onnx_dir, tiny_model, first_view):
     assert float(np.mean([(d > 2).mean() for d in diffs])) < 0.02
 
 
+def test_int8_export_quantizes_the_decoder_trunk_and_draws_what_float_draws(tiny_model, first_view, tmp_path):
+    """`export_onnx(int8=True)` adds decoder.int8.onnx: its 3x3 convolutions below the frame's size in
+    int8 (calibrated on rendered views), everything else as exported; ONNX Runtime runs it by default
+    and its frames stay within a few levels of the float32 decoder's."""
+    import onnx
+
+    from engine.backends.onnx_export import INT8_DECODER
+    from engine.backends.ort_backend import OnnxRuntimeBackend
+    from engine.backends.quantize import trunk_convs
+
+    out = tmp_path / "int8"
+    manifest = export_onnx(tiny_model, out, int8=True)
+    assert INT8_DECODER in manifest["files"] and manifest["int8"]["calibration_frames"] == 48
+    assert check_export(out, tiny_model, int8=True)["int8"] == manifest["int8"]
+    graph = onnx.load(str(out / INT8_DECODER)).graph
+    made_by = {o: n for n in graph.node for o in n.output}
+    quantized = {n.name for n in graph.node if n.op_type == "Conv" and made_by[n.input[1]].op_type == "DequantizeLinear"}
+    assert quantized and len(quantized) == manifest["int8"]["quantized_convs"]
+    # The convolutions trunk_convs picks: 3x3, below full resolution (the tiny decoder has no other;
+    # the coded decoder's full-resolution ones stay float: test_appearance).
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    quant_pre_process(str(out / "decoder.onnx"), str(tmp_path / "shapes.onnx"), skip_symbolic_shape=True)
+    assert quantized == set(trunk_convs(tmp_path / "shapes.onnx", tiny_model.image_size))
+
+    traj, rgb, depth = first_view
+    frames = {}
+    for name, backend in (("int8", OnnxRuntimeBackend(tiny_model, out)),
+                          ("fp32", OnnxRuntimeBackend(tiny_model, out, int8=False))):
+        assert backend.int8 == (name == "int8") and ("int8" if name == "int8" else "float32") in backend.reason
+        s = WorldSession(tiny_model, memory=True, seed=5, backend=backend)
+        s.observe(rgb, traj.frames[0], depth)
+        frames[name] = np.stack([s.step(p).frame for p in traj.frames[1:21]]).astype(np.float32)
+    assert OnnxRuntimeBackend(tiny_model, out, int8=False).name == "onnxruntime-fp32"
+    diff = np.abs(frames["int8"] - frames["fp32"])
+    assert diff.mean() <= 2.0 and diff.max() > 0, (diff.mean(), diff.max())
+
+
+def test_an_export_without_the_int8_decoder_runs_float32_and_says_so(onnx_dir, tiny_model):
+    from engine.backends.ort_backend import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(tiny_model, onnx_dir)
+    assert not backend.int8 and backend.name == "onnxruntime-fp32"
+    assert "no decoder.int8.onnx" in backend.reason and "float32 decoder" in backend.reason
+    with pytest.raises(StaleExportError, match="no int8 decoder"):
+        check_export(onnx_dir, tiny_model, int8=True)
+
+
 # ---- selection and fallback -------------------------------------------------------------------
 
 def test_default_session_backend_is_torch(tiny_model):

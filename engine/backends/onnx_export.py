@@ -1,6 +1,7 @@
 """ONNX export of the per-frame networks, with a manifest that detects stale exports.
 
     export_onnx(model, out_dir, fp16=False)  ->  out_dir/encoder.onnx, generator.onnx, decoder.onnx, manifest.json
+    export_onnx(model, out_dir, int8=True)   ->  ... and decoder.int8.onnx (engine/backends/quantize.py)
 
 Inputs and outputs carry stable names (engine.backends.networks.io_names) and a
 dynamic batch axis called "batch"; every other axis is fixed by the model's config.
@@ -43,6 +44,7 @@ MANIFEST = "manifest.json"
 FORMAT = "mirage-onnx/4"
 OPSET = 18
 NETWORKS = ("encoder", "generator", "decoder")
+INT8_DECODER = "decoder.int8.onnx"   # the decoder with its trunk in int8, for ONNX Runtime on the CPU
 
 
 class StaleExportError(ValueError):
@@ -107,8 +109,11 @@ def _export_one(net: torch.nn.Module, args: tuple, path: Path, io: tuple[tuple[s
     return "torchscript"
 
 
-def export_onnx(model: WorldModel, out_dir: str | Path, fp16: bool = False, opset: int = OPSET) -> dict:
+def export_onnx(model: WorldModel, out_dir: str | Path, fp16: bool = False, opset: int = OPSET,
+                int8: bool = False) -> dict:
     """Write encoder.onnx, generator.onnx, decoder.onnx and manifest.json into out_dir; returns the manifest.
+    int8: also decoder.int8.onnx, the float32 decoder with its trunk quantized (calibrated on rendered
+    views of training worlds: this needs the renderer's GL context, and adds a few seconds).
 
     Files are written into a temporary folder beside out_dir and moved in at the end,
     so an interrupted export never leaves a half-written set that looks complete.
@@ -125,6 +130,14 @@ def export_onnx(model: WorldModel, out_dir: str | Path, fp16: bool = False, opse
         exporters = {}
         for name in NETWORKS:
             exporters[name] = _export_one(nets[name], ex[name], tmp / f"{name}.onnx", io_names(cpu_model)[name], opset)
+        int8_info = None
+        if int8:
+            if fp16:
+                raise ValueError("an int8 decoder is made from the float32 export; fp16 and int8 do not combine")
+            from engine.backends.quantize import quantize_decoder
+
+            int8_info = quantize_decoder(cpu_model, tmp / "decoder.onnx", tmp / INT8_DECODER)
+        files = [f"{name}.onnx" for name in NETWORKS] + ([INT8_DECODER] if int8 else [])
         manifest = {
             "format": FORMAT,
             "opset": opset,
@@ -135,7 +148,8 @@ def export_onnx(model: WorldModel, out_dir: str | Path, fp16: bool = False, opse
             "io": {name: {"inputs": list(io_names(model)[name][0]), "outputs": list(io_names(model)[name][1])}
                    for name in NETWORKS},
             "shapes": _shapes(cpu_model),
-            "files": {f"{name}.onnx": sha256_file(tmp / f"{name}.onnx") for name in NETWORKS},
+            "files": {f: sha256_file(tmp / f) for f in files},
+            "int8": int8_info,
             "model": {"image_size": model.image_size, "latent_channels": model.latent_channels,
                       "cells": model.cells},
             "export_seconds": round(time.perf_counter() - t0, 2),
@@ -169,8 +183,9 @@ def read_manifest(onnx_dir: str | Path) -> dict:
 
 
 def check_export(onnx_dir: str | Path, model: WorldModel | None = None, fp16: bool | None = None,
-                 verify_files: bool = True) -> dict:
-    """The manifest of a complete export that matches `model` (and `fp16`), or StaleExportError saying why not."""
+                 verify_files: bool = True, int8: bool = False) -> dict:
+    """The manifest of a complete export that matches `model` (and `fp16`; with `int8`, one that has the
+    int8 decoder), or StaleExportError saying why not."""
     d = Path(onnx_dir)
     manifest = read_manifest(d)
     for fname, digest in manifest["files"].items():
@@ -179,6 +194,8 @@ def check_export(onnx_dir: str | Path, model: WorldModel | None = None, fp16: bo
             raise StaleExportError(f"{f}: missing")
         if verify_files and sha256_file(f) != digest:
             raise StaleExportError(f"{f}: changed since export (sha256 differs from the manifest)")
+    if int8 and INT8_DECODER not in manifest["files"]:
+        raise StaleExportError(f"{d}: no int8 decoder (export it with `mirage export onnx --int8`)")
     if fp16 is not None and bool(manifest["fp16"]) != bool(fp16):
         raise StaleExportError(f"{d}: exported with fp16={manifest['fp16']}, wanted fp16={fp16}")
     if model is not None:
@@ -190,25 +207,26 @@ def check_export(onnx_dir: str | Path, model: WorldModel | None = None, fp16: bo
     return manifest
 
 
-def cached_export(model: WorldModel, fp16: bool = False) -> Path:
-    """An up-to-date export of `model` in the user's cache, made on first use (keyed by the weights' hash)."""
+def cached_export(model: WorldModel, fp16: bool = False, int8: bool = False) -> Path:
+    """An up-to-date export of `model` in the user's cache, made on first use (keyed by the weights' hash);
+    with `int8`, one that has the int8 decoder too."""
     fp = weights_fingerprint(model)
     key = f"{fp['autoencoder'][:12]}-{fp['generator'][:12]}-{fp['config'][:8]}{'-fp16' if fp16 else ''}"
     d = cache_dir("onnx", key)
     try:
-        check_export(d, model, fp16)
+        check_export(d, model, fp16, int8=int8)
         return d
     except StaleExportError:
         pass
     if threading.current_thread() is threading.main_thread():
-        export_onnx(model, d, fp16=fp16)
+        export_onnx(model, d, fp16=fp16, int8=int8)
     else:
-        _export_in_subprocess(model, d, fp16)
-        check_export(d, model, fp16)  # made from a saved copy: it must match these weights
+        _export_in_subprocess(model, d, fp16, int8)
+        check_export(d, model, fp16, int8=int8)  # made from a saved copy: it must match these weights
     return d
 
 
-def _export_in_subprocess(model: WorldModel, out: Path, fp16: bool) -> None:
+def _export_in_subprocess(model: WorldModel, out: Path, fp16: bool, int8: bool = False) -> None:
     """Export from another process. Off the main thread (the explorer's worker) the dynamo
     exporter's lazy imports stalled for minutes in a Qt app here; a child process with the
     weights saved to a temporary folder has no such interaction and costs a second more."""
@@ -221,6 +239,8 @@ def _export_in_subprocess(model: WorldModel, out: Path, fp16: bool) -> None:
         cmd = [sys.executable, "-m", "explorer", "export", "onnx", "--model", str(src), "--out", str(dst), "--no-check"]
         if fp16:
             cmd.append("--fp16")
+        if int8:
+            cmd.append("--int8")
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"ONNX export failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-500:]}")

@@ -19,6 +19,10 @@ Session options, and why:
   - no spinning: by default ONNX Runtime's pool threads busy-wait after each run,
     taking the cores torch needs for the memory read/write between network calls
     (measured: memory write 6.3 ms with spinning, 1.6 ms without; docs/BACKENDS.md).
+
+The decoder runs with its trunk in int8 (engine/backends/quantize.py) where the export has it; the
+cached export is made with it. `int8=False`, an explicit export without it, or a failure to make it
+runs the float32 decoder, and the backend's reason says which runs and why.
 """
 from __future__ import annotations
 
@@ -34,7 +38,12 @@ from engine.backends.networks import (
     example_inputs,
     io_names,
 )
-from engine.backends.onnx_export import NETWORKS, cached_export, check_export
+from engine.backends.onnx_export import (
+    INT8_DECODER,
+    NETWORKS,
+    cached_export,
+    check_export,
+)
 from engine.model.world_model import WorldModel
 
 
@@ -70,20 +79,36 @@ class OnnxRuntimeBackend(Backend):
     name = kind = "onnxruntime"
 
     def __init__(self, model: WorldModel, onnx_dir: str | Path | None = None, threads: int | None = None,
-                 reason: str = "") -> None:
+                 reason: str = "", int8: bool = True) -> None:
         ort = import_onnxruntime()
         device = next(model.parameters()).device
-        super().__init__(device, reason or f"ONNX Runtime {ort.__version__}, CPU execution provider")
         # An explicit directory must match the model (a stale export is an error the user fixes);
         # the cache is re-exported silently when the weights change.
+        why_float = "" if int8 else "float32 decoder asked for"
+        if onnx_dir is None and int8:
+            try:
+                onnx_dir = cached_export(model, fp16=False, int8=True)
+            except Exception as e:  # noqa: BLE001 - the float32 decoder still runs; the reason says why
+                why_float = f"no int8 decoder ({type(e).__name__}: {e}); float32 decoder"
         if onnx_dir is None:
             onnx_dir = cached_export(model, fp16=False)
         self.manifest = check_export(onnx_dir, model, fp16=False)
         self.onnx_dir = Path(onnx_dir)
+        files = {name: f"{name}.onnx" for name in NETWORKS}
+        if int8 and not why_float:
+            if INT8_DECODER in self.manifest["files"]:
+                files["decoder"] = INT8_DECODER
+            else:
+                why_float = f"{self.onnx_dir} has no {INT8_DECODER}; float32 decoder"
+        self.int8 = files["decoder"] == INT8_DECODER
+        if not self.int8:   # labelled apart in the GUI and bench tables: its speed is not the int8 decoder's
+            self.name = "onnxruntime-fp32"
+        precision = "int8 decoder trunk" if self.int8 else why_float
+        super().__init__(device, reason or f"ONNX Runtime {ort.__version__}, CPU execution provider, {precision}")
         so = session_options(threads)
-        self.sessions = {name: ort.InferenceSession(str(self.onnx_dir / f"{name}.onnx"), sess_options=so,
+        self.sessions = {name: ort.InferenceSession(str(self.onnx_dir / f), sess_options=so,
                                                     providers=["CPUExecutionProvider"])
-                         for name in NETWORKS}
+                         for name, f in files.items()}
         self.model = model
         self.io = io_names(model)
         for name, sess in self.sessions.items():

@@ -90,13 +90,13 @@ def plan_backend(requested: str, device: str | torch.device,
     return "torch", f"backend {requested}: {why}; using torch instead"
 
 
-def _build(kind: str, model: WorldModel, onnx_dir: str | Path | None, cuda_graphs: bool) -> Backend:
+def _build(kind: str, model: WorldModel, onnx_dir: str | Path | None, cuda_graphs: bool, int8: bool = True) -> Backend:
     if kind == "torch":
         return TorchBackend(model, cuda_graphs=cuda_graphs)
     if kind == "onnxruntime":
         from engine.backends.ort_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(model, onnx_dir)
+        return OnnxRuntimeBackend(model, onnx_dir, int8=int8)
     if kind == "tensorrt":
         from engine.backends.tensorrt_backend import TensorRTBackend
 
@@ -105,12 +105,15 @@ def _build(kind: str, model: WorldModel, onnx_dir: str | Path | None, cuda_graph
 
 
 def select_backend(requested: str, model: WorldModel, onnx_dir: str | Path | None = None,
-                   device: str | torch.device | None = None, cuda_graphs: bool = False) -> tuple[Backend, str]:
+                   device: str | torch.device | None = None, cuda_graphs: bool = False,
+                   int8: bool = True) -> tuple[Backend, str]:
     """Build the backend to run `model` with; returns it and one line saying which one and why.
 
     requested: "auto", "torch", "onnxruntime" or "tensorrt". onnx_dir: an export made
     by `mirage export onnx` (default: export on the fly into the user's cache).
     device: where session tensors live; must be the model's device (the default).
+    int8: ONNX Runtime runs the decoder's int8 export where it can (engine/backends/quantize.py);
+    False runs its float32 decoder (labelled "onnxruntime-fp32").
     Never raises for a backend that cannot run: it falls back to torch and says so.
     """
     mdev = next(model.parameters()).device
@@ -130,7 +133,7 @@ def select_backend(requested: str, model: WorldModel, onnx_dir: str | Path | Non
                 tried.append(f"{kind}: {avail[kind][1]}")
                 continue
             try:
-                backend = _build(kind, model, onnx_dir, cuda_graphs)
+                backend = _build(kind, model, onnx_dir, cuda_graphs, int8)
             except Exception as e:  # noqa: BLE001 - a failing backend is reported and the next one tried
                 tried.append(f"{kind} failed: {e}")
                 continue
@@ -138,7 +141,7 @@ def select_backend(requested: str, model: WorldModel, onnx_dir: str | Path | Non
             return backend, f"backend auto -> {backend.name}: {backend.reason}{skipped}"
     kind, note = plan_backend(requested, mdev, avail)
     try:
-        backend = _build(kind, model, onnx_dir, cuda_graphs)
+        backend = _build(kind, model, onnx_dir, cuda_graphs, int8)
     except Exception as e:  # noqa: BLE001 - never crash on a backend: fall back to the reference
         if kind == "torch":
             raise

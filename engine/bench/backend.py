@@ -12,6 +12,9 @@ are excluded. Every backend sees the same poses and the same noise seed.
 bench_interleaved steps one session per backend in turn on each pose, so on a shared
 machine (other jobs on the same cores) every backend sees the same load; separate
 runs minutes apart can differ by 2x on such a machine.
+
+Besides the backend names, "onnxruntime-fp32" times ONNX Runtime with its float32 decoder (the
+int8 one is the default: engine/backends/quantize.py), to show what the int8 trunk gains.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 
 BENCH_SCENE = 1_000_007   # an eval-range world
+FP32_ORT = "onnxruntime-fp32"   # a bench name of its own: ONNX Runtime with the float32 decoder
 
 
 def _stats(lat: list[float], stages: dict[str, list[float]]) -> dict:
@@ -54,7 +58,9 @@ def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: st
     level = generate_level(scene_seed) if use_layout else None
     sessions, messages, sources = [], {}, []
     for name in backend_names:
-        backend, messages[name] = select_backend(name, model, cuda_graphs=cuda_graphs)
+        fp32 = name == FP32_ORT
+        backend, messages[name] = select_backend("onnxruntime" if fp32 else name, model, cuda_graphs=cuda_graphs,
+                                                 int8=not fp32)
         src = SceneLayout.for_model(level, model) if use_layout else None
         sources += [src] if src is not None else []
         sessions.append((name, WorldSession(model, memory=memory, steps=steps, seed=0, backend=backend, layout=src)))

@@ -26,6 +26,10 @@ def register(sub) -> None:
     o.add_argument("--fp16", action="store_true",
                    help="float16 weights and arithmetic inside (float32 inputs/outputs): for TensorRT's strongly "
                         "typed networks")
+    o.add_argument("--int8", action="store_true",
+                   help="also write decoder.int8.onnx: the decoder with its 3x3 trunk convolutions in int8, "
+                        "calibrated on rendered views of two training worlds (needs the renderer's GL); ONNX "
+                        "Runtime on the CPU runs it in place of decoder.onnx")
     o.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing export in DIR")
     o.add_argument("--no-check", action="store_true",
@@ -46,17 +50,21 @@ def _refuse_existing(out: Path, overwrite: bool) -> None:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    if args.int8 and args.fp16:
+        raise ValueError("--int8 quantizes the float32 decoder; it does not combine with --fp16")
     _refuse_existing(args.out, args.overwrite)
     from engine.backends.onnx_export import OPSET, export_onnx
     from engine.model.world_model import WorldModel
 
     model = WorldModel.load(args.model)
-    manifest = export_onnx(model, args.out, fp16=args.fp16, opset=args.opset or OPSET)
+    manifest = export_onnx(model, args.out, fp16=args.fp16, opset=args.opset or OPSET, int8=args.int8)
     for name, digest in manifest["files"].items():
         size = (args.out / name).stat().st_size
         print(f"  {name:16s} {size / 1e6:6.2f} MB  sha256 {digest[:12]}")
     exporters = sorted(set(manifest["exporter"].values()))
-    print(f"wrote {args.out} (opset {manifest['opset']}, {'fp16' if args.fp16 else 'fp32'}, "
+    precision = "fp16" if args.fp16 else "fp32" + (f", {manifest['int8']['quantized_convs']} decoder convolutions "
+                                                      "in int8" if args.int8 else "")
+    print(f"wrote {args.out} (opset {manifest['opset']}, {precision}, "
           f"{'/'.join(exporters)} exporter, {manifest['export_seconds']:.1f} s)")
     if not args.no_check:
         print(_parity_line(model, args.out, args.fp16))

@@ -24,7 +24,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--step-frames", type=positive_int, default=200, help="timed generated frames per backend")
     p.add_argument("--backends", default="torch,onnxruntime,tensorrt", metavar="NAMES",
-                   help="backends to time (comma-separated); those that cannot run here are reported and skipped")
+                   help="backends to time (comma-separated); those that cannot run here are reported and skipped. "
+                        "onnxruntime-fp32 times ONNX Runtime with its float32 decoder instead of the int8 one; "
+                        "listed with onnxruntime, the two take turns pose by pose")
     p.add_argument("--cuda-graphs", action="store_true", help="on CUDA also time torch with CUDA graphs")
     p.add_argument("--memory", choices=["on", "off"], default="on", help="memory during the step benchmark")
     p.add_argument("--layout", choices=["on", "off"], default="on",
@@ -52,20 +54,24 @@ def register(sub) -> None:
 
 def _backends(args, result: dict, step: dict) -> None:
     from engine.backends.select import backend_availability
-    from engine.bench.backend import bench_backend
+    from engine.bench.backend import FP32_ORT, bench_backend, bench_interleaved
 
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     available = backend_availability(args.device)
+    options = dict(frames=args.step_frames, model_dir=args.model, steps=args.steps, device=args.device,
+                   memory=args.memory == "on", layout=args.layout == "on")
+    paired = {}
+    if {"onnxruntime", FP32_ORT} <= set(names) and available["onnxruntime"][0]:
+        # Both precisions on the same poses in turn: on a shared machine only that compares them fairly.
+        paired = bench_interleaved(["onnxruntime", FP32_ORT], **options)
     for name in names:
-        ok, why = available.get(name, (False, f"unknown backend {name!r}"))
+        ok, why = available.get("onnxruntime" if name == FP32_ORT else name, (False, f"unknown backend {name!r}"))
         if not ok:                                   # say so and move on; never time a fallback under its name
             print(f"  {name}: not run here ({why})")
             result.setdefault("skipped_backends", {})[name] = why
             continue
         # The step benchmark already is the torch run on this walk: reuse it, don't time torch twice.
-        r = step if name == "torch" else bench_backend(name, frames=args.step_frames, model_dir=args.model,
-                                                       steps=args.steps, device=args.device,
-                                                       memory=args.memory == "on", layout=args.layout == "on")
+        r = step if name == "torch" else paired.get(name) or bench_backend(name, **options)
         if r["backend"] != name and not r["backend"].startswith(name):
             print(f"  {name}: not run here ({r['message']})")
             result.setdefault("skipped_backends", {})[name] = r["message"]
