@@ -342,6 +342,21 @@ def test_cli_export_onnx_refuses_an_existing_dir_unless_overwrite(tiny_model_dir
     assert main(args + ["--overwrite"]) == 0
 
 
+def test_cli_export_onnx_int8_writes_and_checks_the_int8_decoder(tiny_model_dir, tmp_path, capsys, egl):
+    import re
+
+    from explorer.cli import main
+
+    out = tmp_path / "export"
+    assert main(["export", "onnx", "--out", str(out), "--model", str(tiny_model_dir), "--int8", "--fp16"]) == 2
+    assert "--int8" in capsys.readouterr().err and not out.exists()
+    assert main(["export", "onnx", "--out", str(out), "--model", str(tiny_model_dir), "--int8"]) == 0
+    printed = capsys.readouterr().out
+    assert "decoder.int8.onnx" in printed and "decoder convolutions in int8" in printed
+    m = re.search(r"int8 decoder vs float32, PSNR over 48 views .*: median ([\d.]+) dB, lowest ([\d.]+) dB", printed)
+    assert m and float(m[1]) >= float(m[2]) > 20, printed
+
+
 def test_bench_backend_reports_fps_and_latency(tiny_model_dir, egl):
     from engine.bench.backend import bench_backend
 

@@ -58,7 +58,7 @@ def test_the_refine_stage_adds_a_refiner_and_trains_it_alone(coded_dir, tmp_path
     torch.manual_seed(0)
     out = train_texture(TextureTrainArgs(model=str(coded_dir), out=str(tmp_path / "ref"), steps=30, batch=4, lr=3e-3,
                                          seeds=(train_seed, train_seed + 1), views=4, save_every=15, part="refine",
-                                         refine_width=8), progress=False)
+                                         refine_width=8, energy_weight=1.0), progress=False)
     after = WorldModel.load(out)
     assert after.cfg.autoencoder.refine_width == 8 and after.ae.decoder.refine is not None
     old, new = before.ae.state_dict(), after.ae.state_dict()
@@ -69,12 +69,41 @@ def test_the_refine_stage_adds_a_refiner_and_trains_it_alone(coded_dir, tmp_path
         # An untrained refiner adds nothing (its last convolution starts at zero): the field's frame.
         untrained = Refiner(8)
         assert torch.equal(untrained(data["base"], data["layout"][:, :26]), data["base"])
-        first, _ = field_loss(untrained, data["layout"], data["base"], data["x"], data["seg"], 3.0, "refine")
-        last, _ = field_loss(after.ae.decoder.refine, data["layout"], data["base"], data["x"], data["seg"], 3.0, "refine")
+        first, _ = field_loss(untrained, data["layout"], data["base"], data["x"], data["seg"], 3.0, "refine", 1.0)
+        last, _ = field_loss(after.ae.decoder.refine, data["layout"], data["base"], data["x"], data["seg"], 3.0, "refine",
+                             1.0)
         z = after.encode(data["x"][:2])
         assert torch.equal(after.ae.decoder(z, None)[0], before.ae.decoder(z, None)[0])
     assert float(last) < float(first), (float(first), float(last))
     assert (tmp_path / "ref" / "refine_loss.csv").is_file()
+
+
+def test_the_energy_loss_asks_for_as_much_detail_as_ground_truth_wherever_it_falls(egl, train_seed):
+    """On real rendered frames: a frame moved by a pixel (the same detail, elsewhere in each window) costs
+    the energy term little and the pixel loss much; a blurred frame (less detail) and an over-sharpened
+    one (more) both cost it much."""
+    import torch.nn.functional as F
+
+    from engine.model.autoencoder import to_model_image
+    from engine.train.texture import TextureTrainArgs, energy_loss, train_texture
+    from engine.trajectory import make_trajectory
+    from engine.world.levels import generate_level
+    from engine.world.renderer import Renderer
+
+    traj = make_trajectory(train_seed, "explore", frames=16, resolution=(64, 64))
+    r = Renderer(generate_level(train_seed), 64, 64, traj.fov_deg)
+    rgb, _ = r.render(traj.frames[::4])
+    r.close()
+    x = to_model_image(torch.from_numpy(rgb))
+    moved = torch.roll(x, 1, dims=-1)
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    sharpened = x + (x - blurred)
+    assert float(energy_loss(x, x)) < 1e-8
+    shift, blur, sharp = (float(energy_loss(y, x)) for y in (moved, blurred, sharpened))
+    assert shift < 0.25 * min(blur, sharp), (shift, blur, sharp)
+    assert float(F.mse_loss(moved, x)) > float(F.mse_loss(blurred, x)), "the pixel loss prefers the blur"
+    with pytest.raises(ValueError, match="--energy-weight"):
+        train_texture(TextureTrainArgs(model="unused", out="unused", energy_weight=-1.0), progress=False)
 
 
 def test_the_texture_stage_resumes_and_refuses_a_model_without_codes(coded_dir, tiny_model_dir, tmp_path, train_seed):

@@ -64,9 +64,12 @@ def code_map(codes: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
     code, zero where it has none."""
     n, _, h, w = seg.shape
     d = codes.shape[-1]
-    idx = seg.clamp(min=0).flatten(1)                                  # (N, HW)
-    picked = torch.gather(codes, 1, idx[..., None].expand(-1, -1, d))  # (N, HW, D)
-    return picked.transpose(1, 2).reshape(n, d, h, w) * (seg >= 0).to(codes.dtype)
+    # A zero row for "no segment" and the table transposed first, so one gather writes the (N, D, HW)
+    # result directly: gathering (N, HW, D) rows and transposing took 8x as long (1 ms a frame on the
+    # 2-core VM at 128x128, every step).
+    table = torch.cat([codes.new_zeros(n, 1, d), codes], dim=1).transpose(1, 2)   # (N, D, 1 + MAX_SEGMENTS)
+    idx = (seg.flatten(1) + 1).clamp(min=0)                                        # (N, HW), 0: none
+    return torch.gather(table, 2, idx[:, None].expand(-1, d, -1)).view(n, d, h, w)
 
 
 def footprint(uv: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     manifest = export_onnx(model, args.out, fp16=args.fp16, opset=args.opset or OPSET, int8=args.int8)
     for name, digest in manifest["files"].items():
         size = (args.out / name).stat().st_size
-        print(f"  {name:16s} {size / 1e6:6.2f} MB  sha256 {digest[:12]}")
+        print(f"  {name:18s} {size / 1e6:6.2f} MB  sha256 {digest[:12]}")
     exporters = sorted(set(manifest["exporter"].values()))
     precision = "fp16" if args.fp16 else "fp32" + (f", {manifest['int8']['quantized_convs']} decoder convolutions "
                                                       "in int8" if args.int8 else "")
@@ -68,7 +68,22 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
           f"{'/'.join(exporters)} exporter, {manifest['export_seconds']:.1f} s)")
     if not args.no_check:
         print(_parity_line(model, args.out, args.fp16))
+        if args.int8:
+            print(_int8_line(model, args.out))
     return 0
+
+
+def _int8_line(model, out: Path) -> str:
+    """The int8 decoder's frames against the float32 decoder's, on views of eval worlds."""
+    try:
+        from engine.backends.quantize import FIDELITY_WORLDS, int8_fidelity
+
+        f = int8_fidelity(model, out)
+    except Exception as e:  # noqa: BLE001 - the export is written; the check is a courtesy
+        return f"int8 check skipped: {type(e).__name__}: {e}"
+    worlds = ", ".join(f"{w:,}" for w in FIDELITY_WORLDS)
+    return (f"int8 decoder vs float32, PSNR over {f['frames']} views of worlds {worlds}: "
+            f"median {f['psnr_median']:.1f} dB, lowest {f['psnr_min']:.1f} dB")
 
 
 def _parity_line(model, out: Path, fp16: bool) -> str:

@@ -150,6 +150,9 @@ def register_train(sub) -> None:
                         "(added to a model that has none)")
     t.add_argument("--refine-width", type=positive_int, default=16, metavar="C",
                    help="channels of a refiner added to a model without one")
+    t.add_argument("--energy-weight", type=float, default=0.0, metavar="W",
+                   help="weight of a loss on how much detail each 8-pixel window has against ground truth "
+                        "(wherever in the window it falls)")
     _common(t)
     t.set_defaults(handler=_cmd_train_texture)
     k = tsub.add_parser("look-prior", help="measure the looks (codes and pattern locks) of training worlds' room "
@@ -287,7 +290,7 @@ def _cmd_train_texture(args) -> int:
                                              batch=args.batch, lr=args.lr, seeds=args.seeds, views=args.views,
                                              detail_weight=args.detail_weight, device=args.device, seed=args.seed,
                                              time_limit_s=60 * args.time_limit, part=args.part,
-                                             refine_width=args.refine_width),
+                                             refine_width=args.refine_width, energy_weight=args.energy_weight),
                             progress=not args.no_progress)
     except ValueError as e:
         raise CLIError(f"mirage train texture: {e}") from None
