@@ -36,6 +36,7 @@ import torch
 
 from engine.backends.base import cache_dir, sha256_file, state_hash
 from engine.backends.networks import build_networks, example_inputs, io_names
+from engine.backends.quantize import INT8_DECODER, quantize_decoder
 from engine.model.world_model import WorldModel
 
 MANIFEST = "manifest.json"
@@ -44,7 +45,6 @@ MANIFEST = "manifest.json"
 FORMAT = "mirage-onnx/4"
 OPSET = 18
 NETWORKS = ("encoder", "generator", "decoder")
-INT8_DECODER = "decoder.int8.onnx"   # the decoder with its trunk in int8, for ONNX Runtime on the CPU
 
 
 class StaleExportError(ValueError):
@@ -118,6 +118,8 @@ def export_onnx(model: WorldModel, out_dir: str | Path, fp16: bool = False, opse
     Files are written into a temporary folder beside out_dir and moved in at the end,
     so an interrupted export never leaves a half-written set that looks complete.
     """
+    if int8 and fp16:
+        raise ValueError("an int8 decoder is made from the float32 export; fp16 and int8 do not combine")
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -132,10 +134,6 @@ def export_onnx(model: WorldModel, out_dir: str | Path, fp16: bool = False, opse
             exporters[name] = _export_one(nets[name], ex[name], tmp / f"{name}.onnx", io_names(cpu_model)[name], opset)
         int8_info = None
         if int8:
-            if fp16:
-                raise ValueError("an int8 decoder is made from the float32 export; fp16 and int8 do not combine")
-            from engine.backends.quantize import quantize_decoder
-
             int8_info = quantize_decoder(cpu_model, tmp / "decoder.onnx", tmp / INT8_DECODER)
         files = [f"{name}.onnx" for name in NETWORKS] + ([INT8_DECODER] if int8 else [])
         manifest = {

@@ -38,12 +38,8 @@ from engine.backends.networks import (
     example_inputs,
     io_names,
 )
-from engine.backends.onnx_export import (
-    INT8_DECODER,
-    NETWORKS,
-    cached_export,
-    check_export,
-)
+from engine.backends.onnx_export import NETWORKS, cached_export, check_export
+from engine.backends.quantize import INT8_DECODER
 from engine.model.world_model import WorldModel
 
 
@@ -165,3 +161,24 @@ def network_parity(model: WorldModel, onnx_dir: str | Path, batch: int = 1, seed
         ref = ref if isinstance(ref, tuple) else (ref,)
         worst[name] = max(float(np.abs(r.numpy() - g).max()) for r, g in zip(ref, got))
     return worst
+
+
+FIDELITY_WORLDS = (1_000_005, 1_000_006)   # eval-range worlds: views the calibration never saw
+
+
+def int8_fidelity(model: WorldModel, onnx_dir: Path, worlds: tuple[int, ...] = FIDELITY_WORLDS,
+                  views: int = 24, threads: int | None = None) -> dict[str, float]:
+    """How close the int8 decoder's frames are to the float32 decoder's in ONNX Runtime, on `views` views
+    of each of `worlds`: PSNR (dB, frames in [0, 1]) median and minimum over the frames."""
+    from engine.backends.quantize import calibration_feeds
+
+    ort = import_onnxruntime()
+    outs = list(io_names(model)["decoder"][1])
+    run = {f: ort.InferenceSession(str(Path(onnx_dir) / f), sess_options=session_options(threads),
+                                   providers=["CPUExecutionProvider"]) for f in ("decoder.onnx", INT8_DECODER)}
+    psnr = []
+    for feed in calibration_feeds(model, worlds, views):
+        a, b = (run[f].run(outs, feed)[0] for f in run)
+        mse = float(np.mean(((a - b) / 2.0) ** 2))   # rgb is in [-1, 1]
+        psnr.append(10 * np.log10(1.0 / max(mse, 1e-12)))
+    return {"psnr_median": float(np.median(psnr)), "psnr_min": float(np.min(psnr)), "frames": len(psnr)}

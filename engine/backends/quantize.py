@@ -32,6 +32,7 @@ from engine.model.world_model import WorldModel
 
 CALIBRATION_WORLDS = (200_000, 200_001)   # in the decoder's training range (assets/recipes/v2.json)
 CALIBRATION_VIEWS = 24                    # rendered views a world
+INT8_DECODER = "decoder.int8.onnx"        # its file in an export, beside decoder.onnx
 
 
 def calibration_feeds(model: WorldModel, worlds: tuple[int, ...] = CALIBRATION_WORLDS,
@@ -140,26 +141,3 @@ def quantize_decoder(model: WorldModel, src: Path, dst: Path, worlds: tuple[int,
             "calibration_worlds": list(worlds), "activations": "uint8 per tensor (min-max)",
             "weights": "int8 per output channel"}
 
-
-FIDELITY_WORLDS = (1_000_005, 1_000_006)   # eval-range worlds: views the calibration never saw
-
-
-def int8_fidelity(model: WorldModel, onnx_dir: Path, worlds: tuple[int, ...] = FIDELITY_WORLDS,
-                  views: int = CALIBRATION_VIEWS, threads: int | None = None) -> dict[str, float]:
-    """How close the int8 decoder's frames are to the float32 decoder's in ONNX Runtime, on `views` views
-    of each of `worlds`: PSNR (dB, frames in [0, 1]) median and minimum over the frames."""
-    import onnxruntime as ort
-
-    from engine.backends.networks import io_names
-    from engine.backends.onnx_export import INT8_DECODER
-    from engine.backends.ort_backend import session_options
-
-    outs = list(io_names(model)["decoder"][1])
-    run = {f: ort.InferenceSession(str(Path(onnx_dir) / f), sess_options=session_options(threads),
-                                   providers=["CPUExecutionProvider"]) for f in ("decoder.onnx", INT8_DECODER)}
-    psnr = []
-    for feed in calibration_feeds(model, worlds, views):
-        a, b = (run[f].run(outs, feed)[0] for f in run)
-        mse = float(np.mean(((a - b) / 2.0) ** 2))   # rgb is in [-1, 1]
-        psnr.append(10 * np.log10(1.0 / max(mse, 1e-12)))
-    return {"psnr_median": float(np.median(psnr)), "psnr_min": float(np.min(psnr)), "frames": len(psnr)}

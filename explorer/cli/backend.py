@@ -76,7 +76,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 def _int8_line(model, out: Path) -> str:
     """The int8 decoder's frames against the float32 decoder's, on views of eval worlds."""
     try:
-        from engine.backends.quantize import FIDELITY_WORLDS, int8_fidelity
+        from engine.backends.ort_backend import FIDELITY_WORLDS, int8_fidelity
 
         f = int8_fidelity(model, out)
     except Exception as e:  # noqa: BLE001 - the export is written; the check is a courtesy
