@@ -4,18 +4,19 @@ Why. On the 2-core Intel VM the v2.3 step took 37 ms through onnxruntime, 20 of 
 decoder, most of that in the 3x3 convolutions of its residual trunk at 16x16 and 32x32
 (onnxruntime's profiler: 11.7 ms of convolutions in 13 blocks). Those convolutions quantized to
 int8 (weights per output channel, activations per tensor from calibration views) run on the
-CPU's integer dot-product units (VNNI where it has them): the exported decoder alone went from
-17.1 to 13.5 ms p50 there. Its frames differ from float32's by 49.1 dB PSNR median, 47.0 lowest,
-on views of eval worlds (`mirage export onnx --int8`'s check), and by 44.3 median, 35.4 lowest,
-on 102 frames the generator made along walks of eval worlds 1,000,005-1,000,007 (a one-off script).
+CPU's integer dot-product units (VNNI where it has them): the step's decode went from 17.9 to
+14.3 ms p50 there (`mirage bench --backends onnxruntime,onnxruntime-fp32`, docs/BENCHMARKS.md).
+Its frames differ from float32's by 49.1 dB PSNR median, 47.0 lowest, on views of eval worlds
+(`mirage export onnx --int8`'s check), and by 44.3 median, 35.4 lowest, on 102 frames the
+generator made along walks of eval worlds 1,000,005-1,000,007 (a one-off script).
 
 What is quantized, and why only that. 3x3 convolutions below the frame's resolution: the trunk.
 Everything else stays float32: the layout's input convolution and the 1x1 heads (cheap), and every
 full-resolution convolution (the texture field's per-pixel layers and the refiner, where int8
-steps would show as banding in the frame itself). Quantizing every convolution was tried: 14.2 ms,
-but 24 dB at worst. The generator stays float32 too: quantized the same way (one-off script) its
-output differed by 16-23 dB of its own variance, an error its next step and memory would feed on,
-for 1.2 ms.
+steps would show as banding in the frame itself). Quantizing every convolution was tried: no
+faster (the decoder alone 14.2 against 13.5 ms) and 24 dB at worst. The generator stays float32
+too: quantized the same way (one-off script) its output differed by 16-23 dB of its own
+variance, an error its next step and memory would feed on, for 1.2 ms.
 
 Calibration decodes views of two training worlds (never eval worlds): the encoder's latents of
 rendered frames with the layout and looks a session gives an observed place. Generated latents are
