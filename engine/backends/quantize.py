@@ -144,4 +144,3 @@ def quantize_decoder(model: WorldModel, src: Path, dst: Path, worlds: tuple[int,
     return {"quantized_convs": len(nodes), "calibration_frames": len(feeds),
             "calibration_worlds": list(worlds), "activations": "uint8 per tensor (min-max)",
             "weights": "int8 per output channel"}
-
