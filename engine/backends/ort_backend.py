@@ -42,6 +42,8 @@ from engine.backends.onnx_export import NETWORKS, cached_export, check_export
 from engine.backends.quantize import INT8_DECODER
 from engine.model.world_model import WorldModel
 
+FLOAT_DECODER_NAME = "onnxruntime-fp32"   # the label of this backend running its float32 decoder
+
 
 def import_onnxruntime():
     """The onnxruntime module, or BackendUnavailable saying why it cannot be used."""
@@ -98,7 +100,7 @@ class OnnxRuntimeBackend(Backend):
                 why_float = f"{self.onnx_dir} has no {INT8_DECODER}; float32 decoder"
         self.int8 = files["decoder"] == INT8_DECODER
         if not self.int8:   # labelled apart in the GUI and bench tables: its speed is not the int8 decoder's
-            self.name = "onnxruntime-fp32"
+            self.name = FLOAT_DECODER_NAME
         precision = "int8 decoder trunk" if self.int8 else why_float
         super().__init__(device, reason or f"ONNX Runtime {ort.__version__}, CPU execution provider, {precision}")
         so = session_options(threads)

@@ -23,8 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.backends.ort_backend import FLOAT_DECODER_NAME
+
 BENCH_SCENE = 1_000_007   # an eval-range world
-FP32_ORT = "onnxruntime-fp32"   # a bench name of its own: ONNX Runtime with the float32 decoder
+# A bench name of its own: ONNX Runtime with the float32 decoder, under the label that backend then has.
+FP32_ORT = FLOAT_DECODER_NAME
 
 
 def _stats(lat: list[float], stages: dict[str, list[float]]) -> dict:
