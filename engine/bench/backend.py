@@ -30,6 +30,11 @@ BENCH_SCENE = 1_000_007   # an eval-range world
 FP32_ORT = FLOAT_DECODER_NAME
 
 
+def bench_family(name: str) -> tuple[str, bool]:
+    """A bench name -> (the backend family select_backend takes, whether ONNX Runtime runs the int8 decoder)."""
+    return ("onnxruntime", False) if name == FP32_ORT else (name, True)
+
+
 def _stats(lat: list[float], stages: dict[str, list[float]]) -> dict:
     from engine.bench.walk import percentiles
 
@@ -61,9 +66,8 @@ def bench_interleaved(backend_names: list[str], frames: int = 100, model_dir: st
     level = generate_level(scene_seed) if use_layout else None
     sessions, messages, sources = [], {}, []
     for name in backend_names:
-        fp32 = name == FP32_ORT
-        backend, messages[name] = select_backend("onnxruntime" if fp32 else name, model, cuda_graphs=cuda_graphs,
-                                                 int8=not fp32)
+        family, int8 = bench_family(name)
+        backend, messages[name] = select_backend(family, model, cuda_graphs=cuda_graphs, int8=int8)
         src = SceneLayout.for_model(level, model) if use_layout else None
         sources += [src] if src is not None else []
         sessions.append((name, WorldSession(model, memory=memory, steps=steps, seed=0, backend=backend, layout=src)))

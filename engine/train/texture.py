@@ -107,14 +107,16 @@ def energy_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     the last pixel of an edge) and so asks for less of it than the world has: the sharpness the evals
     measure stayed at 0.5-0.67 of ground truth's. This term is indifferent to where in a window the
     detail falls, only to how much there is, so it asks for as much as ground truth has, no more."""
-    gy, gx = image_gradients(y)
-    ty, tx = image_gradients(x)
+    return _energy_gap(image_gradients(y), image_gradients(x))
 
+
+def _energy_gap(g: tuple[torch.Tensor, torch.Tensor], t: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """energy_loss from the two frames' image gradients (field_loss has them already)."""
     def amplitude(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         e = (a[..., :, :-1] ** 2 + b[..., :-1, :] ** 2).sum(1, keepdim=True)
         return (F.avg_pool2d(e, ENERGY_WINDOW, ENERGY_WINDOW // 2) + 1e-6).sqrt()
 
-    return ((amplitude(gy, gx) - amplitude(ty, tx)) ** 2).mean()
+    return ((amplitude(*g) - amplitude(*t)) ** 2).mean()
 
 
 def field_loss(head: torch.nn.Module, layout: torch.Tensor, base: torch.Tensor, x: torch.Tensor, seg: torch.Tensor,
@@ -128,7 +130,7 @@ def field_loss(head: torch.nn.Module, layout: torch.Tensor, base: torch.Tensor, 
     mse = ((y - x) ** 2).mean()
     loss = mse + 0.5 * ((gy - ty).abs().mean() + (gx - tx).abs().mean()) + detail_weight * detail_loss(y, x, seg)
     if energy_weight > 0:
-        loss = loss + energy_weight * energy_loss(y, x)
+        loss = loss + energy_weight * _energy_gap((gy, gx), (ty, tx))
     return loss, mse
 
 

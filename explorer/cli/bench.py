@@ -54,7 +54,12 @@ def register(sub) -> None:
 
 def _backends(args, result: dict, step: dict) -> None:
     from engine.backends.select import backend_availability
-    from engine.bench.backend import FP32_ORT, bench_backend, bench_interleaved
+    from engine.bench.backend import (
+        FP32_ORT,
+        bench_backend,
+        bench_family,
+        bench_interleaved,
+    )
 
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     available = backend_availability(args.device)
@@ -65,7 +70,7 @@ def _backends(args, result: dict, step: dict) -> None:
         # Both precisions on the same poses in turn: on a shared machine only that compares them fairly.
         paired = bench_interleaved(["onnxruntime", FP32_ORT], **options)
     for name in names:
-        ok, why = available.get("onnxruntime" if name == FP32_ORT else name, (False, f"unknown backend {name!r}"))
+        ok, why = available.get(bench_family(name)[0], (False, f"unknown backend {name!r}"))
         if not ok:                                   # say so and move on; never time a fallback under its name
             print(f"  {name}: not run here ({why})")
             result.setdefault("skipped_backends", {})[name] = why
