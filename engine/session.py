@@ -36,7 +36,6 @@ from engine.model.conditioning import condition
 from engine.model.config import check_temperature
 from engine.model.latent_range import clamp_channel_means
 from engine.model.layout_cells import PIXEL_CHANNELS, SceneLayout, layout_off
-from engine.model.look_cells import look_cells, no_looks
 from engine.model.pattern_spectrum import LOCK, unlocked
 from engine.model.sampler import sample
 from engine.model.segments import MAX_SEGMENTS
@@ -250,10 +249,6 @@ class WorldSession:
         elif m.takes_layout:
             layout = layout_off(1, s, self.device)
         pixels = self._pixels(pose)
-        look = None
-        if m.takes_looks:   # the looks the decoder will draw, so the latent agrees with them
-            d = m.cfg.autoencoder.appearance_dim
-            look = no_looks(1, s, d, self.device) if pixels is None else look_cells(pixels, s, d)
         tl = time.perf_counter()
         if self.memory_enabled and len(self.memory):
             canvas, mask, mdepth = self.memory.read(c2w, self.index)
@@ -264,11 +259,11 @@ class WorldSession:
             mdepth = torch.zeros_like(mask)
         t1 = time.perf_counter()
         if self._prev is None:   # a first frame from the layout alone
-            cond = condition(None, None, c2w[None], c2w[None], canvas, mask, mdepth, fov, layout, look)
+            cond = condition(None, None, c2w[None], c2w[None], canvas, mask, mdepth, fov, layout)
         else:
             prev_z, prev_cells, prev_c2w = self._prev
             pts = projection.lift(prev_cells[:, 0], prev_c2w[None], fov)
-            cond = condition(prev_z, pts, prev_c2w[None], c2w[None], canvas, mask, mdepth, fov, layout, look)
+            cond = condition(prev_z, pts, prev_c2w[None], c2w[None], canvas, mask, mdepth, fov, layout)
         z = sample(lambda x, t: self.backend.generate(x, t, cond), (1, c, s, s), self.steps, self.gen, self.device,
                    temperature=self.temperature)
         # Keep each channel's mean where real frames keep it: against colour drift in long walks.

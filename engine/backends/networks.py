@@ -101,7 +101,7 @@ def example_inputs(model: WorldModel, batch: int = 2, device: torch.device | str
 
     g = torch.Generator().manual_seed(seed)
     c, s, size = model.latent_channels, model.cells, model.image_size
-    k = cond_channels(c, model.cfg.generator.layout_channels, model.cfg.generator.look_channels)
+    k = cond_channels(c, model.cfg.generator.layout_channels)
 
     def r(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g).to(device)

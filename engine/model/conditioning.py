@@ -12,14 +12,10 @@ sides cannot drift apart by an offset. The stack, in order:
     memory_logdepth  1   log depth of the canvas cells, 0 where empty
     rays             6   Plücker ray map of the target camera in the previous camera's frame
     layout           9   the scene layout of the target view (engine/model/layout_cells.py), only in
-                         models whose generator.layout_channels is 9
-    look             L   each cell's share of its segments' looks (engine/model/look_cells.py),
-                         only in models whose generator.look_channels is L > 0
+                         models whose generator.layout_channels is 9; last, so every other
+                         group sits at the same offset with or without it
 
-The optional groups come last, so every other group sits at the same offset with or without them.
-
-Memory off is zeros in the three memory channels and the looks, layout off zeros in the
-layout's and the looks, no
+Memory off is zeros in the three memory channels, layout off zeros in the layout's, no
 previous frame (a first frame generated from the layout alone) zeros in the three previous-frame
 groups: the same network, trained with each dropped a share of the time. Imports only torch,
 engine.projection and the layout's channel count.
@@ -32,38 +28,25 @@ from engine import projection
 from engine.model.layout_cells import LAYOUT_CHANNELS
 
 
-def channel_widths(latent_channels: int, layout: bool = True, look: int = 0) -> tuple[tuple[str, int], ...]:
+def channel_widths(latent_channels: int, layout: bool = True) -> tuple[tuple[str, int], ...]:
     """(name, channels) of the stack in order, for latents of `latent_channels` channels; `layout`
-    False for the stack of a generator without layout input (v1); `look` the look group's channels
-    (0: none; only with the layout, whose segments the looks follow)."""
+    False for the stack of a generator without layout input (v1)."""
     c = latent_channels
     base = (("prev", c), ("prev_warp", c), ("memory", c), ("prev_warp_mask", 1), ("memory_mask", 1),
             ("memory_logdepth", 1), ("rays", 6))
-    return (base + ((("layout", LAYOUT_CHANNELS),) if layout else ())
-            + ((("look", look),) if layout and look else ()))
+    return base + ((("layout", LAYOUT_CHANNELS),) if layout else ())
 
 
-def cond_channels(latent_channels: int, layout_channels: int = LAYOUT_CHANNELS, look_channels: int = 0) -> int:
-    """Channels of the whole stack for a generator taking `layout_channels` (0 or 9) of layout and
-    `look_channels` of looks (0 without the layout)."""
+def cond_channels(latent_channels: int, layout_channels: int = LAYOUT_CHANNELS) -> int:
+    """Channels of the whole stack for a generator taking `layout_channels` (0 or 9) of layout."""
     if layout_channels not in (0, LAYOUT_CHANNELS):
         raise ValueError(f"generator.layout_channels must be 0 or {LAYOUT_CHANNELS}, got {layout_channels}")
-    if look_channels < 0 or (look_channels and not layout_channels):
-        raise ValueError(f"generator.look_channels must be 0, or more with the layout; got {look_channels}")
-    return sum(w for _, w in channel_widths(latent_channels, layout_channels > 0, look_channels))
-
-
-def _groups(cond: torch.Tensor, latent_channels: int) -> tuple[bool, int]:
-    """(whether a stack carries the layout, its look group's channels), from its width."""
-    no_layout = cond_channels(latent_channels, 0)
-    if cond.shape[1] == no_layout:
-        return False, 0
-    return True, cond.shape[1] - no_layout - LAYOUT_CHANNELS
+    return sum(w for _, w in channel_widths(latent_channels, layout_channels > 0))
 
 
 def has_layout(cond: torch.Tensor, latent_channels: int) -> bool:
-    """Whether a stack carries the layout group."""
-    return _groups(cond, latent_channels)[0]
+    """Whether a stack carries the layout group (it is the last one)."""
+    return cond.shape[1] == cond_channels(latent_channels)
 
 
 def channel_slice(name: str, latent_channels: int) -> slice:
@@ -73,10 +56,7 @@ def channel_slice(name: str, latent_channels: int) -> slice:
         if n == name:
             return slice(start, start + w)
         start += w
-    if name == "look":   # the last group, as wide as the model's looks
-        return slice(start, None)
-    raise KeyError(f"no conditioning channel {name!r}; the stack has "
-                   f"{[n for n, _ in channel_widths(latent_channels)] + ['look']}")
+    raise KeyError(f"no conditioning channel {name!r}; the stack has {[n for n, _ in channel_widths(latent_channels)]}")
 
 
 def channel(cond: torch.Tensor, name: str, latent_channels: int) -> torch.Tensor:
@@ -87,7 +67,7 @@ def channel(cond: torch.Tensor, name: str, latent_channels: int) -> torch.Tensor
 def stack(latent_channels: int, **parts: torch.Tensor) -> torch.Tensor:
     """Concatenate named parts (B, width, S, S) in the stack's order; every part must be given
     (`layout` only for a generator that takes it)."""
-    widths = channel_widths(latent_channels, "layout" in parts, parts["look"].shape[1] if "look" in parts else 0)
+    widths = channel_widths(latent_channels, "layout" in parts)
     names = [n for n, _ in widths]
     missing, extra = set(names) - set(parts), set(parts) - set(names)
     assert not missing and not extra, f"conditioning parts missing {sorted(missing)}, unknown {sorted(extra)}"
@@ -98,7 +78,7 @@ def stack(latent_channels: int, **parts: torch.Tensor) -> torch.Tensor:
 
 def with_channels(cond: torch.Tensor, latent_channels: int, **parts: torch.Tensor) -> torch.Tensor:
     """The same stack with some channel groups replaced (e.g. another previous latent)."""
-    widths = channel_widths(latent_channels, *_groups(cond, latent_channels))
+    widths = channel_widths(latent_channels, has_layout(cond, latent_channels))
     return stack(latent_channels, **{n: parts.get(n, channel(cond, n, latent_channels)) for n, _ in widths})
 
 
@@ -118,15 +98,14 @@ def memory_logdepth(mask: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
 
 def condition(prev_z: torch.Tensor | None, prev_points: torch.Tensor | None, prev_c2w: torch.Tensor,
               target_c2w: torch.Tensor, canvas: torch.Tensor, mask: torch.Tensor, depth: torch.Tensor, fov_deg: float,
-              layout: torch.Tensor | None = None, look: torch.Tensor | None = None) -> torch.Tensor:
+              layout: torch.Tensor | None = None) -> torch.Tensor:
     """The whole stack (B, K, S, S) for a step from the previous frame to the target camera.
 
     prev_z (B, C, S, S) normalised previous latent, prev_points (B, S*S, 3) its cells in the world,
     both None for a first frame made from the layout alone (then prev_c2w is the target's own);
     prev_c2w, target_c2w (B, 4, 4); canvas (B, C, S, S), mask and depth (B, 1, S, S) the memory
     read at the target (zeros for memory off); layout (B, 9, S, S) for a generator that takes it
-    (zeros for layout off), None for one that does not; look (B, L, S, S) for a generator that takes
-    looks (engine/model/look_cells.py; zeros with memory or the layout off), else None."""
+    (zeros for layout off), None for one that does not."""
     c, s = canvas.shape[1], canvas.shape[-1]
     if prev_z is None:
         prev_z = torch.zeros_like(canvas)
@@ -134,8 +113,6 @@ def condition(prev_z: torch.Tensor | None, prev_points: torch.Tensor | None, pre
     else:
         warp, warp_mask = warp_prev(prev_z, prev_points, target_c2w, s, fov_deg)
     extra = {} if layout is None else {"layout": layout}
-    if look is not None:
-        extra["look"] = look
     return stack(c, prev=prev_z, prev_warp=warp, memory=canvas, prev_warp_mask=warp_mask, memory_mask=mask,
                  memory_logdepth=memory_logdepth(mask, depth),
                  rays=projection.plucker(target_c2w, prev_c2w, s, fov_deg), **extra)

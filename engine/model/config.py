@@ -60,9 +60,6 @@ class GeneratorConfig:
     # Scene-layout channels the generator takes (engine/model/layout_cells.py): 9, or 0 for a
     # generator that never sees the level's geometry (v1).
     layout_channels: int = 0
-    # Look channels per latent cell (engine/model/look_cells.py: the appearance code's dimensions + 14),
-    # or 0 for a generator that draws every unseen room as the mean of all (v2 to v2.4).
-    look_channels: int = 0
 
 
 def check_temperature(temperature: float) -> None:
@@ -203,10 +200,6 @@ class ModelConfig:
                              f"26-channel layout; got {a.refine_width!r} with layout_channels {a.layout_channels}")
         if self.generator.layout_channels not in (0, 9):
             raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")
-        look = self.generator.look_channels
-        if look not in (0, a.appearance_dim + 14) or (look and not (a.appearance_dim and self.generator.layout_channels)):
-            raise ValueError(f"generator.look_channels must be 0, or {a.appearance_dim + 14} (appearance_dim + 14) with "
-                             f"appearance codes and the layout; got {look!r}")
         self.inference.check()
 
     def save(self, path: str | Path) -> None:

@@ -50,7 +50,7 @@ class Generator(nn.Module):
         self.tmlp = nn.Sequential(nn.Linear(cfg.time_dim, cfg.time_dim * 2), nn.SiLU(),
                                   nn.Linear(cfg.time_dim * 2, cfg.time_dim * 2))
         tdim = cfg.time_dim * 2
-        self.inp = nn.Conv2d(c + cond_channels(c, cfg.layout_channels, cfg.look_channels), w, 3, padding=1)
+        self.inp = nn.Conv2d(c + cond_channels(c, cfg.layout_channels), w, 3, padding=1)
         self.down_blocks = nn.ModuleList([FiLMBlock(w, tdim) for _ in range(max(1, cfg.blocks // 2))])
         self.down = nn.Conv2d(w, w, 4, stride=2, padding=1)
         self.mid = nn.ModuleList([FiLMBlock(w, tdim) for _ in range(cfg.mid_blocks)])

@@ -86,11 +86,6 @@ class WorldModel(nn.Module):
         return self.cfg.generator.layout_channels > 0
 
     @property
-    def takes_looks(self) -> bool:
-        """Whether the generator takes each cell's looks (engine/model/look_cells.py)."""
-        return self.cfg.generator.look_channels > 0
-
-    @property
     def decoder_takes_layout(self) -> bool:
         """Whether the decoder takes the full-resolution scene layout (layout_cells.layout_pixels)."""
         return self.cfg.autoencoder.layout_channels > 0

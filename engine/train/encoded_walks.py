@@ -31,16 +31,12 @@ class Walk:
     # (L, 9, S, S) float16 scene layout of each frame (engine/model/layout_cells.py); None in walk
     # caches from before the layout, which only layout-free (v1) generators can train on.
     layout: torch.Tensor | None = None
-    # (L, D + 14, S, S) float16 looks of each frame (engine/train/walk_looks.py); None in walk caches
-    # built for generators without looks.
-    look: torch.Tensor | None = None
 
 
 @torch.no_grad()
 def build_walks(model: WorldModel, seeds: list[int], fov_deg: float, device, progress: bool = True,
-                encode_batch: int = 64, looks: bool = False) -> list[Walk]:
-    """Render and encode one walk of each kind per training seed, with its scene layout, and with
-    `looks` each frame's looks (the model needs appearance codes)."""
+                encode_batch: int = 64) -> list[Walk]:
+    """Render and encode one walk of each kind per training seed, with its scene layout."""
     from tqdm import tqdm
 
     from engine.model.layout_cells import layout_cells
@@ -71,13 +67,8 @@ def build_walks(model: WorldModel, seeds: list[int], fov_deg: float, device, pro
             d = cell_depth(torch.from_numpy(depth)[:, None], cells)[:, 0]
             lay, _ = layout_cells(layouts.layout(poses), cells)
             c2w = torch.from_numpy(np.stack([p.c2w() for p in poses]).astype(np.float32))
-            look = None
-            if looks:
-                from engine.train.walk_looks import walk_looks
-
-                look = walk_looks(model, layouts, rgb, poses, device, torch.Generator().manual_seed(seed * 7 + len(walks)))
             walks.append(Walk(torch.cat(zs), d, c2w, np.stack([p.forward() for p in poses]),
-                              np.stack([p.xyz for p in poses]), traj.observe, lay.half(), look))
+                              np.stack([p.xyz for p in poses]), traj.observe, lay.half()))
     return walks
 
 

@@ -22,7 +22,6 @@ from engine.model.conditioning import channel, cond_channels
 from engine.model.config import ModelConfig
 from engine.model.latent_range import channel_mean_range
 from engine.model.layout_cells import LAYOUT_CHANNELS
-from engine.model.look_cells import look_cell_channels
 from engine.model.sampler import noisy, sample, sample_train_t
 from engine.model.world_model import WorldModel
 from engine.train import dist
@@ -75,10 +74,6 @@ class WorldTrainArgs:
     # The generator takes the target view's scene layout (engine/model/layout_cells.py); off: a
     # layout-free generator as v1 was. Starting from a layout-free --init, its layout inputs start at zero.
     layout: bool = True
-    # The generator takes each cell's looks (engine/model/look_cells.py): the appearance codes and pattern
-    # locks the decoder draws, so a room nothing was observed of is generated as the look a session drew
-    # for it, not as the mean of all rooms. Needs the layout and an autoencoder with appearance codes.
-    looks: bool = False
 
 
 def _save_walks(path: Path, walks: list[Walk]) -> None:
@@ -90,8 +85,6 @@ def _save_walks(path: Path, walks: list[Walk]) -> None:
             t[f"{i}.observe"] = torch.tensor([w.observe])
         if w.layout is not None:
             t[f"{i}.layout"] = w.layout
-        if w.look is not None:
-            t[f"{i}.look"] = w.look
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in t.items()}, str(tmp))
 
@@ -101,7 +94,7 @@ def _load_walks(path: Path) -> list[Walk]:
     n = len({k.split(".")[0] for k in t})
     return [Walk(t[f"{i}.z"], t[f"{i}.depth"], t[f"{i}.c2w"], t[f"{i}.fwd"].double().numpy(),
                  t[f"{i}.pos"].double().numpy(), int(t[f"{i}.observe"]) if f"{i}.observe" in t else None,
-                 t.get(f"{i}.layout"), t.get(f"{i}.look"))
+                 t.get(f"{i}.layout"))
             for i in range(n)]
 
 
@@ -113,9 +106,9 @@ def load_autoencoder_into(model: WorldModel, src: Path) -> None:
 
 
 def widen_input(state: dict[str, torch.Tensor], gen: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A generator's weights for a generator that takes more conditioning channels (the layout or the
-    looks, appended last): the first conv's new input channels start at zero, so the widened generator
-    computes exactly what the old one did until training gives them a say."""
+    """A generator's weights for a generator that takes more conditioning channels (the layout,
+    appended last): the first conv's new input channels start at zero, so the widened generator
+    computes exactly what the old one did until training gives the layout a say."""
     w, want = state["inp.weight"], gen.inp.weight
     if w.shape[1] < want.shape[1] and w.shape[0] == want.shape[0]:
         pad = torch.zeros(w.shape[0], want.shape[1] - w.shape[1], *w.shape[2:], dtype=w.dtype)
@@ -171,18 +164,12 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     src = Path(args.autoencoder)
     cfg = ModelConfig.load(out / "config.json") if (out / "config.json").exists() else ModelConfig.load(src / "config.json")
-    if args.looks and not (args.layout and cfg.autoencoder.appearance_dim):
-        raise ValueError("--looks on needs --layout on and an autoencoder with appearance codes "
-                         f"({src / 'config.json'} autoencoder.appearance_dim is {cfg.autoencoder.appearance_dim})")
     if not (out / "config.json").exists():
         cfg.generator.layout_channels = LAYOUT_CHANNELS if args.layout else 0
-        cfg.generator.look_channels = look_cell_channels(cfg.autoencoder.appearance_dim) if args.looks else 0
-    elif (cfg.generator.layout_channels > 0) != args.layout or (cfg.generator.look_channels > 0) != args.looks:
-        on = lambda b: "on" if b else "off"  # noqa: E731
+    elif (cfg.generator.layout_channels > 0) != args.layout:
         raise ValueError(f"{out / 'config.json'}: this run's generator was built with the layout "
-                         f"{on(cfg.generator.layout_channels)} and looks {on(cfg.generator.look_channels)}; resume "
-                         f"it with --layout {on(cfg.generator.layout_channels)} --looks "
-                         f"{on(cfg.generator.look_channels)} or start a new --out")
+                         f"{'on' if cfg.generator.layout_channels else 'off'}; resume it with --layout "
+                         f"{'on' if cfg.generator.layout_channels else 'off'} or start a new --out")
     model = WorldModel(cfg)
     load_autoencoder_into(model, src)
     model.to(info.device)
@@ -192,7 +179,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
         walks = _load_walks(cache)
     else:
         seeds = list(range(*args.seeds))
-        walks = build_walks(model, seeds, cfg.fov_deg, info.device, progress and info.main, looks=args.looks)
+        walks = build_walks(model, seeds, cfg.fov_deg, info.device, progress and info.main)
         if args.init:
             # Fine-tuning: the generator was trained in its init's latent normalisation, and memory,
             # the latent range guard and every cached canvas use it too; new walks must not move it.
@@ -234,7 +221,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     rng = np.random.default_rng(data_seed)
     sampler_kwargs = dict(cells=model.cells, fov_deg=cfg.fov_deg, shift=cfg.latent_shift, scale=cfg.latent_scale,
                           context_noise=args.context_noise, context_blur=args.context_blur,
-                          history_share=args.history_canvas, layout=args.layout, looks=args.looks)
+                          history_share=args.history_canvas, layout=args.layout)
     # Batches come from worker processes or from a sampler in this process, never both.
     feed = (WorkerBatches(walks, history, args.batch, data_seed, workers, info.device, args.self_rollout,
                           **sampler_kwargs) if workers else None)
@@ -242,7 +229,7 @@ def train_world(args: WorldTrainArgs, progress: bool = True) -> Path:
     gen = dist.wrap(model.gen, info)
     opt = torch.optim.AdamW(model.gen.parameters(), lr=args.lr, weight_decay=0.01)
     c = model.latent_channels
-    adv = (LatentAdversary(c, cond_channels(c, cfg.generator.layout_channels, cfg.generator.look_channels), args.adv_weight, args.adv_start, args.adv_lr, info.device, info,
+    adv = (LatentAdversary(c, cond_channels(c, cfg.generator.layout_channels), args.adv_weight, args.adv_start, args.adv_lr, info.device, info,
                            covered=args.adv_covered) if args.adv_weight > 0 else None)
     start, elapsed0 = 0, 0.0
     if args.init and not (out / "state.json").exists():

@@ -13,8 +13,6 @@ A batch element is a target frame T of one walk with:
     those looking at the same place (dropped entirely 20% of the time, so
     memory off is a mode of the same model), or, for a share of examples, the
     canvas a real LatentMemory holding the walk so far reads (engine/train/history.py),
-  - for a generator that takes looks: the target view's looks (engine/train/walk_looks.py),
-    dropped with the memory (memory off keeps and draws none) and with the layout,
   - for a generator that takes the layout: the target view's scene layout (dropped a share of
     the time, so layout off is a mode of the same model), and a share of examples with no
     previous frame and no memory at all, which is how a session with the layout on makes a
@@ -42,8 +40,7 @@ class WalkSampler:
                  rng: np.random.Generator, mem_frames: int = 12, p_drop_memory: float = 0.2,
                  context_noise: float = 0.1, context_blur: float = 0.0,
                  history: list[HistoryCanvas] | None = None, history_share: float = 0.0,
-                 layout: bool = False, p_drop_layout: float = 0.15, p_no_prev: float = 0.05,
-                 looks: bool = False) -> None:
+                 layout: bool = False, p_drop_layout: float = 0.15, p_no_prev: float = 0.05) -> None:
         if history_share > 0 and (history is None or len(history) != len(walks)):
             raise ValueError("history_share > 0 needs one history canvas set per walk (engine/train/history.py)")
         self.walks, self.cells, self.fov = walks, cells, fov_deg
@@ -56,15 +53,11 @@ class WalkSampler:
             raise ValueError("the generator takes the scene layout, but these encoded walks have none: "
                              "delete the run's walks.safetensors so they are rebuilt with it")
         self.layout, self.p_drop_layout, self.p_no_prev = layout, p_drop_layout, p_no_prev
-        if looks and any(w.look is None for w in walks):
-            raise ValueError("the generator takes looks, but these encoded walks have none: "
-                             "delete the run's walks.safetensors so they are rebuilt with them")
-        self.looks = looks
         lens = np.array([len(w.z) - 1 for w in walks], dtype=np.float64)
         self.p = lens / lens.sum()
 
-    def _memory_frames(self, w: Walk, t: int, memory_on: bool) -> list[int]:
-        if not memory_on or t < 1:
+    def _memory_frames(self, w: Walk, t: int) -> list[int]:
+        if self.rng.random() < self.p_drop or t < 1:
             return []
         earlier = np.arange(t)
         near = np.linalg.norm(w.pos[:t] - w.pos[t], axis=1) < 3.0
@@ -134,7 +127,7 @@ class WalkSampler:
         mem_pts = torch.zeros(b, self.m * n_cell, 3)
         mem_feat = torch.zeros(b, self.m * n_cell, c)
         mem_valid = torch.zeros(b, self.m * n_cell, dtype=torch.bool)
-        from_history, no_prev, layouts, looks = [], [], [], []
+        from_history, no_prev, layouts = [], [], []
         for i, (wi, t) in enumerate(picks):
             w = self.walks[wi]
             tgt.append(w.z[t])
@@ -143,19 +136,13 @@ class WalkSampler:
             prev_d.append(w.depth[t - 1] * jitter)
             prev_c2w.append(w.c2w[t - 1])
             tgt_c2w.append(w.c2w[t])
-            # Memory off is one mode: no memory and, as a session with memory off keeps and draws no
-            # looks, no looks either.
-            memory_on = self.rng.random() >= self.p_drop
-            drop = False
             if self.layout:
                 drop = self.rng.random() < self.p_drop_layout
                 layouts.append(torch.zeros_like(w.layout[t]) if drop else w.layout[t])
                 if not drop and no_prev_share > 0 and self.rng.random() < no_prev_share:
                     no_prev.append(i)
                     prev_c2w[-1] = w.c2w[t]   # rays of a view relative to itself
-            if self.looks:   # the looks follow the layout's segments: none with it off
-                looks.append(w.look[t] if memory_on and not drop else torch.zeros_like(w.look[t]))
-            frames = [] if no_prev and no_prev[-1] == i else self._memory_frames(w, t, memory_on)
+            frames = [] if no_prev and no_prev[-1] == i else self._memory_frames(w, t)
             if frames and self.p_hist > 0 and self.rng.random() < self.p_hist:
                 from_history.append(i)
                 frames = []
@@ -181,13 +168,12 @@ class WalkSampler:
         canvas = canvas + torch.rand(b, 1, 1, 1) * 0.15 * torch.randn_like(canvas) * mask
         geo = PrevGeometry(projection.lift(torch.stack(prev_d), pc, self.fov), tc, s, self.fov, self.noise)
         lay = torch.stack(layouts).float() if self.layout else None
-        look = torch.stack(looks).float() if self.looks else None
-        cond = condition(geo.noised(prev_z), geo.points, pc, tc, canvas, mask, mdepth, self.fov, lay, look)
+        cond = condition(geo.noised(prev_z), geo.points, pc, tc, canvas, mask, mdepth, self.fov, lay)
         if no_prev:
             # No previous frame: its three groups are zeros, as condition() builds them for a first frame.
             idx = torch.tensor(no_prev)
             cond[idx] = condition(None, None, pc[idx], tc[idx], canvas[idx], mask[idx], mdepth[idx], self.fov,
-                                  lay[idx], None if look is None else look[idx])
+                                  lay[idx])
         return x0.to(device), cond.to(device), geo
 
 

@@ -65,10 +65,6 @@ def register_train(sub) -> None:
     w.add_argument("--layout", choices=("on", "off"), default="on",
                    help="the generator takes the scene layout (depth, normals, material classes of the level's "
                         "geometry, never its colours); off: a layout-free generator as v1 was")
-    w.add_argument("--looks", choices=("on", "off"), default="off",
-                   help="the generator also takes each latent cell's looks (the appearance codes and pattern "
-                        "locks the decoder draws), so an unseen room is generated as the look the session "
-                        "drew for it; needs --layout on and an autoencoder with appearance codes")
     _common(w)
     w.add_argument("--save-every", type=int, default=200, metavar="N",
                    help="checkpoint and write OUT/model every N steps (and at the end)")
@@ -248,7 +244,7 @@ def _cmd_train_world(args) -> int:
                                            save_every=args.save_every, precision=args.precision,
                                            adv_weight=args.adv_weight, adv_start=args.adv_start,
                                            adv_lr=args.adv_lr, adv_covered=args.adv_covered,
-                                           layout=args.layout == "on", looks=args.looks == "on"),
+                                           layout=args.layout == "on"),
                             progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.steps == 0:
