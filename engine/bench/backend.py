@@ -26,13 +26,12 @@ import torch
 from engine.backends.ort_backend import FLOAT_DECODER_NAME
 
 BENCH_SCENE = 1_000_007   # an eval-range world
-# A bench name of its own: ONNX Runtime with the float32 decoder, under the label that backend then has.
-FP32_ORT = FLOAT_DECODER_NAME
 
 
 def bench_family(name: str) -> tuple[str, bool]:
-    """A bench name -> (the backend family select_backend takes, whether ONNX Runtime runs the int8 decoder)."""
-    return ("onnxruntime", False) if name == FP32_ORT else (name, True)
+    """A bench name -> (the backend family select_backend takes, whether ONNX Runtime runs the int8 decoder).
+    ONNX Runtime with the float32 decoder is benched under the label that backend then has."""
+    return ("onnxruntime", False) if name == FLOAT_DECODER_NAME else (name, True)
 
 
 def _stats(lat: list[float], stages: dict[str, list[float]]) -> dict:

@@ -53,22 +53,18 @@ def register(sub) -> None:
 
 
 def _backends(args, result: dict, step: dict) -> None:
+    from engine.backends.ort_backend import FLOAT_DECODER_NAME
     from engine.backends.select import backend_availability
-    from engine.bench.backend import (
-        FP32_ORT,
-        bench_backend,
-        bench_family,
-        bench_interleaved,
-    )
+    from engine.bench.backend import bench_backend, bench_family, bench_interleaved
 
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     available = backend_availability(args.device)
     options = dict(frames=args.step_frames, model_dir=args.model, steps=args.steps, device=args.device,
                    memory=args.memory == "on", layout=args.layout == "on")
     paired = {}
-    if {"onnxruntime", FP32_ORT} <= set(names) and available["onnxruntime"][0]:
+    if {"onnxruntime", FLOAT_DECODER_NAME} <= set(names) and available["onnxruntime"][0]:
         # Both precisions on the same poses in turn: on a shared machine only that compares them fairly.
-        paired = bench_interleaved(["onnxruntime", FP32_ORT], **options)
+        paired = bench_interleaved(["onnxruntime", FLOAT_DECODER_NAME], **options)
     for name in names:
         ok, why = available.get(bench_family(name)[0], (False, f"unknown backend {name!r}"))
         if not ok:                                   # say so and move on; never time a fallback under its name
