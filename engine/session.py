@@ -31,7 +31,12 @@ from engine.backends import Backend, select_backend
 from engine.camera import Pose
 from engine.memory import LatentMemory
 from engine.model.appearance import look_layout, read_look
-from engine.model.autoencoder import cell_depth, to_model_image, to_uint8_image
+from engine.model.autoencoder import (
+    cell_depth,
+    to_model_image,
+    to_uint8_image,
+    with_seen,
+)
 from engine.model.conditioning import condition
 from engine.model.config import check_temperature
 from engine.model.latent_range import clamp_channel_means
@@ -253,10 +258,15 @@ class WorldSession:
         if self.memory_enabled and len(self.memory):
             canvas, mask, mdepth = self.memory.read(c2w, self.index)
             canvas, mask, mdepth = canvas[None], mask[None], mdepth[None]
+            seen = self.memory.observed_cells(c2w, self.index)[None]
         else:
             canvas = torch.zeros(1, c, s, s, device=self.device)
             mask = torch.zeros(1, 1, s, s, device=self.device)
             mdepth = torch.zeros_like(mask)
+            seen = mask
+        if pixels is not None and self.model.cfg.autoencoder.invented_field:
+            # Which cells the generator is given an observation of; it invents the rest.
+            pixels = with_seen(pixels, seen)
         t1 = time.perf_counter()
         if self._prev is None:   # a first frame from the layout alone
             cond = condition(None, None, c2w[None], c2w[None], canvas, mask, mdepth, fov, layout)

@@ -82,6 +82,30 @@ def test_read_skips_recent_generated_points_but_never_observed_ones(use_kernel):
     assert torch.allclose(canvas[:, covered], z_gen[:, covered], atol=1e-5)
 
 
+@pytest.mark.parametrize("use_kernel", [True, False], ids=["numba", "torch"])
+def test_observed_cells_say_which_cells_a_read_shows_from_an_observation(use_kernel):
+    """observed_cells: 1 where the read shows an observed point, 0 where it shows a generated one or
+    nothing; the decoder draws the two kinds of latent with different fields."""
+    mem = LatentMemory(8, capacity=4096, voxel_size=0.01, feat_dtype=torch.float32, use_kernel=use_kernel)
+    pose = Pose((0.5, 1.6, 0.5), yaw=60.0)
+    assert mem.observed_cells(_c2w(pose), 0).sum() == 0            # an empty memory shows nothing
+    z_obs, d_obs = _frame(0)
+    z_gen, d_gen = _frame(1)
+    left, right = Pose((0.5, 1.6, 0.5), yaw=60.0), Pose((0.5, 1.6, 0.5), yaw=-60.0)
+    mem.write(z_obs, d_obs, _c2w(left), 0, 0.0, observed=True)
+    mem.write(z_gen, d_gen, _c2w(right), 1, 1.0, observed=False)
+    _, mask, _ = mem.read(_c2w(left), 40)
+    seen = mem.observed_cells(_c2w(left), 40)
+    assert seen.shape == (1, 16, 16) and torch.equal(seen, mask)    # the observed view: seen wherever read
+    _, mask, _ = mem.read(_c2w(right), 40)
+    assert mask.mean() > 0.9 and mem.observed_cells(_c2w(right), 40).sum() == 0   # generated: read, not seen
+    between = Pose((0.5, 1.6, 0.5), yaw=0.0)        # the observation at its left edge, the drawing at its right
+    _, mask, _ = mem.read(_c2w(between), 40)
+    seen = mem.observed_cells(_c2w(between), 40)[0]
+    assert mask[0, :, :3].mean() > 0.9 and mask[0, :, -3:].mean() > 0.9
+    assert torch.equal(seen[:, :8], mask[0, :, :8]) and seen[:, 8:].sum() == 0
+
+
 def test_capacity_is_a_hard_bound_and_oldest_go_first():
     mem = LatentMemory(8, capacity=600, voxel_size=0.05)
     for i in range(5):  # five frames far apart: 5 x 256 distinct voxels > capacity

@@ -36,8 +36,9 @@ def test_shipped_recipe_is_valid_and_names_every_stage(capsys):
     assert "mirage train texture --model runs/v2/v2.2 --out runs/v2/tex2 --steps 2000" in out
     assert "mirage train texture --part refine --refine-width 8 --model runs/v2/lp2 --out runs/v2/ref3" in out
     assert "mirage train texture --model runs/v2/ref4/model --out runs/v2/tex4 --steps 1200 --energy-weight 2" in out
-    assert ("mirage train texture --part refine --model runs/v2/tex4/model --out runs/v2/ref5 --steps 1000 "
-            "--energy-weight 2" in out.rstrip().splitlines()[-1])
+    assert "mirage train texture --part refine --model runs/v2/tex4/model --out runs/v2/ref5 --steps 1000" in out
+    assert ("mirage train texture --part invented --model runs/v2/ref5/model --out runs/v2/inv3 --steps 1200 "
+            "--views 16 --blur 0.2 0.6 --energy-weight 4" in out.rstrip().splitlines()[-1])
 
 
 def test_recipe_runs_its_stages_in_order_and_resumes(tiny_model_dir, tmp_path, capsys):  # noqa: F811

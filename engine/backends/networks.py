@@ -19,6 +19,7 @@ import copy
 import torch
 import torch.nn as nn
 
+from engine.model.autoencoder import decoder_layout_width, with_seen
 from engine.model.world_model import WorldModel
 
 # Stable names of every graph's inputs and outputs, relied on by the runtimes and by tests.
@@ -110,7 +111,11 @@ def example_inputs(model: WorldModel, batch: int = 2, device: torch.device | str
     t = torch.rand(batch, generator=g).to(device)
     decoder: tuple[torch.Tensor, ...] = (r(batch, c, s, s),)
     if model.decoder_takes_layout:
-        decoder += (example_layout(batch, size, g, model.cfg.autoencoder.layout_channels).to(device),)
+        a = model.cfg.autoencoder
+        layout = example_layout(batch, size, g, a.layout_channels)
+        if a.invented_field:   # the provenance channel: a share in [0, 1]
+            layout = with_seen(layout, torch.rand(batch, 1, size, size, generator=g))
+        decoder += (layout.to(device),)
     return {"encoder": (rgb,), "generator": (r(batch, c, s, s), t, r(batch, k, s, s)), "decoder": decoder}
 
 
@@ -120,10 +125,13 @@ def decoder_args(model: WorldModel, z: torch.Tensor, layout: torch.Tensor | None
     if not model.decoder_takes_layout:
         return (z,)
     a = model.cfg.autoencoder
+    width = decoder_layout_width(a)
     if layout is None:
-        layout = z.new_zeros(z.shape[0], a.layout_channels, a.image_size, a.image_size)
+        layout = z.new_zeros(z.shape[0], width, a.image_size, a.image_size)
+    elif a.invented_field and layout.shape[1] == a.layout_channels:   # no provenance given: all observed
+        layout = with_seen(layout, None)
     # The layout source gives every channel it has; a decoder of v2 stages 2-3 takes the first nine.
-    return (z, layout[:, :a.layout_channels].contiguous())
+    return (z, layout[:, :width].contiguous())
 
 
 def example_layout(batch: int, size: int, g: torch.Generator, channels: int = 9) -> torch.Tensor:

@@ -258,6 +258,16 @@ class LatentMemory:
         canvas, mask, depth = projection.fill_canvas(v.cell, self.feat[v.winners].float(), v.zmin, 1, self.cells)
         return canvas[0], mask[0], depth[0]
 
+    def observed_cells(self, c2w: torch.Tensor, frame: int | None = None) -> torch.Tensor:
+        """(1, S, S) float: 1 in the cells a read at c2w for `frame` shows from an observed point, 0 elsewhere
+        (a generated point, or nothing). The decoder draws the two kinds of latent differently
+        (engine/model/autoencoder.textured). Reuses the read's projection: no second pass."""
+        out = torch.zeros(self.cells * self.cells, device=self.device)
+        if len(self.slots):
+            v = self._view(c2w.to(self.device, torch.float32), depth_test=True, recent=self._recent(frame))
+            out[v.cell] = self.observed[v.winners].float()
+        return out.view(1, self.cells, self.cells)
+
     def _recent(self, frame: int | None) -> int | None:
         """The newest generated frame a read for `frame` may show (None: every point)."""
         return None if frame is None or self.skip_recent_generated <= 0 else frame - self.skip_recent_generated

@@ -175,13 +175,10 @@ class TextureField(nn.Module):
         """(N, D + COND_EXTRA, ...) code, classes, corridor, checker and brick flags -> log frequency along each axis (N, 2, ...)."""
         return _log_frequency(self.freq(cond))
 
-    def forward(self, geometry: torch.Tensor, surface: torch.Tensor, codes: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """geometry: the layout pixels (N, 26, H, W); surface: the surface coordinates in metres and
-        each pixel's segment lock (N, 2 + LOCK, H, W; engine/model/pattern_spectrum.pattern_lock);
-        codes (N, D, H, W) -> gain and offset (N, 3, H, W) each, zero where nothing is drawn. Along
-        an axis the lock holds, the pattern is drawn at the observed frequency and phase; elsewhere
-        at the code's frequency and the lock's phase, drawn at random."""
+    def features(self, geometry: torch.Tensor, surface: torch.Tensor, codes: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hidden features (N, hidden, H, W) the output heads read, and where a surface is drawn
+        (N, 1, H, W); the inputs are forward's."""
         drawn = geometry[:, 4:9].sum(1, keepdim=True)
         uv, lock = surface[:, :2], surface[:, 2:2 + LOCK]
         c = torch.cat([codes, geometry[:, 4:9], geometry[:, 25:26], lock[:, 6:8]], dim=1)
@@ -200,8 +197,38 @@ class TextureField(nn.Module):
         n, k, hh, ww = fade.shape   # every basis fades as its harmonic does: broadcast, not copied
         waves = (periodic_bases(pu, pv).view(n, BASES, k, hh, ww) * fade[:, None]).view(n, BASES * k, hh, ww)
         h = F.silu(self.inp(waves) + cond) * (1.0 + film)
-        o = self.out(F.silu(self.mid(h))) * drawn
+        return h, drawn
+
+    def forward(self, geometry: torch.Tensor, surface: torch.Tensor, codes: torch.Tensor,
+                invented: nn.Module | None = None, seen: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """geometry: the layout pixels (N, 26, H, W); surface: the surface coordinates in metres and
+        each pixel's segment lock (N, 2 + LOCK, H, W; engine/model/pattern_spectrum.pattern_lock);
+        codes (N, D, H, W) -> gain and offset (N, 3, H, W) each, zero where nothing is drawn. Along
+        an axis the lock holds, the pattern is drawn at the observed frequency and phase; elsewhere
+        at the code's frequency and the lock's phase, drawn at random. With an `invented` head
+        (FieldHead), its output where `seen` (N, 1, H, W) is 0, this field's own where it is 1, mixed
+        between: both read the same features, so the second costs two 1x1 convolutions."""
+        h, drawn = self.features(geometry, surface, codes)
+        o = self.out(F.silu(self.mid(h)))
+        if invented is not None:
+            oi = invented(h)
+            o = oi if seen is None else oi + seen * (o - oi)
+        o = o * drawn
         return o[:, :3], o[:, 3:]
+
+
+class FieldHead(nn.Module):
+    """A second output head on a TextureField's features (its `mid` and `out` layers' shapes): what the
+    decoder draws where the generator invented the latent (engine/model/autoencoder.textured)."""
+
+    def __init__(self, hidden: int = 32) -> None:
+        super().__init__()
+        self.mid = nn.Conv2d(hidden, hidden, 1)
+        self.out = nn.Conv2d(hidden, 6, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(F.silu(self.mid(h)))
 
 
 BASES = 11   # periodic_bases' functions per frequency

@@ -134,6 +134,14 @@ class Decoder(nn.Module):
             from engine.model.appearance import TextureField
 
             self.texture = TextureField(cfg.appearance_dim)
+        # The texture field's output head for what the generator invented (config invented_field): `textured`.
+        self.invented = None
+        if cfg.invented_field:
+            from engine.model.appearance import FieldHead
+
+            self.invented = FieldHead()
+        self.dim = cfg.appearance_dim
+        self.layout_width = decoder_layout_width(cfg)
         self.refine = None
         if cfg.refine_width:
             from engine.model.refine import Refiner
@@ -151,8 +159,9 @@ class Decoder(nn.Module):
             return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
         net, u = self.net, self.unshuffle
         if layout is None:   # layout off: all zero, as training showed it
-            width = self.layout.channels + (SURFACE if self.texture is not None else 0)
-            layout = z.new_zeros(z.shape[0], width, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
+            layout = z.new_zeros(z.shape[0], self.layout_width, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
+        elif self.invented is not None and layout.shape[1] == self.layout_width - 1:   # no provenance: all observed
+            layout = with_seen(layout, None)
         # With codes: geometry, surface coordinates and lock (the texture field's only), codes.
         e = self.layout.features(layout, (GEOMETRY, GEOMETRY + SURFACE) if self.texture is not None else (0, 0))
         x = net[:self.split](z) + self.layout.to_features(e)
@@ -160,7 +169,7 @@ class Decoder(nn.Module):
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
         drawn = layout[:, 4:9].sum(1, keepdim=True).clamp(0.0, 1.0)   # the class shares only
         if self.texture is not None and texture:
-            rgb = textured(self.texture, rgb, layout)
+            rgb = textured(self.texture, rgb, layout, self.invented, self.dim)
         if self.refine is not None and refine:
             rgb = self.refine(rgb, layout[:, :GEOMETRY], drawn)
         own = F.pixel_shuffle(x[:, 3 * u * u:], u)
@@ -171,12 +180,45 @@ class Decoder(nn.Module):
         return rgb, logd.clamp(math.log(MIN_DEPTH), self.log_max)
 
 
-def textured(field: nn.Module, rgb: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+def textured(field: nn.Module, rgb: torch.Tensor, layout: torch.Tensor, invented: nn.Module | None = None,
+             dim: int | None = None) -> torch.Tensor:
     """rgb (B, 3, H, W) in about [-1, 1] with the texture field's pattern drawn on it, as a gain and an offset
-    on [0, 1] colour, from the coded decoder's full layout (geometry, surface coordinates and lock, codes):
-    what Decoder.forward does last, and what the field alone is trained through (engine/train/texture.py)."""
-    gain, offset = field(layout[:, :GEOMETRY], layout[:, GEOMETRY:GEOMETRY + SURFACE], layout[:, GEOMETRY + SURFACE:])
+    on [0, 1] colour, from the coded decoder's full layout (geometry, surface coordinates and lock, `dim`
+    codes; None: every channel after the lock): what Decoder.forward does last, and what each field alone is
+    trained through (engine/train/texture.py).
+
+    With an `invented` head (appearance.FieldHead, on the field's own features), the layout's channel after
+    the codes says how much of each pixel's latent an observation gave (1) or the generator invented (0),
+    and the field's and the head's outputs are mixed by it. One
+    field cannot serve both: a latent the encoder made of a real frame holds a room's coarse patterns (a
+    brick course 20-60 pixels apart), one the generator made of a place never seen holds its colours and
+    light only, since which phase a pattern has cannot be predicted from geometry. The field adds what the
+    first lacks, the head draws the whole pattern (trained on latents of the level drawn without its
+    patterns, engine/world/plain.py)."""
+    end = GEOMETRY + SURFACE + dim if dim is not None else layout.shape[1]
+    geometry, surface, codes = layout[:, :GEOMETRY], layout[:, GEOMETRY:GEOMETRY + SURFACE], layout[:, GEOMETRY + SURFACE:end]
+    if invented is None:
+        gain, offset = field(geometry, surface, codes)
+    else:
+        gain, offset = field(geometry, surface, codes, invented, layout[:, end:end + 1])
     return rgb + (rgb + 1.0) * gain + 2.0 * offset
+
+
+def decoder_layout_width(cfg: AutoencoderConfig) -> int:
+    """Channels of the full-resolution layout the decoder's graph takes: the config's layout channels, and
+    with the invented head the provenance channel after them (`textured`)."""
+    return cfg.layout_channels + int(cfg.invented_field)
+
+
+def with_seen(layout: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+    """A coded layout (B, C, H, W) with the provenance channel after it: `seen` (B, 1, H, W), or per latent
+    cell (B, 1, h, w), the share of each pixel's latent an observation gave, or None for all of it (a frame's own encoding: the
+    autoencoder's reconstruction, as its ceiling measures it)."""
+    if seen is None:
+        seen = layout.new_ones(layout.shape[0], 1, *layout.shape[-2:])
+    elif seen.shape[-2:] != layout.shape[-2:]:   # per latent cell: blended across cell borders, no 8-pixel steps
+        seen = F.interpolate(seen, size=layout.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([layout, seen.to(layout.dtype)], dim=1)
 
 
 class Autoencoder(nn.Module):

@@ -45,6 +45,10 @@ class AutoencoderConfig:
     # Channels of the full-resolution refiner at the decoder's end (engine/model/refine.py), 0 for none
     # (models before it). It needs the 26-channel layout.
     refine_width: int = 0
+    # A second output head on the texture field, for what the generator invented rather than what was
+    # observed (engine/model/autoencoder.textured): the decoder then takes one more layout channel
+    # after the codes, the share of each pixel's latent that an observation gave (with_seen).
+    invented_field: bool = False
 
     @property
     def latent_size(self) -> int:
@@ -198,6 +202,9 @@ class ModelConfig:
                 and (a.layout_channels >= 26 or not a.refine_width)):
             raise ValueError(f"autoencoder.refine_width must be a whole number from 0 to 64, and 0 without the "
                              f"26-channel layout; got {a.refine_width!r} with layout_channels {a.layout_channels}")
+        if not isinstance(a.invented_field, bool) or (a.invented_field and not a.appearance_dim):
+            raise ValueError(f"autoencoder.invented_field must be true or false, and false without appearance codes; "
+                             f"got {a.invented_field!r} with appearance_dim {a.appearance_dim}")
         if self.generator.layout_channels not in (0, 9):
             raise ValueError(f"generator.layout_channels must be 0 or 9, got {self.generator.layout_channels!r}")
         self.inference.check()

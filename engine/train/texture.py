@@ -20,6 +20,13 @@ own, fast:
 
 Only the field's weights change, so the latent space, the generator and the posterior stay valid.
 
+With `--part invented`, the texture field's second output head, for latents the generator invented
+(engine/model/autoencoder.textured), is trained the same way through the field's frozen features, but
+on the encoder's latents of the same views drawn without their patterns (the level's pattern-free
+twin, engine/world/plain.py): latents that hold a room's colours and light and none of its pattern,
+as the generator's of a place never seen do, against ground truth with the view's own looks. A model
+without the head gets one, a copy of the field's own to start from.
+
 The refiner (engine/model/refine.py) is trained the same way, on the same examples decoded with the
 field's pattern on: it is the decoder's last step, after the field, and its input is what the field
 draws. A model without one gets one (`--refine-width` channels, its residual at zero at first).
@@ -63,7 +70,8 @@ class TextureTrainArgs:
     device: str = "auto"
     seed: int = 0
     time_limit_s: float = 0.0          # stop (with a checkpoint) after this wall time; 0 = no limit
-    part: str = "texture"              # which full-resolution part to train: "texture" (the field) or "refine"
+    part: str = "texture"              # which full-resolution part to train: "texture" (the field), "invented"
+                                       # (its output head for invented latents) or "refine"
     refine_width: int = 16             # the refiner's channels, for a model that has none yet
     energy_weight: float = 0.0         # the local detail-energy term (energy_loss) beside the others
 
@@ -73,16 +81,19 @@ def texture_examples(model: WorldModel, seeds: tuple[int, int], views: int, blur
                      progress: bool = True, part: str = "texture") -> dict[str, torch.Tensor]:
     """Views of the training worlds `seeds` as training examples of a full-resolution `part`: ground
     truth (N, 3, H, W) in [-1, 1], the decoder's full input with each view's own looks (N, C, H, W), the
-    segments (N, 1, H, W) and the frozen decoder's frame up to that part (N, 3, H, W): the field's
-    pattern left out for "texture", drawn for "refine" (whose residual is left out)."""
+    segments (N, 1, H, W) and the frozen decoder's frame up to that part (N, 3, H, W): the fields' pattern
+    left out for "texture" and "invented", drawn for "refine" (whose residual is left out). For "invented"
+    the latents are the encoder's of the same views of the level drawn without its patterns
+    (engine/world/plain.py): latents of the kind the generator makes of a place never seen."""
     ae = model.ae
     dev = next(ae.parameters()).device
     out: dict[str, list[torch.Tensor]] = {"x": [], "layout": [], "seg": [], "base": []}
     amounts = torch.tensor([blur[i % 2] for i in range(views)]).view(-1, 1, 1, 1).to(dev)
-    for k, v in enumerate(looked_views(model, seeds, views, torch.Generator().manual_seed(0))):
+    plain = part == "invented"
+    for k, v in enumerate(looked_views(model, seeds, views, torch.Generator().manual_seed(0), plain=plain)):
         layout = look_layout(v.geometry, v.uv, v.seg, torch.cat([v.lock * v.present[..., None], v.code], dim=-1))
-        z = soften(ae.encoder(v.x), amounts[:len(v.x)], 4)
-        base, _ = ae.decoder(z, layout, texture=part != "texture", refine=False)
+        z = soften(ae.encoder(v.plain if plain else v.x), amounts[:len(v.x)], 4)
+        base, _ = ae.decoder(z, layout, texture=part == "refine", refine=False)
         for name, t in (("x", v.x), ("layout", layout), ("seg", v.seg), ("base", base)):
             out[name].append(t.cpu())
         if progress and (k + 1) % 8 == 0:
@@ -93,7 +104,7 @@ def texture_examples(model: WorldModel, seeds: tuple[int, int], views: int, blur
 def apply_part(part: str, head: torch.nn.Module, base: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
     """The frozen decoder's frame up to `part` (N, 3, H, W) with that part (`head`) applied, as
     Decoder.forward applies it."""
-    return textured(head, base, layout) if part == "texture" else head(base, layout[:, :GEOMETRY])
+    return head(base, layout[:, :GEOMETRY]) if part == "refine" else textured(head, base, layout)
 
 
 ENERGY_WINDOW = 8   # pixels: the side of the windows whose detail energy energy_loss compares
@@ -147,16 +158,47 @@ def _with_refiner(model: WorldModel, width: int) -> WorldModel:
     return grown.eval()
 
 
+def _with_invented_field(model: WorldModel) -> WorldModel:
+    """`model` with the texture field's head for invented latents, a copy of the field's own output
+    layers to start from: with every pixel invented it decodes exactly as before."""
+    from dataclasses import replace
+
+    cfg = model.cfg
+    cfg.autoencoder = replace(cfg.autoencoder, invented_field=True)
+    cfg.check()
+    grown = WorldModel(cfg).to(next(model.parameters()).device)
+    state = model.state_dict()
+    state.update({k.replace("ae.decoder.texture.", "ae.decoder.invented.", 1): v for k, v in state.items()
+                  if k.startswith(("ae.decoder.texture.mid.", "ae.decoder.texture.out."))})
+    grown.load_state_dict(state)
+    return grown.eval()
+
+
+class InventedOnly(torch.nn.Module):
+    """The texture field's features through the invented head alone (every pixel invented): what the
+    head is trained through, as `apply_part` applies a field."""
+
+    def __init__(self, field: torch.nn.Module, head: torch.nn.Module) -> None:
+        super().__init__()
+        self.field, self.head = field, head
+
+    def forward(self, geometry: torch.Tensor, surface: torch.Tensor, codes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.field(geometry, surface, codes, self.head)
+
+
 def train_texture(args: TextureTrainArgs, progress: bool = True) -> Path:
     """Train the texture field (or, with part "refine", the refiner) of `args.model` alone; writes a whole
     model to OUT/model and returns it."""
     if args.energy_weight < 0:
         raise ValueError(f"--energy-weight must be 0 or more, got {args.energy_weight}")
+    if not all(0.0 <= b <= 1.0 for b in args.blur):
+        raise ValueError(f"--blur amounts must be from 0 to 1, got {args.blur[0]} and {args.blur[1]}")
     if args.steps < 1 or args.batch < 1 or args.views < 1 or not args.lr > 0:
         raise ValueError(f"--steps, --batch and --views must be at least 1 and --lr above 0; got {args.steps}, "
                          f"{args.batch}, {args.views}, {args.lr}")
-    if args.part not in ("texture", "refine"):
-        raise ValueError(f"--part must be texture or refine, got {args.part!r}")
+    if args.part not in ("texture", "invented", "refine"):
+        raise ValueError(f"--part must be texture, invented or refine, got {args.part!r}")
     src, out = Path(args.model), Path(args.out)
     dev = pick_device(args.device)
     model = WorldModel.load(src, device=dev).eval()
@@ -167,12 +209,17 @@ def train_texture(args: TextureTrainArgs, progress: bool = True) -> Path:
         if not 1 <= args.refine_width <= 64:
             raise ValueError(f"--refine-width must be 1 to 64, got {args.refine_width}")
         model = _with_refiner(model, args.refine_width)
-    field = model.ae.decoder.texture if args.part == "texture" else model.ae.decoder.refine
+    if args.part == "invented" and model.ae.decoder.invented is None:
+        model = _with_invented_field(model)
+    dec = model.ae.decoder
+    field = {"texture": dec.texture, "invented": dec.invented, "refine": dec.refine}[args.part]
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     model.requires_grad_(False)
     field.requires_grad_(True)
     opt = torch.optim.Adam(field.parameters(), lr=args.lr)
+    # The invented head is trained through the texture field's (frozen) features.
+    applied = InventedOnly(dec.texture, field) if args.part == "invented" else field
     start = 0
     if (out / "state.json").exists():
         start = load_checkpoint(out, {args.part: field}, opt)["step"]
@@ -184,7 +231,7 @@ def train_texture(args: TextureTrainArgs, progress: bool = True) -> Path:
     t0 = time.time()
     for step in range(start, args.steps):
         i = torch.from_numpy(rng.choice(n, min(args.batch, n), replace=False))
-        loss, mse = field_loss(field, data["layout"][i].to(dev), data["base"][i].to(dev), data["x"][i].to(dev),
+        loss, mse = field_loss(applied, data["layout"][i].to(dev), data["base"][i].to(dev), data["x"][i].to(dev),
                                data["seg"][i].to(dev), args.detail_weight, args.part, args.energy_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -35,13 +35,16 @@ class LookedViews:
     code: torch.Tensor
     present: torch.Tensor
     lock: torch.Tensor
+    plain: torch.Tensor | None = None   # the same views of the level's pattern-free twin (N, 3, H, W), or None
 
 
 @torch.no_grad()
-def looked_views(model: WorldModel, seeds: tuple[int, int], views: int, generator: torch.Generator | None = None
-                 ) -> Iterator[LookedViews]:
-    """`views` views of each training world in range(*seeds), one world at a time, on the model's device."""
+def looked_views(model: WorldModel, seeds: tuple[int, int], views: int, generator: torch.Generator | None = None,
+                 plain: bool = False) -> Iterator[LookedViews]:
+    """`views` views of each training world in range(*seeds), one world at a time, on the model's device;
+    with `plain`, each also drawn in the level's pattern-free twin (engine/world/plain.py)."""
     from engine.world.levels import generate_level
+    from engine.world.plain import plain_level
     from engine.world.renderer import Renderer
 
     if model.ae.appearance is None:
@@ -66,8 +69,26 @@ def looked_views(model: WorldModel, seeds: tuple[int, int], views: int, generato
             x = to_model_image(torch.from_numpy(rgb)).to(dev)
             geometry = pixels[:, :PIXEL_CHANNELS]
             code, present, lock = read_look(model.ae.appearance, x, geometry, uv, seg, generator)
-            yield LookedViews(s, x, geometry, uv, seg, code, present, lock)
+            flat = None
+            if plain:
+                renderer.set_level(plain_level(level))
+                flat = match_segment_means(to_model_image(torch.from_numpy(renderer.render(poses)[0])).to(dev), x, seg)
+            yield LookedViews(s, x, geometry, uv, seg, code, present, lock, flat)
     finally:
         if renderer is not None:
             renderer.close()
             source.close()
+
+
+def match_segment_means(plain: torch.Tensor, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """`plain` (N, 3, H, W) shifted segment by segment (`seg`, N, 1, H, W) to the mean colour of `x` there:
+    a pattern's mean albedo is only estimated (engine/world/plain.py), and a colour error in the twin's
+    frames would teach the texture field to tint what it draws."""
+    ids = seg.long() + 1   # -1 (nothing drawn) is a bucket of its own
+    k = int(ids.max()) + 1
+    n = plain.shape[0]
+    flat = ids.view(n, 1, -1).expand(-1, 3, -1)
+    count = torch.zeros(n, 3, k, device=x.device).scatter_add_(2, flat, torch.ones_like(x.view(n, 3, -1)))
+    diff = torch.zeros(n, 3, k, device=x.device).scatter_add_(2, flat, (x - plain).view(n, 3, -1))
+    shift = diff / count.clamp(min=1.0)
+    return plain + shift.gather(2, flat).view_as(plain)

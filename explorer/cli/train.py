@@ -145,14 +145,19 @@ def register_train(sub) -> None:
     t.add_argument("--views", type=positive_int, default=16, help="views a world, at random free poses")
     t.add_argument("--detail-weight", type=float, default=3.0, metavar="W",
                    help="weight of the loss on pattern detail alone, beside the reconstruction's")
-    t.add_argument("--part", choices=("texture", "refine"), default="texture",
-                   help="texture: the texture field; refine: the refiner that sharpens the frame along the layout "
-                        "(added to a model that has none)")
+    t.add_argument("--part", choices=("texture", "invented", "refine"), default="texture",
+                   help="texture: the texture field; invented: the field's output head for latents the generator "
+                        "invented (added to a model that has none, trained on latents of the levels drawn without "
+                        "their patterns); "
+                        "refine: the refiner that sharpens the frame along the layout (added to a model that has none)")
     t.add_argument("--refine-width", type=positive_int, default=16, metavar="C",
                    help="channels of a refiner added to a model without one")
     t.add_argument("--energy-weight", type=float, default=0.0, metavar="W",
                    help="weight of a loss on how much detail each 8-pixel window has against ground truth "
                         "(wherever in the window it falls)")
+    t.add_argument("--blur", type=float, nargs=2, default=(0.2, 0.6), metavar=("A", "B"),
+                   help="how far the examples' encoder latents are softened towards colour fields, as generated "
+                        "ones come out: alternate views at soften amounts A and B (4 passes)")
     _common(t)
     t.set_defaults(handler=_cmd_train_texture)
     k = tsub.add_parser("look-prior", help="measure the looks (codes and pattern locks) of training worlds' room "
@@ -290,11 +295,12 @@ def _cmd_train_texture(args) -> int:
                                              batch=args.batch, lr=args.lr, seeds=args.seeds, views=args.views,
                                              detail_weight=args.detail_weight, device=args.device, seed=args.seed,
                                              time_limit_s=60 * args.time_limit, part=args.part,
-                                             refine_width=args.refine_width, energy_weight=args.energy_weight),
+                                             refine_width=args.refine_width, energy_weight=args.energy_weight,
+                                             blur=tuple(args.blur)),
                             progress=not args.no_progress)
     except ValueError as e:
         raise CLIError(f"mirage train texture: {e}") from None
-    what = "texture field" if args.part == "texture" else "refiner"
+    what = {"texture": "texture field", "invented": "head for invented latents", "refine": "refiner"}[args.part]
     print(f"{what} trained; model in {out}; loss curve {args.out / (args.part + '_loss.png')}")
     return 0
 
