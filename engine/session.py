@@ -258,14 +258,13 @@ class WorldSession:
         if self.memory_enabled and len(self.memory):
             canvas, mask, mdepth = self.memory.read(c2w, self.index)
             canvas, mask, mdepth = canvas[None], mask[None], mdepth[None]
-            seen = self.memory.observed_cells(c2w, self.index)[None]
         else:
             canvas = torch.zeros(1, c, s, s, device=self.device)
             mask = torch.zeros(1, 1, s, s, device=self.device)
             mdepth = torch.zeros_like(mask)
-            seen = mask
         if pixels is not None and self.model.cfg.autoencoder.invented_field:
-            # Which cells the generator is given an observation of; it invents the rest.
+            # Which cells the generator is given an observation of (the read's own projection); it invents the rest.
+            seen = self.memory.observed_cells(c2w, self.index)[None] if self.memory_enabled else torch.zeros_like(mask)
             pixels = with_seen(pixels, seen)
         t1 = time.perf_counter()
         if self._prev is None:   # a first frame from the layout alone

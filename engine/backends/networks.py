@@ -19,7 +19,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from engine.model.autoencoder import decoder_layout_width, with_seen
+from engine.model.autoencoder import decoder_layout, with_seen
 from engine.model.world_model import WorldModel
 
 # Stable names of every graph's inputs and outputs, relied on by the runtimes and by tests.
@@ -124,14 +124,7 @@ def decoder_args(model: WorldModel, z: torch.Tensor, layout: torch.Tensor | None
     layout z and the layout, all zero for layout off (None), as WorldModel.decode reads None."""
     if not model.decoder_takes_layout:
         return (z,)
-    a = model.cfg.autoencoder
-    width = decoder_layout_width(a)
-    if layout is None:
-        layout = z.new_zeros(z.shape[0], width, a.image_size, a.image_size)
-    elif a.invented_field and layout.shape[1] == a.layout_channels:   # no provenance given: all observed
-        layout = with_seen(layout, None)
-    # The layout source gives every channel it has; a decoder of v2 stages 2-3 takes the first nine.
-    return (z, layout[:, :width].contiguous())
+    return (z, decoder_layout(model.cfg.autoencoder, z, layout).contiguous())
 
 
 def example_layout(batch: int, size: int, g: torch.Generator, channels: int = 9) -> torch.Tensor:

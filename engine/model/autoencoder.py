@@ -140,8 +140,7 @@ class Decoder(nn.Module):
             from engine.model.appearance import FieldHead
 
             self.invented = FieldHead()
-        self.dim = cfg.appearance_dim
-        self.layout_width = decoder_layout_width(cfg)
+        self.cfg = cfg
         self.refine = None
         if cfg.refine_width:
             from engine.model.refine import Refiner
@@ -158,10 +157,7 @@ class Decoder(nn.Module):
             out = self.net(z)
             return out[:, :3], out[:, 3:4].clamp(math.log(MIN_DEPTH), self.log_max)
         net, u = self.net, self.unshuffle
-        if layout is None:   # layout off: all zero, as training showed it
-            layout = z.new_zeros(z.shape[0], self.layout_width, z.shape[-2] * 2 * u, z.shape[-1] * 2 * u)
-        elif self.invented is not None and layout.shape[1] == self.layout_width - 1:   # no provenance: all observed
-            layout = with_seen(layout, None)
+        layout = decoder_layout(self.cfg, z, layout)
         # With codes: geometry, surface coordinates and lock (the texture field's only), codes.
         e = self.layout.features(layout, (GEOMETRY, GEOMETRY + SURFACE) if self.texture is not None else (0, 0))
         x = net[:self.split](z) + self.layout.to_features(e)
@@ -169,7 +165,7 @@ class Decoder(nn.Module):
         rgb = F.pixel_shuffle(x[:, :3 * u * u] + self.layout.to_rgb(e), u)
         drawn = layout[:, 4:9].sum(1, keepdim=True).clamp(0.0, 1.0)   # the class shares only
         if self.texture is not None and texture:
-            rgb = textured(self.texture, rgb, layout, self.invented, self.dim)
+            rgb = textured(self.texture, rgb, layout, self.invented, self.cfg.appearance_dim)
         if self.refine is not None and refine:
             rgb = self.refine(rgb, layout[:, :GEOMETRY], drawn)
         own = F.pixel_shuffle(x[:, 3 * u * u:], u)
@@ -208,6 +204,20 @@ def decoder_layout_width(cfg: AutoencoderConfig) -> int:
     """Channels of the full-resolution layout the decoder's graph takes: the config's layout channels, and
     with the invented head the provenance channel after them (`textured`)."""
     return cfg.layout_channels + int(cfg.invented_field)
+
+
+def decoder_layout(cfg: AutoencoderConfig, z: torch.Tensor, layout: torch.Tensor | None) -> torch.Tensor:
+    """The full-resolution layout as the decoder (and its exported graph) takes it, for latents `z`: all
+    zero for layout off (None), as training showed it; a coded layout without the provenance channel
+    given it as all observed; any channels past the decoder's width left off (a decoder of v2 stages 2-3
+    takes the first nine of what the layout source gives)."""
+    width = decoder_layout_width(cfg)
+    if layout is None:
+        size = z.shape[-2] * 2 * cfg.unshuffle, z.shape[-1] * 2 * cfg.unshuffle
+        return z.new_zeros(z.shape[0], width, *size)
+    if cfg.invented_field and layout.shape[1] == cfg.layout_channels:
+        layout = with_seen(layout, None)
+    return layout[:, :width]
 
 
 def with_seen(layout: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:

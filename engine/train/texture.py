@@ -145,33 +145,31 @@ def field_loss(head: torch.nn.Module, layout: torch.Tensor, base: torch.Tensor, 
     return loss, mse
 
 
-def _with_refiner(model: WorldModel, width: int) -> WorldModel:
-    """`model` with a refiner of `width` channels added at zero (it decodes exactly as before)."""
+def _grown(model: WorldModel, part: str, state: dict[str, torch.Tensor] | None = None, **change) -> WorldModel:
+    """`model` rebuilt with its autoencoder config changed by `change`, every weight it had kept, the new
+    part's (under `ae.decoder.<part>.`) from `state` where given, else as the part initialises them."""
     from dataclasses import replace
 
     cfg = model.cfg
-    cfg.autoencoder = replace(cfg.autoencoder, refine_width=width)
+    cfg.autoencoder = replace(cfg.autoencoder, **change)
     cfg.check()
     grown = WorldModel(cfg).to(next(model.parameters()).device)
-    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("ae.decoder.refine.") for k in missing), (missing, unexpected)
+    missing, unexpected = grown.load_state_dict({**model.state_dict(), **(state or {})}, strict=False)
+    assert not unexpected and all(k.startswith(f"ae.decoder.{part}.") for k in missing), (missing, unexpected)
     return grown.eval()
+
+
+def _with_refiner(model: WorldModel, width: int) -> WorldModel:
+    """`model` with a refiner of `width` channels added at zero (it decodes exactly as before)."""
+    return _grown(model, "refine", refine_width=width)
 
 
 def _with_invented_field(model: WorldModel) -> WorldModel:
     """`model` with the texture field's head for invented latents, a copy of the field's own output
     layers to start from: with every pixel invented it decodes exactly as before."""
-    from dataclasses import replace
-
-    cfg = model.cfg
-    cfg.autoencoder = replace(cfg.autoencoder, invented_field=True)
-    cfg.check()
-    grown = WorldModel(cfg).to(next(model.parameters()).device)
-    state = model.state_dict()
-    state.update({k.replace("ae.decoder.texture.", "ae.decoder.invented.", 1): v for k, v in state.items()
-                  if k.startswith(("ae.decoder.texture.mid.", "ae.decoder.texture.out."))})
-    grown.load_state_dict(state)
-    return grown.eval()
+    copy = {k.replace("ae.decoder.texture.", "ae.decoder.invented.", 1): v for k, v in model.state_dict().items()
+            if k.startswith(("ae.decoder.texture.mid.", "ae.decoder.texture.out."))}
+    return _grown(model, "invented", copy, invented_field=True)
 
 
 class InventedOnly(torch.nn.Module):
